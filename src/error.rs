@@ -1,0 +1,31 @@
+//! strata's top-level error: what failed, and where.
+
+use std::path::PathBuf;
+
+use crate::exit::ExitStatus;
+use crate::stack::Diagnostics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The stack file has problems; each is printed on its own line.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The exit status this error ends a command with.
+    pub fn status(&self) -> ExitStatus {
+        ExitStatus::Failure
+    }
+}

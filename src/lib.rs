@@ -1,0 +1,50 @@
+//! strata converges a whole system from one Git repository: Terraform layers first, Kubernetes
+//! layers second, in the order of a dependency graph.
+//!
+//! The library is what the `strata` binary is made of. The entry points for embedding:
+//! - [`validate`]: read a stack directory into a [`stack::Stack`] and its [`graph::LayerGraph`],
+//!   with every problem reported at once.
+//! - [`graph::render`]: the graph as text, DOT, Mermaid or JSON.
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod exit;
+pub mod graph;
+pub mod logging;
+pub mod redact;
+pub mod stack;
+pub mod value;
+
+use std::path::Path;
+
+pub use error::Error;
+pub use exit::ExitStatus;
+
+/// A stack that passed validation, with its graph.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub stack: stack::Stack,
+    pub graph: graph::LayerGraph,
+}
+
+/// Reads the stack in `dir` and builds its graph.
+///
+/// # Errors
+/// Every problem at once, sorted by place: those of [`stack::Stack::load`] and every dependency
+/// cycle.
+pub fn validate(dir: impl AsRef<Path>) -> Result<Validated, stack::Diagnostics> {
+    let (stack, mut diags) = stack::Stack::load_partial(dir.as_ref())?;
+    let graph = match graph::LayerGraph::build(&stack) {
+        Ok(g) => Some(g),
+        Err(cycles) => {
+            diags.extend(cycles);
+            None
+        }
+    };
+    diags.sort();
+    match graph {
+        Some(graph) if diags.is_empty() => Ok(Validated { stack, graph }),
+        _ => Err(diags),
+    }
+}

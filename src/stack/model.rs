@@ -1,0 +1,285 @@
+//! The parsed stack: settings, layers and clusters, with where each was declared.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::diag::Location;
+use super::expr::Expr;
+
+/// The two kinds of layer. Terraform layers come first in a system; nothing enforces that but
+/// the references between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Terraform,
+    Kubernetes,
+}
+
+impl LayerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerKind::Terraform => "terraform",
+            LayerKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LayerKind> {
+        match s {
+            "terraform" => Some(LayerKind::Terraform),
+            "kubernetes" => Some(LayerKind::Kubernetes),
+            _ => None,
+        }
+    }
+}
+
+/// A layer's address, `terraform.network` or `kubernetes.apps`: unique within a stack.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LayerId {
+    pub kind: LayerKind,
+    pub name: String,
+}
+
+impl LayerId {
+    pub fn new(kind: LayerKind, name: impl Into<String>) -> LayerId {
+        LayerId {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    pub fn terraform(name: impl Into<String>) -> LayerId {
+        LayerId::new(LayerKind::Terraform, name)
+    }
+
+    pub fn kubernetes(name: impl Into<String>) -> LayerId {
+        LayerId::new(LayerKind::Kubernetes, name)
+    }
+
+    /// Parses `terraform.NAME` or `kubernetes.NAME`.
+    pub fn parse(s: &str) -> Option<LayerId> {
+        let (kind, name) = s.split_once('.')?;
+        let kind = LayerKind::parse(kind)?;
+        (!name.is_empty() && !name.contains('.')).then(|| LayerId::new(kind, name))
+    }
+}
+
+impl fmt::Display for LayerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.as_str(), self.name)
+    }
+}
+
+impl Serialize for LayerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What to do when the live system drifts from Git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Record and alert, change nothing.
+    #[default]
+    Report,
+    /// Re-apply what Git says (forcing Kubernetes field-manager conflicts).
+    Correct,
+}
+
+/// Whether a layer's changes are applied without a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyPolicy {
+    #[default]
+    Auto,
+    /// Planned always; applied only when approved (`--approve NAME`).
+    Manual,
+}
+
+/// The `stack "NAME" { ... }` block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackSettings {
+    /// Layers run at once. Default 4.
+    pub parallelism: usize,
+    /// How often the agent fetches the source. Default 1m.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
+    /// How often the agent checks every layer for drift. Default 10m.
+    #[serde(with = "duration_text")]
+    pub drift_interval: Duration,
+    /// How long a layer may stay divergent before a "diff" alert. Default 0s.
+    #[serde(with = "duration_text")]
+    pub alert_after: Duration,
+    /// The terraform (or tofu) binary to run, instead of the one found on PATH.
+    pub terraform_bin: Option<String>,
+}
+
+impl Default for StackSettings {
+    fn default() -> Self {
+        StackSettings {
+            parallelism: 4,
+            poll_interval: Duration::from_secs(60),
+            drift_interval: Duration::from_secs(600),
+            alert_after: Duration::ZERO,
+            terraform_bin: None,
+        }
+    }
+}
+
+/// A reference from one layer's expression to another layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reference {
+    pub target: LayerId,
+    /// `Some("subnet_id")` for `terraform.network.outputs.subnet_id`; `None` when the whole
+    /// outputs object is referenced.
+    pub output: Option<String>,
+    pub location: Location,
+}
+
+impl Reference {
+    /// `outputs.subnet_id`, or `outputs` for the whole object.
+    pub fn label(&self) -> String {
+        match &self.output {
+            Some(o) => format!("outputs.{o}"),
+            None => "outputs".into(),
+        }
+    }
+}
+
+/// An explicit `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DependsOn {
+    pub target: LayerId,
+    pub location: Location,
+}
+
+/// Attributes only Terraform layers have.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TerraformSpec {
+    /// Workspace to select (created if missing). Default `default`.
+    pub workspace: String,
+    /// Passed to `terraform init` as `-backend-config key=value`.
+    pub backend_config: BTreeMap<String, Expr>,
+    /// Passed as `-lock-timeout` to every state-locking command. Default 0s.
+    #[serde(with = "duration_text")]
+    pub lock_timeout: Duration,
+}
+
+/// Attributes only Kubernetes layers have.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KubernetesSpec {
+    /// The `cluster "NAME"` block this layer applies to.
+    pub cluster: String,
+    pub cluster_location: Location,
+    /// Namespace for namespaced objects that name none.
+    pub namespace: Option<String>,
+    /// Delete objects that left Git. Default true.
+    pub prune: bool,
+    /// Wait for applied objects to be ready. Default true.
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LayerSpec {
+    Terraform(TerraformSpec),
+    Kubernetes(KubernetesSpec),
+}
+
+/// One layer: a Terraform configuration or a directory of Kubernetes manifests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Layer {
+    pub id: LayerId,
+    pub location: Location,
+    /// Directory, relative to the stack root.
+    pub source: PathBuf,
+    pub vars: BTreeMap<String, Expr>,
+    pub depends_on: Vec<DependsOn>,
+    pub drift: DriftPolicy,
+    pub apply: ApplyPolicy,
+    /// Bounds one plan or apply of the layer. Default 30m.
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(flatten)]
+    pub spec: LayerSpec,
+}
+
+impl Layer {
+    /// Every output reference in this layer's own expressions (not through its cluster).
+    pub fn references(&self) -> impl Iterator<Item = &Reference> {
+        let backend = match &self.spec {
+            LayerSpec::Terraform(t) => Some(t.backend_config.values()),
+            LayerSpec::Kubernetes(_) => None,
+        };
+        self.vars
+            .values()
+            .chain(backend.into_iter().flatten())
+            .flat_map(|e| e.refs.iter())
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        match &self.spec {
+            LayerSpec::Kubernetes(k) => Some(&k.cluster),
+            LayerSpec::Terraform(_) => None,
+        }
+    }
+}
+
+/// A `cluster "NAME"` block: how Kubernetes layers reach a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub location: Location,
+    /// Kubeconfig content, usually an upstream output (may be sensitive).
+    pub kubeconfig: Option<Expr>,
+    /// Path to a kubeconfig file (`~` expands to the home directory).
+    pub kubeconfig_path: Option<Expr>,
+    /// Context within the kubeconfig; its current context when unset.
+    pub context: Option<Expr>,
+}
+
+impl Cluster {
+    pub fn references(&self) -> impl Iterator<Item = &Reference> {
+        [&self.kubeconfig, &self.kubeconfig_path, &self.context]
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e.refs.iter())
+    }
+}
+
+/// A whole stack: the `strata.hcl` at `root` and what it declares.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stack {
+    pub name: String,
+    /// The stack directory, as given.
+    pub root: PathBuf,
+    /// The stack file, `root/strata.hcl`.
+    pub file: PathBuf,
+    pub settings: StackSettings,
+    /// In declaration order.
+    pub layers: Vec<Layer>,
+    pub clusters: Vec<Cluster>,
+}
+
+impl Stack {
+    pub fn layer(&self, id: &LayerId) -> Option<&Layer> {
+        self.layers.iter().find(|l| &l.id == id)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// Serialises a duration as the stack file writes it (`"10m"`).
+pub(crate) mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::stack::duration::format_duration(*d))
+    }
+}

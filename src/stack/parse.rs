@@ -1,0 +1,619 @@
+//! Reads `strata.hcl` into a [`Stack`], collecting every problem with its place.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use hcl::edit::expr::{Expression as EditExpr, ObjectKey, TraversalOperator};
+use hcl::edit::structure::{Attribute, Block, Body, Structure};
+use hcl::edit::Span;
+
+use super::diag::{hint, Diagnostics, Location, SourceMap};
+use super::duration::parse_duration;
+use super::expr::Expr;
+use super::model::*;
+
+const BLOCK_TYPES: [&str; 4] = ["stack", "terraform", "cluster", "kubernetes"];
+const STACK_ATTRS: [&str; 5] = [
+    "parallelism",
+    "poll_interval",
+    "drift_interval",
+    "alert_after",
+    "terraform_bin",
+];
+const LAYER_ATTRS: [&str; 6] = ["source", "vars", "depends_on", "drift", "apply", "timeout"];
+const TERRAFORM_ATTRS: [&str; 3] = ["workspace", "backend_config", "lock_timeout"];
+const KUBERNETES_ATTRS: [&str; 4] = ["cluster", "namespace", "prune", "wait"];
+const CLUSTER_ATTRS: [&str; 3] = ["kubeconfig", "kubeconfig_path", "context"];
+
+/// Parses the text of a stack file. Returns `None` only when the text is not HCL at all; otherwise
+/// a stack built from whatever was valid, and the problems found.
+pub(crate) fn parse_text(
+    text: &str,
+    file: &Path,
+    root: &Path,
+) -> (Option<Stack>, Diagnostics, SourceMap) {
+    let map = SourceMap::new(file, text);
+    let mut diags = Diagnostics::default();
+    let body: Body = match hcl::edit::parser::parse_body(text) {
+        Ok(b) => b,
+        Err(e) => {
+            let loc = e.location();
+            let location = Location {
+                file: file.to_path_buf(),
+                line: loc.line(),
+                col: loc.column(),
+            };
+            diags.push(location, format!("syntax error: {}", e.message()));
+            return (None, diags, map);
+        }
+    };
+    let mut p = Parser {
+        map: &map,
+        diags: &mut diags,
+    };
+    let stack = p.body(&body, root);
+    (Some(stack), diags, map)
+}
+
+struct Parser<'a> {
+    map: &'a SourceMap,
+    diags: &'a mut Diagnostics,
+}
+
+/// The attributes of one block, by name, after unknown and repeated ones were reported.
+struct Fields<'b> {
+    attrs: BTreeMap<&'b str, &'b Attribute>,
+}
+
+impl<'b> Fields<'b> {
+    fn get(&self, name: &str) -> Option<&'b Attribute> {
+        self.attrs.get(name).copied()
+    }
+}
+
+impl Parser<'_> {
+    fn at(&self, span: Option<std::ops::Range<usize>>) -> Location {
+        self.map.locate_span(span)
+    }
+
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
+        let at = self.at(span);
+        self.diags.push(at, message);
+    }
+
+    fn body(&mut self, body: &Body, root: &Path) -> Stack {
+        let mut stack = Stack {
+            name: String::new(),
+            root: root.to_path_buf(),
+            file: self.map.file().to_path_buf(),
+            settings: StackSettings::default(),
+            layers: Vec::new(),
+            clusters: Vec::new(),
+        };
+        let mut stack_block: Option<Location> = None;
+        let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+        for structure in body.iter() {
+            let block = match structure {
+                Structure::Attribute(a) => {
+                    self.err(
+                        a.key.span(),
+                        format!(
+                            "unexpected attribute \"{}\" at the top level: strata.hcl holds stack, terraform, cluster and kubernetes blocks",
+                            a.key.as_str()
+                        ),
+                    );
+                    continue;
+                }
+                Structure::Block(b) => b,
+            };
+            let kind = block.ident.as_str();
+            if !BLOCK_TYPES.contains(&kind) {
+                self.err(
+                    block.ident.span(),
+                    format!(
+                        "unknown block type \"{kind}\"{}: expected one of stack, terraform, cluster, kubernetes",
+                        hint(kind, BLOCK_TYPES)
+                    ),
+                );
+                continue;
+            }
+            let Some(name) = self.label(block) else {
+                continue;
+            };
+            let here = self.at(block.ident.span());
+            if kind == "stack" {
+                if let Some(first) = &stack_block {
+                    self.diags.push(
+                        here,
+                        format!("a second stack block (the first is at {first}): a stack file declares one stack"),
+                    );
+                    continue;
+                }
+                stack_block = Some(here);
+                stack.name = name;
+                stack.settings = self.stack_settings(block);
+                continue;
+            }
+            let key = format!("{kind}.{name}");
+            if let Some(first) = seen.get(&key) {
+                let first = first.clone();
+                self.diags.push(
+                    here,
+                    format!("duplicate {kind} \"{name}\": first declared at {first}"),
+                );
+                continue;
+            }
+            seen.insert(key, here.clone());
+            match kind {
+                "cluster" => {
+                    let c = self.cluster(block, name, here);
+                    stack.clusters.push(c);
+                }
+                _ => {
+                    let kind = LayerKind::parse(kind).expect("checked against BLOCK_TYPES");
+                    if let Some(l) = self.layer(block, kind, name, here) {
+                        stack.layers.push(l);
+                    }
+                }
+            }
+        }
+        if stack_block.is_none() {
+            self.diags.push(
+                self.map.locate(0),
+                "missing stack block: add `stack \"NAME\" { }` to name the stack",
+            );
+        }
+        stack
+    }
+
+    /// The single label of a block, checked to be a usable name.
+    fn label(&mut self, block: &Block) -> Option<String> {
+        let kind = block.ident.as_str();
+        match block.labels.as_slice() {
+            [label] => {
+                let name = label.as_str();
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    self.err(
+                        label.span(),
+                        format!("invalid {kind} name \"{name}\": use letters, digits, '_' and '-', starting with a letter"),
+                    );
+                    return None;
+                }
+                Some(name.to_string())
+            }
+            [] => {
+                self.err(
+                    block.ident.span(),
+                    format!("{kind} block needs a name: `{kind} \"NAME\" {{ ... }}`"),
+                );
+                None
+            }
+            [_, extra, ..] => {
+                self.err(
+                    extra.span(),
+                    format!("{kind} block takes one name, found {}", block.labels.len()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Collects a block's attributes, reporting nested blocks, unknown and repeated attributes.
+    fn fields<'b>(&mut self, block: &'b Block, allowed: &[&str]) -> Fields<'b> {
+        let what = describe(block);
+        let mut attrs: BTreeMap<&'b str, &'b Attribute> = BTreeMap::new();
+        for s in block.body.iter() {
+            match s {
+                Structure::Block(b) => self.err(
+                    b.ident.span(),
+                    format!(
+                        "unexpected block \"{}\" in {what}: only attributes are allowed here",
+                        b.ident.as_str()
+                    ),
+                ),
+                Structure::Attribute(a) => {
+                    let key = a.key.as_str();
+                    if !allowed.contains(&key) {
+                        self.err(
+                            a.key.span(),
+                            format!(
+                                "unknown attribute \"{key}\" in {what}{}",
+                                hint(key, allowed.iter().copied())
+                            ),
+                        );
+                    } else if let Some(first) = attrs.get(key) {
+                        let first = self.at(first.key.span());
+                        self.err(
+                            a.key.span(),
+                            format!("attribute \"{key}\" set twice in {what} (first at {first})"),
+                        );
+                    } else {
+                        attrs.insert(key, a);
+                    }
+                }
+            }
+        }
+        Fields { attrs }
+    }
+
+    fn stack_settings(&mut self, block: &Block) -> StackSettings {
+        let f = self.fields(block, &STACK_ATTRS);
+        let mut s = StackSettings::default();
+        if let Some(a) = f.get("parallelism") {
+            if let Some(n) = self.number(a) {
+                if n == 0 {
+                    self.err(a.value.span(), "parallelism must be at least 1");
+                } else {
+                    s.parallelism = n as usize;
+                }
+            }
+        }
+        for (name, slot) in [
+            ("poll_interval", &mut s.poll_interval),
+            ("drift_interval", &mut s.drift_interval),
+            ("alert_after", &mut s.alert_after),
+        ] {
+            if let Some(d) = f.get(name).and_then(|a| self.duration(a)) {
+                *slot = d;
+            }
+        }
+        s.terraform_bin = f.get("terraform_bin").and_then(|a| self.string(a));
+        s
+    }
+
+    fn layer(
+        &mut self,
+        block: &Block,
+        kind: LayerKind,
+        name: String,
+        location: Location,
+    ) -> Option<Layer> {
+        let own: &[&str] = match kind {
+            LayerKind::Terraform => &TERRAFORM_ATTRS,
+            LayerKind::Kubernetes => &KUBERNETES_ATTRS,
+        };
+        let allowed: Vec<&str> = LAYER_ATTRS.iter().chain(own).copied().collect();
+        let f = self.fields(block, &allowed);
+        let what = describe(block);
+
+        let source = match f.get("source") {
+            Some(a) => self.string(a),
+            None => {
+                self.diags.push(
+                    location.clone(),
+                    format!("{what} is missing the required attribute \"source\""),
+                );
+                None
+            }
+        };
+        let vars = f.get("vars").map(|a| self.map_expr(a)).unwrap_or_default();
+        let depends_on = f
+            .get("depends_on")
+            .map(|a| self.depends_on(a))
+            .unwrap_or_default();
+        let drift = match f
+            .get("drift")
+            .and_then(|a| self.choice(a, &["report", "correct"]))
+        {
+            Some("correct") => DriftPolicy::Correct,
+            _ => DriftPolicy::Report,
+        };
+        let apply = match f
+            .get("apply")
+            .and_then(|a| self.choice(a, &["auto", "manual"]))
+        {
+            Some("manual") => ApplyPolicy::Manual,
+            _ => ApplyPolicy::Auto,
+        };
+        let timeout = f
+            .get("timeout")
+            .and_then(|a| self.duration(a))
+            .unwrap_or(Duration::from_secs(30 * 60));
+
+        let spec = match kind {
+            LayerKind::Terraform => LayerSpec::Terraform(TerraformSpec {
+                workspace: f
+                    .get("workspace")
+                    .and_then(|a| self.string(a))
+                    .unwrap_or_else(|| "default".into()),
+                backend_config: f
+                    .get("backend_config")
+                    .map(|a| self.map_expr(a))
+                    .unwrap_or_default(),
+                lock_timeout: f
+                    .get("lock_timeout")
+                    .and_then(|a| self.duration(a))
+                    .unwrap_or(Duration::ZERO),
+            }),
+            LayerKind::Kubernetes => {
+                let (cluster, cluster_location) = match f.get("cluster") {
+                    Some(a) => self.cluster_ref(a)?,
+                    None => {
+                        self.diags.push(
+                            location.clone(),
+                            format!("{what} is missing the required attribute \"cluster\" (e.g. `cluster = cluster.main`)"),
+                        );
+                        return None;
+                    }
+                };
+                LayerSpec::Kubernetes(KubernetesSpec {
+                    cluster,
+                    cluster_location,
+                    namespace: f.get("namespace").and_then(|a| self.string(a)),
+                    prune: f.get("prune").and_then(|a| self.boolean(a)).unwrap_or(true),
+                    wait: f.get("wait").and_then(|a| self.boolean(a)).unwrap_or(true),
+                })
+            }
+        };
+        Some(Layer {
+            id: LayerId::new(kind, name),
+            location,
+            source: source?.into(),
+            vars,
+            depends_on,
+            drift,
+            apply,
+            timeout,
+            spec,
+        })
+    }
+
+    fn cluster(&mut self, block: &Block, name: String, location: Location) -> Cluster {
+        let f = self.fields(block, &CLUSTER_ATTRS);
+        let expr =
+            |p: &mut Self, n: &str| f.get(n).map(|a| Expr::from_edit(&a.value, p.map, p.diags));
+        let c = Cluster {
+            kubeconfig: expr(self, "kubeconfig"),
+            kubeconfig_path: expr(self, "kubeconfig_path"),
+            context: expr(self, "context"),
+            name,
+            location: location.clone(),
+        };
+        match (&c.kubeconfig, &c.kubeconfig_path) {
+            (Some(_), Some(p)) => self.diags.push(
+                p.location.clone(),
+                format!(
+                    "cluster \"{}\" sets both kubeconfig and kubeconfig_path: choose one",
+                    c.name
+                ),
+            ),
+            (None, None) => self.diags.push(
+                location,
+                format!(
+                    "cluster \"{}\" needs kubeconfig (content) or kubeconfig_path (a file)",
+                    c.name
+                ),
+            ),
+            _ => {}
+        }
+        c
+    }
+
+    /// A value that must be known before any layer runs: no references, no functions.
+    fn literal(&mut self, a: &Attribute) -> Option<hcl::Value> {
+        let mut scratch = Diagnostics::default();
+        let e = Expr::from_edit(&a.value, self.map, &mut scratch);
+        if !e.refs.is_empty() || !scratch.is_empty() {
+            self.err(
+                a.value.span(),
+                format!(
+                    "\"{}\" must be a literal value: it is read before any layer runs",
+                    a.key.as_str()
+                ),
+            );
+            return None;
+        }
+        match hcl::eval::Evaluate::evaluate(&e.expr, &hcl::eval::Context::new()) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                self.err(
+                    a.value.span(),
+                    format!("invalid value for \"{}\": {err}", a.key.as_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn type_error(&mut self, a: &Attribute, expected: &str, found: &hcl::Value) {
+        self.err(
+            a.value.span(),
+            format!(
+                "\"{}\" must be {expected}, found {}",
+                a.key.as_str(),
+                type_name(found)
+            ),
+        );
+    }
+
+    fn string(&mut self, a: &Attribute) -> Option<String> {
+        match self.literal(a)? {
+            hcl::Value::String(s) => Some(s),
+            other => {
+                self.type_error(a, "a string", &other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, a: &Attribute) -> Option<bool> {
+        match self.literal(a)? {
+            hcl::Value::Bool(b) => Some(b),
+            other => {
+                self.type_error(a, "true or false", &other);
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, a: &Attribute) -> Option<u64> {
+        match self.literal(a)? {
+            hcl::Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            other => {
+                self.type_error(a, "a whole number", &other);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, a: &Attribute) -> Option<Duration> {
+        let text = self.string(a)?;
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(a.value.span(), format!("\"{}\": {e}", a.key.as_str()));
+                None
+            }
+        }
+    }
+
+    fn choice(&mut self, a: &Attribute, options: &[&'static str]) -> Option<&'static str> {
+        let text = self.string(a)?;
+        match options.iter().find(|o| **o == text) {
+            Some(o) => Some(o),
+            None => {
+                let list = options
+                    .iter()
+                    .map(|o| format!("\"{o}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                self.err(
+                    a.value.span(),
+                    format!(
+                        "\"{}\" must be {list}, found \"{text}\"{}",
+                        a.key.as_str(),
+                        hint(&text, options.iter().copied())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `{ key = expr, ... }`, each value an expression that may read upstream outputs.
+    fn map_expr(&mut self, a: &Attribute) -> BTreeMap<String, Expr> {
+        let mut out = BTreeMap::new();
+        let EditExpr::Object(obj) = &a.value else {
+            self.err(
+                a.value.span(),
+                format!(
+                    "\"{}\" must be an object: `{{ name = value, ... }}`",
+                    a.key.as_str()
+                ),
+            );
+            return out;
+        };
+        for (key, value) in obj.iter() {
+            let (name, span) = match key {
+                ObjectKey::Ident(id) => (id.as_str().to_string(), id.span()),
+                ObjectKey::Expression(EditExpr::String(s)) => (s.as_str().to_string(), s.span()),
+                ObjectKey::Expression(e) => {
+                    self.err(
+                        e.span(),
+                        format!("keys of \"{}\" must be names or strings", a.key.as_str()),
+                    );
+                    continue;
+                }
+            };
+            if out.contains_key(&name) {
+                self.err(
+                    span,
+                    format!("\"{name}\" set twice in \"{}\"", a.key.as_str()),
+                );
+                continue;
+            }
+            let e = Expr::from_edit(value.expr(), self.map, self.diags);
+            out.insert(name, e);
+        }
+        out
+    }
+
+    /// `[terraform.a, kubernetes.b]`.
+    fn depends_on(&mut self, a: &Attribute) -> Vec<DependsOn> {
+        let EditExpr::Array(items) = &a.value else {
+            self.err(
+                a.value.span(),
+                "\"depends_on\" must be a list of layers: `[terraform.NAME, kubernetes.NAME]`",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match traversal_path(item) {
+                Some(path) if path.len() == 2 && LayerKind::parse(&path[0]).is_some() => {
+                    let kind = LayerKind::parse(&path[0]).expect("checked");
+                    out.push(DependsOn {
+                        target: LayerId::new(kind, path[1].clone()),
+                        location: self.at(item.span()),
+                    });
+                }
+                _ => self.err(
+                    item.span(),
+                    "depends_on entries must be layers: terraform.NAME or kubernetes.NAME",
+                ),
+            }
+        }
+        out
+    }
+
+    /// `cluster.NAME`.
+    fn cluster_ref(&mut self, a: &Attribute) -> Option<(String, Location)> {
+        match traversal_path(&a.value) {
+            Some(path) if path.len() == 2 && path[0] == "cluster" => {
+                Some((path[1].clone(), self.at(a.value.span())))
+            }
+            _ => {
+                self.err(
+                    a.value.span(),
+                    "\"cluster\" must name a cluster block: `cluster = cluster.NAME`",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `a.b.c` as `["a", "b", "c"]`, for plain attribute traversals only.
+fn traversal_path(e: &EditExpr) -> Option<Vec<String>> {
+    match e {
+        EditExpr::Variable(v) => Some(vec![v.as_str().to_string()]),
+        EditExpr::Traversal(t) => {
+            let mut path = traversal_path(&t.expr)?;
+            for op in &t.operators {
+                match op.value() {
+                    TraversalOperator::GetAttr(id) => path.push(id.as_str().to_string()),
+                    _ => return None,
+                }
+            }
+            Some(path)
+        }
+        _ => None,
+    }
+}
+
+/// `terraform "network"`, for messages.
+fn describe(block: &Block) -> String {
+    match block.labels.first() {
+        Some(l) => format!("{} \"{}\"", block.ident.as_str(), l.as_str()),
+        None => block.ident.as_str().to_string(),
+    }
+}
+
+fn type_name(v: &hcl::Value) -> &'static str {
+    match v {
+        hcl::Value::Null => "null",
+        hcl::Value::Bool(_) => "a bool",
+        hcl::Value::Number(_) => "a number",
+        hcl::Value::String(_) => "a string",
+        hcl::Value::Array(_) => "a list",
+        hcl::Value::Object(_) => "an object",
+    }
+}
