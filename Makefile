@@ -30,8 +30,12 @@ test: tools
 	$(CARGO) test --locked --all-targets
 	$(CARGO) test --locked --doc
 
+# For now the demo validates the demo stack and shows its graph; converging it comes with the
+# Terraform and Kubernetes layers.
 demo: tools build
-	@bash stacks/demo/demo.sh
+	./target/debug/strata validate --stack stacks/demo
+	./target/debug/strata graph --stack stacks/demo
+	./target/debug/strata graph --stack stacks/demo --format mermaid
 
 clean:
 	$(CARGO) clean

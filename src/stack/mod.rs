@@ -234,3 +234,116 @@ fn sibling_hint(full: &Path, src: &Path) -> String {
         .map(|m| format!(" (did you mean \"{}\"?)", src.with_file_name(m).display()))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{InputValue, Output, Outputs};
+    use std::time::Duration;
+
+    fn parse(text: &str) -> (Stack, Diagnostics) {
+        // A root that doesn't exist: source checks fail, which these tests filter out.
+        let (stack, diags) = Stack::from_text(
+            text,
+            Path::new("s/strata.hcl"),
+            Path::new("/nonexistent-root"),
+        )
+        .unwrap();
+        let diags = Diagnostics(
+            diags
+                .0
+                .into_iter()
+                .filter(|d| !d.message.contains("source"))
+                .collect(),
+        );
+        (stack, diags)
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let (s, d) = parse(
+            "stack \"x\" {}\nterraform \"a\" { source = \"a\" }\ncluster \"c\" { kubeconfig_path = \"~/.kube/config\" }\nkubernetes \"k\" {\n source = \"k\"\n cluster = cluster.c\n}\n",
+        );
+        assert!(d.is_empty(), "{d}");
+        assert_eq!(s.settings, StackSettings::default());
+        let a = &s.layers[0];
+        assert_eq!(a.timeout, Duration::from_secs(1800));
+        assert_eq!(a.drift, DriftPolicy::Report);
+        assert_eq!(a.apply, ApplyPolicy::Auto);
+        let LayerSpec::Terraform(t) = &a.spec else {
+            panic!("terraform layer")
+        };
+        assert_eq!(t.workspace, "default");
+        let LayerSpec::Kubernetes(k) = &s.layers[1].spec else {
+            panic!("kubernetes layer")
+        };
+        assert!(k.prune && k.wait);
+        assert_eq!(k.cluster, "c");
+        assert_eq!(k.namespace, None);
+    }
+
+    #[test]
+    fn vars_are_evaluated_per_key_so_known_ones_stay_known() {
+        let (s, d) = parse(
+            "stack \"x\" {}\nterraform \"net\" { source = \"n\" }\nterraform \"db\" {\n source = \"d\"\n vars = {\n  cidr = \"10.0.0.0/16\"\n  subnet = terraform.net.outputs.subnet_id\n }\n}\n",
+        );
+        assert!(d.is_empty(), "{d}");
+        let db = s.layer(&LayerId::terraform("db")).unwrap();
+        let none = Outputs::new();
+        assert_eq!(
+            db.vars["cidr"].evaluate(&none).unwrap(),
+            InputValue::Known("10.0.0.0/16".into())
+        );
+        assert!(db.vars["subnet"].evaluate(&none).unwrap().is_unknown());
+        assert_eq!(db.vars["subnet"].location.to_string(), "s/strata.hcl:7:12");
+        let mut known = Outputs::new();
+        known.insert(
+            LayerId::terraform("net"),
+            [("subnet_id".to_string(), Output::plain("subnet-1".into()))].into(),
+        );
+        assert_eq!(
+            db.vars["subnet"].evaluate(&known).unwrap(),
+            InputValue::Known("subnet-1".into())
+        );
+    }
+
+    #[test]
+    fn a_second_stack_block_and_top_level_attributes_are_refused() {
+        let (_, d) = parse("x = 1\nstack \"a\" {}\nstack \"b\" {}\n");
+        let text = d.to_string();
+        assert!(
+            text.contains("s/strata.hcl:1:1: unexpected attribute \"x\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "s/strata.hcl:3:1: a second stack block (the first is at s/strata.hcl:2:1)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_stack_without_a_stack_block_says_how_to_add_one() {
+        let (_, d) = parse("");
+        assert_eq!(
+            d.to_string(),
+            "s/strata.hcl:1:1: missing stack block: add `stack \"NAME\" { }` to name the stack"
+        );
+    }
+
+    #[test]
+    fn names_must_be_identifiers_and_blocks_take_one() {
+        let (_, d) = parse("stack \"x\" {}\nterraform \"a b\" { source = \"a\" }\nterraform {}\nterraform \"a\" \"b\" {}\n");
+        let text = d.to_string();
+        assert!(
+            text.contains("2:11: invalid terraform name \"a b\""),
+            "{text}"
+        );
+        assert!(text.contains("3:1: terraform block needs a name"), "{text}");
+        assert!(
+            text.contains("4:15: terraform block takes one name, found 2"),
+            "{text}"
+        );
+    }
+}

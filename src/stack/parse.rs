@@ -334,22 +334,26 @@ impl Parser<'_> {
                     .unwrap_or(Duration::ZERO),
             }),
             LayerKind::Kubernetes => {
-                let (cluster, cluster_location) = match f.get("cluster") {
-                    Some(a) => self.cluster_ref(a)?,
+                let cluster = match f.get("cluster") {
+                    Some(a) => self.cluster_ref(a),
                     None => {
                         self.diags.push(
                             location.clone(),
                             format!("{what} is missing the required attribute \"cluster\" (e.g. `cluster = cluster.main`)"),
                         );
-                        return None;
+                        None
                     }
                 };
+                let namespace = f.get("namespace").and_then(|a| self.string(a));
+                let prune = f.get("prune").and_then(|a| self.boolean(a)).unwrap_or(true);
+                let wait = f.get("wait").and_then(|a| self.boolean(a)).unwrap_or(true);
+                let (cluster, cluster_location) = cluster?;
                 LayerSpec::Kubernetes(KubernetesSpec {
                     cluster,
                     cluster_location,
-                    namespace: f.get("namespace").and_then(|a| self.string(a)),
-                    prune: f.get("prune").and_then(|a| self.boolean(a)).unwrap_or(true),
-                    wait: f.get("wait").and_then(|a| self.boolean(a)).unwrap_or(true),
+                    namespace,
+                    prune,
+                    wait,
                 })
             }
         };
@@ -465,7 +469,13 @@ impl Parser<'_> {
     }
 
     fn duration(&mut self, a: &Attribute) -> Option<Duration> {
-        let text = self.string(a)?;
+        let text = match self.literal(a)? {
+            hcl::Value::String(s) => s,
+            other => {
+                self.type_error(a, "a duration such as \"30s\" or \"10m\"", &other);
+                return None;
+            }
+        };
         match parse_duration(&text) {
             Ok(d) => Some(d),
             Err(e) => {

@@ -1,0 +1,6 @@
+//! strata's integration tests: one binary, driving the real `strata` command.
+
+mod support;
+
+mod graph;
+mod validate;

@@ -1,0 +1,78 @@
+//! A small builder for running `strata` the way a user does, with its output captured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root: tests run from here so fixture paths in messages are stable.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One `strata` invocation.
+pub struct Strata {
+    args: Vec<String>,
+    cwd: PathBuf,
+    envs: Vec<(String, String)>,
+}
+
+/// What a run printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Strata {
+    pub fn new<I, S>(args: I) -> Strata
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Strata {
+            args: args.into_iter().map(|a| a.as_ref().to_string()).collect(),
+            cwd: repo_root(),
+            envs: Vec::new(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Strata {
+        self.cwd = dir.as_ref().to_path_buf();
+        self
+    }
+
+    #[allow(dead_code)]
+    pub fn env(mut self, key: &str, value: impl AsRef<str>) -> Strata {
+        self.envs.push((key.into(), value.as_ref().into()));
+        self
+    }
+
+    pub fn run(self) -> Output {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("strata"))
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            .env_remove("STRATA_LOG")
+            .envs(self.envs)
+            .output()
+            .expect("strata runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Output {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn code(self, expected: i32) -> Output {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
