@@ -11,9 +11,11 @@ pub mod cli;
 pub mod error;
 pub mod exit;
 pub mod graph;
+pub mod hash;
 pub mod logging;
 pub mod redact;
 pub mod stack;
+pub mod terraform;
 pub mod value;
 
 use std::path::Path;

@@ -44,9 +44,79 @@ impl<T> serde::Serialize for Redacted<T> {
     }
 }
 
+/// Scrubs known secret values out of text that strata did not write itself (terraform's output,
+/// error messages), before it is logged or shown.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a secret that contains another is replaced whole.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new() -> Redactor {
+        Redactor::default()
+    }
+
+    /// Adds a secret string. Empty strings are ignored.
+    pub fn add(&mut self, secret: impl Into<String>) {
+        let secret = secret.into();
+        if secret.is_empty() || self.secrets.contains(&secret) {
+            return;
+        }
+        self.secrets.push(secret);
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Adds every string and number inside a JSON value, and the value's own JSON text.
+    pub fn add_json(&mut self, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => self.add(s.clone()),
+            serde_json::Value::Number(n) => self.add(n.to_string()),
+            serde_json::Value::Array(items) => {
+                self.add(value.to_string());
+                items.iter().for_each(|v| self.add_json(v));
+            }
+            serde_json::Value::Object(map) => {
+                self.add(value.to_string());
+                map.values().for_each(|v| self.add_json(v));
+            }
+            serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// Whether `text` holds any known secret.
+    pub fn contains_secret(&self, text: &str) -> bool {
+        self.secrets.iter().any(|s| text.contains(s.as_str()))
+    }
+
+    /// `text` with every known secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MARKER);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_redactor_scrubs_every_known_secret() {
+        let mut r = Redactor::new();
+        r.add_json(&serde_json::json!({"token": "tok-123", "nested": ["pw-456"]}));
+        r.add("");
+        let text = r.redact("Error: bad token tok-123 and pw-456; ok");
+        assert_eq!(text, "Error: bad token *** and ***; ok");
+    }
 
     #[test]
     fn a_secret_never_prints_as_itself() {

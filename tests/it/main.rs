@@ -3,4 +3,5 @@
 mod support;
 
 mod graph;
+mod terraform;
 mod validate;

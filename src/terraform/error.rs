@@ -1,0 +1,101 @@
+//! What can go wrong while driving terraform. Every message names the layer and the step, and
+//! carries terraform's own words with known secrets scrubbed out.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::stack::duration::format_duration;
+use crate::stack::LayerId;
+
+/// The terraform command a layer was running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Prepare,
+    Init,
+    Workspace,
+    Plan,
+    Show,
+    Apply,
+    Output,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Prepare => "prepare",
+            Step::Init => "init",
+            Step::Workspace => "workspace",
+            Step::Plan => "plan",
+            Step::Show => "show",
+            Step::Apply => "apply",
+            Step::Output => "output",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerraformError {
+    #[error("failed to find terraform: searched {searched} (install terraform >= 1.0 or OpenTofu, or set STRATA_TERRAFORM)")]
+    NotFound { searched: String },
+
+    #[error("failed to use {path} as terraform: {message}")]
+    Version { path: PathBuf, message: String },
+
+    /// terraform ran and failed; `message` is its error text, redacted.
+    #[error("{layer}: terraform {step} failed: {message}")]
+    Failed {
+        layer: LayerId,
+        step: Step,
+        message: String,
+    },
+
+    #[error("{layer}: terraform {step} timed out after {} and was interrupted", format_duration(*.after))]
+    TimedOut {
+        layer: LayerId,
+        step: Step,
+        after: Duration,
+    },
+
+    #[error("{layer}: terraform {step} was interrupted")]
+    Interrupted { layer: LayerId, step: Step },
+
+    #[error("{layer}: input \"{name}\" is not known yet ({why})")]
+    UnknownInput {
+        layer: LayerId,
+        name: String,
+        why: String,
+    },
+
+    #[error("{layer}: the plan was made from revision {planned} with inputs {planned_inputs}, not revision {current} with inputs {current_inputs}: plan again")]
+    StalePlan {
+        layer: LayerId,
+        planned: String,
+        planned_inputs: String,
+        current: String,
+        current_inputs: String,
+    },
+
+    #[error("{layer}: {message}")]
+    Config { layer: LayerId, message: String },
+
+    #[error("{layer}: failed to {action} {}: {source}", path.display())]
+    Io {
+        layer: LayerId,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl TerraformError {
+    /// Whether the layer was stopped (timeout or cancellation) rather than failing on its own.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            TerraformError::TimedOut { .. } | TerraformError::Interrupted { .. }
+        )
+    }
+}

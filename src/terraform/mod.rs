@@ -1,0 +1,610 @@
+//! Terraform layers: strata drives the real `terraform` (or `tofu`) binary through init, plan,
+//! show, apply and output, with state that survives revisions and restarts.
+//!
+//! A run of one layer is: [`Terraform::prepare`] (a writable working copy of the layer and its
+//! local modules, a 0600 var file) → [`Terraform::plan`] (init when needed, workspace, plan,
+//! show) → [`Terraform::apply`] (the saved plan, then outputs).
+
+pub mod apply;
+pub mod binary;
+pub mod error;
+mod exec;
+pub mod modules;
+pub mod plan;
+pub mod workdir;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use apply::Applied;
+pub use binary::{Flavour, TerraformBinary};
+pub use error::{Step, TerraformError};
+pub use plan::{Action, Counts, LayerPlan, PlanMode, Shown};
+
+use crate::redact::Redactor;
+use crate::stack::{duration::format_duration, Layer, LayerId, LayerSpec};
+use crate::value::{InputValue, Output};
+use exec::{Invocation, Limits};
+use modules::ConfigInfo;
+use workdir::{LayerPaths, RunDir};
+
+/// How strata runs terraform.
+#[derive(Debug, Clone)]
+pub struct TerraformOptions {
+    /// strata's state directory: layers' data dirs, local state, the plugin cache.
+    pub state_dir: PathBuf,
+    /// After SIGINT, how long terraform gets to stop before SIGKILL. Default 30s.
+    pub grace: Duration,
+    /// Extra environment for every terraform command.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl TerraformOptions {
+    pub fn new(state_dir: impl Into<PathBuf>) -> TerraformOptions {
+        TerraformOptions {
+            state_dir: state_dir.into(),
+            grace: Duration::from_secs(30),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What one layer run needs from the stack and the engine.
+#[derive(Debug, Clone)]
+pub struct LayerInput<'a> {
+    pub layer: &'a Layer,
+    /// The directory the layer's `source` is relative to (a materialised revision, or a stack
+    /// directory).
+    pub stack_root: &'a Path,
+    /// The revision the configuration comes from (a commit id, or a label for a directory).
+    pub revision: &'a str,
+    /// The layer's `vars`, resolved.
+    pub vars: BTreeMap<String, InputValue>,
+    /// The layer's `backend_config`, resolved.
+    pub backend_config: BTreeMap<String, InputValue>,
+}
+
+/// Whether `terraform init` ran for a prepared layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitOutcome {
+    /// Not needed yet (before the first plan).
+    Pending,
+    Ran,
+    /// The lock file, modules and backend were unchanged since the last init.
+    Skipped,
+}
+
+/// A layer ready to plan and apply: its working copy lives until this is dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    pub layer: LayerId,
+    pub revision: String,
+    pub inputs_hash: String,
+    pub workspace: String,
+    pub config: ConfigInfo,
+    pub init: InitOutcome,
+    pub paths: LayerPaths,
+    work_dir: PathBuf,
+    var_file: PathBuf,
+    backend_file: Option<PathBuf>,
+    init_fingerprint: String,
+    redactor: Redactor,
+    timeout: Duration,
+    lock_timeout: Duration,
+    run: RunDir,
+}
+
+impl Prepared {
+    /// The writable working directory terraform runs in.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// The secrets this layer's output is scrubbed of.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+}
+
+/// Drives one terraform binary for any number of layers.
+#[derive(Debug)]
+pub struct Terraform {
+    bin: TerraformBinary,
+    opts: TerraformOptions,
+    /// `terraform init`s share the plugin cache, which terraform does not lock: one at a time.
+    init_lock: tokio::sync::Mutex<()>,
+    invocations: AtomicUsize,
+}
+
+impl Terraform {
+    pub fn new(bin: TerraformBinary, opts: TerraformOptions) -> Terraform {
+        Terraform {
+            bin,
+            opts,
+            init_lock: tokio::sync::Mutex::new(()),
+            invocations: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn binary(&self) -> &TerraformBinary {
+        &self.bin
+    }
+
+    /// How many terraform commands this instance has started.
+    pub fn invocations(&self) -> usize {
+        self.invocations.load(Ordering::Relaxed)
+    }
+
+    /// Makes a writable working copy of the layer and its local modules, and writes its var file
+    /// (mode 0600, never passed as `-var` arguments, which `ps` would show).
+    ///
+    /// # Errors
+    /// An input still unknown, a local module outside the stack root, or a filesystem error.
+    pub async fn prepare(&self, input: LayerInput<'_>) -> Result<Prepared, TerraformError> {
+        let layer = input.layer;
+        let id = layer.id.clone();
+        let LayerSpec::Terraform(spec) = &layer.spec else {
+            return Err(TerraformError::Config {
+                layer: id,
+                message: "not a terraform layer".into(),
+            });
+        };
+        let io = |action: &'static str, path: &Path| {
+            let layer = id.clone();
+            let path = path.to_path_buf();
+            move |source| TerraformError::Io {
+                layer,
+                action,
+                path,
+                source,
+            }
+        };
+        let config = modules::inspect(input.stack_root, &layer.source).map_err(|e| {
+            TerraformError::Config {
+                layer: id.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let paths = LayerPaths::new(&self.opts.state_dir, &id);
+        std::fs::create_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
+        let run = RunDir::create(&paths.runs).map_err(io("create", &paths.runs))?;
+        let tree = run.path().join("tree");
+        for rel in std::iter::once(&layer.source).chain(&config.local_modules) {
+            workdir::copy_tree(input.stack_root, &tree, rel)
+                .map_err(io("copy", &input.stack_root.join(rel)))?;
+        }
+        let work_dir = tree.join(&layer.source);
+
+        let mut redactor = Redactor::new();
+        let unknown = |(name, why): (String, String)| TerraformError::UnknownInput {
+            layer: id.clone(),
+            name,
+            why,
+        };
+        let vars = workdir::inputs_json(&input.vars, &mut redactor).map_err(unknown)?;
+        let backend =
+            workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;
+        let vars_text = serde_json::to_vec_pretty(&vars).expect("json");
+        let var_file = run.path().join("strata.tfvars.json");
+        workdir::write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
+
+        let backend_text = serde_json::to_vec(&backend).expect("json");
+        let backend_file = if config.has_backend && !backend.is_empty() {
+            let f = run.path().join("backend.tfbackend");
+            let mut body = String::new();
+            for (k, v) in &backend {
+                let v = match v {
+                    serde_json::Value::String(s) => {
+                        serde_json::Value::String(s.clone()).to_string()
+                    }
+                    other => other.to_string(),
+                };
+                body.push_str(&format!("{k} = {v}\n"));
+            }
+            workdir::write_private(&f, body.as_bytes()).map_err(io("write", &f))?;
+            Some(f)
+        } else {
+            None
+        };
+        if !config.has_backend {
+            let f = work_dir.join(workdir::BACKEND_OVERRIDE);
+            std::fs::write(&f, workdir::backend_override(&paths)).map_err(io("write", &f))?;
+        }
+        let lock_in_tree = work_dir.join(workdir::LOCK_FILE);
+        if !lock_in_tree.exists() && paths.lock_copy.exists() {
+            std::fs::copy(&paths.lock_copy, &lock_in_tree).map_err(io("copy", &paths.lock_copy))?;
+        }
+        let init_fingerprint = crate::hash::Hasher::new()
+            .part("config", config.init_fingerprint.as_bytes())
+            .part("backend", &backend_text)
+            .part("has_backend", &[u8::from(config.has_backend)])
+            .part("terraform", self.bin.version.as_bytes())
+            .part("state_dir", paths.dir.as_os_str().as_encoded_bytes())
+            .finish();
+        let inputs_hash = workdir::inputs_hash(
+            input.stack_root,
+            &layer.source,
+            &config,
+            &vars_text,
+            &backend_text,
+            &spec.workspace,
+        )
+        .map_err(io("hash", &input.stack_root.join(&layer.source)))?;
+
+        Ok(Prepared {
+            layer: id,
+            revision: input.revision.to_string(),
+            inputs_hash,
+            workspace: spec.workspace.clone(),
+            config,
+            init: InitOutcome::Pending,
+            paths,
+            work_dir,
+            var_file,
+            backend_file,
+            init_fingerprint,
+            redactor,
+            timeout: layer.timeout,
+            lock_timeout: spec.lock_timeout,
+            run,
+        })
+    }
+
+    fn env(&self, p: &Prepared) -> Vec<(OsString, OsString)> {
+        let cache = self.opts.state_dir.join("plugin-cache");
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("TF_DATA_DIR".into(), p.paths.data_dir.clone().into()),
+            ("TF_PLUGIN_CACHE_DIR".into(), cache.into()),
+            ("TF_IN_AUTOMATION".into(), "1".into()),
+            ("TF_INPUT".into(), "0".into()),
+            ("CHECKPOINT_DISABLE".into(), "1".into()),
+        ];
+        env.extend(self.opts.env.iter().cloned());
+        env
+    }
+
+    async fn run(
+        &self,
+        p: &Prepared,
+        step: Step,
+        args: Vec<OsString>,
+        log_stdout: bool,
+        limits: &Limits<'_>,
+    ) -> Result<exec::Finished, TerraformError> {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let env = self.env(p);
+        exec::run(
+            &self.bin.path,
+            Invocation {
+                layer: &p.layer,
+                step,
+                args,
+                cwd: &p.work_dir,
+                env: &env,
+                log_stdout,
+            },
+            limits,
+            &p.redactor,
+        )
+        .await
+    }
+
+    fn failed(p: &Prepared, step: Step, out: &exec::Finished) -> TerraformError {
+        let tail = p.redactor.redact(&out.stdout);
+        TerraformError::Failed {
+            layer: p.layer.clone(),
+            step,
+            message: exec::error_text(&out.stderr, &tail),
+        }
+    }
+
+    fn limits<'a>(&self, p: &Prepared, cancel: &'a CancellationToken) -> Limits<'a> {
+        Limits {
+            deadline: Instant::now() + p.timeout,
+            timeout: p.timeout,
+            cancel,
+            grace: self.opts.grace,
+        }
+    }
+
+    fn lock_timeout_arg(p: &Prepared) -> OsString {
+        format!("-lock-timeout={}", format_duration(p.lock_timeout)).into()
+    }
+
+    /// The init fingerprint with the lock file as it is now in the working copy.
+    fn init_stamp(p: &Prepared) -> String {
+        let lock = std::fs::read(p.work_dir.join(workdir::LOCK_FILE)).unwrap_or_default();
+        crate::hash::Hasher::new()
+            .part("base", p.init_fingerprint.as_bytes())
+            .part("lock", &lock)
+            .finish()
+    }
+
+    /// Runs `terraform init` unless the last successful init had the same fingerprint (the same
+    /// lock file, modules, providers and backend), then selects (or creates) the workspace.
+    async fn init(&self, p: &mut Prepared, limits: &Limits<'_>) -> Result<(), TerraformError> {
+        let stamp = std::fs::read_to_string(&p.paths.init_stamp).unwrap_or_default();
+        if stamp.trim() == Self::init_stamp(p) && p.paths.data_dir.is_dir() {
+            p.init = InitOutcome::Skipped;
+            tracing::info!(layer = %p.layer, "init skipped: lock file, modules and backend unchanged");
+        } else {
+            let _guard = self.init_lock.lock().await;
+            let cache = self.opts.state_dir.join("plugin-cache");
+            std::fs::create_dir_all(&cache).map_err(|source| TerraformError::Io {
+                layer: p.layer.clone(),
+                action: "create",
+                path: cache.clone(),
+                source,
+            })?;
+            let _file_lock = FileLock::acquire(&cache.join(".lock")).await;
+            // No -lock-timeout: terraform 1.0's init does not take it.
+            let mut args: Vec<OsString> =
+                vec!["init".into(), "-input=false".into(), "-no-color".into()];
+            if !p.config.has_backend || p.backend_file.is_some() {
+                // A changed backend setting migrates nothing behind the user's back.
+                args.push("-reconfigure".into());
+            }
+            if let Some(f) = &p.backend_file {
+                let mut a = OsString::from("-backend-config=");
+                a.push(f);
+                args.push(a);
+            }
+            let out = self.run(p, Step::Init, args, true, limits).await?;
+            if out.code != 0 {
+                return Err(Self::failed(p, Step::Init, &out));
+            }
+            let lock = p.work_dir.join(workdir::LOCK_FILE);
+            if lock.exists() {
+                let _ = std::fs::copy(&lock, &p.paths.lock_copy);
+            }
+            let _ = std::fs::write(&p.paths.init_stamp, Self::init_stamp(p));
+            p.init = InitOutcome::Ran;
+        }
+        self.select_workspace(p, limits).await
+    }
+
+    async fn select_workspace(
+        &self,
+        p: &Prepared,
+        limits: &Limits<'_>,
+    ) -> Result<(), TerraformError> {
+        let current = std::fs::read_to_string(p.paths.data_dir.join("environment"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "default".into());
+        if current == p.workspace {
+            return Ok(());
+        }
+        let select = vec![
+            "workspace".into(),
+            "select".into(),
+            "-no-color".into(),
+            p.workspace.clone().into(),
+        ];
+        let out = self.run(p, Step::Workspace, select, true, limits).await?;
+        if out.code == 0 {
+            return Ok(());
+        }
+        let new = vec![
+            "workspace".into(),
+            "new".into(),
+            "-no-color".into(),
+            Self::lock_timeout_arg(p),
+            p.workspace.clone().into(),
+        ];
+        let out = self.run(p, Step::Workspace, new, true, limits).await?;
+        if out.code != 0 {
+            return Err(Self::failed(p, Step::Workspace, &out));
+        }
+        Ok(())
+    }
+
+    /// Plans the layer (init first when needed). A `Normal` plan refreshes, so it is also the
+    /// layer's drift check (terradiff).
+    ///
+    /// # Guarantees
+    /// Changes nothing but terraform's own caches and the state lock; bounded by the layer's
+    /// `timeout`; on timeout or cancellation terraform is interrupted and nothing is left running.
+    ///
+    /// # Errors
+    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted.
+    pub async fn plan(
+        &self,
+        p: &mut Prepared,
+        mode: PlanMode,
+        cancel: &CancellationToken,
+    ) -> Result<LayerPlan, TerraformError> {
+        let limits = self.limits(p, cancel);
+        self.init(p, &limits).await?;
+        let plan_file = p.run.path().join("layer.tfplan");
+        let mut args: Vec<OsString> = vec![
+            "plan".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+            "-detailed-exitcode".into(),
+            Self::lock_timeout_arg(p),
+        ];
+        let mut var_file = OsString::from("-var-file=");
+        var_file.push(&p.var_file);
+        args.push(var_file);
+        let mut out_arg = OsString::from("-out=");
+        out_arg.push(&plan_file);
+        args.push(out_arg);
+        if mode == PlanMode::Destroy {
+            args.push("-destroy".into());
+        }
+        let out = self.run(p, Step::Plan, args, true, &limits).await?;
+        let has_changes = match out.code {
+            0 => false,
+            2 => true,
+            _ => return Err(Self::failed(p, Step::Plan, &out)),
+        };
+        let show = vec![
+            "show".into(),
+            "-json".into(),
+            "-no-color".into(),
+            plan_file.clone().into(),
+        ];
+        let out = self.run(p, Step::Show, show, false, &limits).await?;
+        if out.code != 0 {
+            return Err(Self::failed(p, Step::Show, &out));
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&out.stdout).map_err(|e| TerraformError::Failed {
+                layer: p.layer.clone(),
+                step: Step::Show,
+                message: format!("`show -json` printed something that is not JSON ({e})"),
+            })?;
+        let mut plan = LayerPlan::from_show_json(
+            &json,
+            p.layer.clone(),
+            mode,
+            p.revision.clone(),
+            p.inputs_hash.clone(),
+            has_changes,
+            plan_file,
+        );
+        plan.scrub(&p.redactor);
+        Ok(plan)
+    }
+
+    /// Applies a saved plan, then reads the outputs.
+    ///
+    /// # Guarantees
+    /// - Refuses a plan made from another revision or other inputs than `p`'s.
+    /// - Bounded by the layer's `timeout`; on timeout or cancellation terraform gets SIGINT (it
+    ///   stops cleanly and writes state), then SIGKILL after the grace period.
+    ///
+    /// # Errors
+    /// A stale plan, or the failing step (apply, output) with terraform's error text, redacted.
+    /// After a failed apply no outputs are returned, so nothing downstream runs on them.
+    pub async fn apply(
+        &self,
+        p: &Prepared,
+        plan: &LayerPlan,
+        cancel: &CancellationToken,
+    ) -> Result<Applied, TerraformError> {
+        if plan.revision != p.revision || plan.inputs_hash != p.inputs_hash || plan.layer != p.layer
+        {
+            return Err(TerraformError::StalePlan {
+                layer: p.layer.clone(),
+                planned: plan.revision.clone(),
+                planned_inputs: short(&plan.inputs_hash),
+                current: p.revision.clone(),
+                current_inputs: short(&p.inputs_hash),
+            });
+        }
+        let started = std::time::Instant::now();
+        let limits = self.limits(p, cancel);
+        let args = vec![
+            "apply".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+            Self::lock_timeout_arg(p),
+            plan.plan_file.clone().into(),
+        ];
+        let out = self.run(p, Step::Apply, args, true, &limits).await?;
+        if out.code != 0 {
+            return Err(Self::failed(p, Step::Apply, &out));
+        }
+        let mut outputs = self.read_outputs(p, &limits).await?;
+        taint(&mut outputs, &p.redactor);
+        Ok(Applied {
+            layer: p.layer.clone(),
+            revision: p.revision.clone(),
+            inputs_hash: p.inputs_hash.clone(),
+            outputs,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// The layer's current outputs, from its state (for a layer that need not be applied).
+    pub async fn outputs(
+        &self,
+        p: &mut Prepared,
+        cancel: &CancellationToken,
+    ) -> Result<BTreeMap<String, Output>, TerraformError> {
+        let limits = self.limits(p, cancel);
+        if p.init == InitOutcome::Pending {
+            self.init(p, &limits).await?;
+        }
+        let mut outputs = self.read_outputs(p, &limits).await?;
+        taint(&mut outputs, &p.redactor);
+        Ok(outputs)
+    }
+
+    async fn read_outputs(
+        &self,
+        p: &Prepared,
+        limits: &Limits<'_>,
+    ) -> Result<BTreeMap<String, Output>, TerraformError> {
+        let args = vec!["output".into(), "-json".into(), "-no-color".into()];
+        let out = self.run(p, Step::Output, args, false, limits).await?;
+        if out.code != 0 {
+            return Err(Self::failed(p, Step::Output, &out));
+        }
+        apply::parse_outputs(&out.stdout).map_err(|message| TerraformError::Failed {
+            layer: p.layer.clone(),
+            step: Step::Output,
+            message,
+        })
+    }
+}
+
+/// An output that carries a sensitive input's value is sensitive too, whether or not the module
+/// says so.
+fn taint(outputs: &mut BTreeMap<String, Output>, redactor: &Redactor) {
+    for o in outputs.values_mut() {
+        if !o.sensitive && redactor.contains_secret(&o.value.to_string()) {
+            o.sensitive = true;
+        }
+    }
+}
+
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+/// An exclusive `flock` on a file, held until dropped; for the plugin cache shared with other
+/// strata processes.
+struct FileLock(Option<std::fs::File>);
+
+impl FileLock {
+    async fn acquire(path: &Path) -> FileLock {
+        let path = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ok()?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            (rc == 0).then_some(f)
+        })
+        .await
+        .ok()
+        .flatten();
+        FileLock(file)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            use std::os::fd::AsRawFd;
+            // SAFETY: unlocking a descriptor we own.
+            unsafe {
+                libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A layer's writable working copy for one run, its var file, and its lasting place in the state
+//! directory (data dir, local state, lock file, init stamp).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::modules::ConfigInfo;
+use crate::hash::Hasher;
+use crate::redact::Redactor;
+use crate::stack::LayerId;
+use crate::value::InputValue;
+
+/// The lock file terraform writes beside the configuration.
+pub const LOCK_FILE: &str = ".terraform.lock.hcl";
+/// The override file strata adds to a layer without a backend, to keep its state in the state dir.
+pub const BACKEND_OVERRIDE: &str = "zz_strata_backend_override.tf";
+
+/// Where a layer's lasting files live: `<state>/layers/<name>/`.
+#[derive(Debug, Clone)]
+pub struct LayerPaths {
+    pub dir: PathBuf,
+    /// `TF_DATA_DIR`: providers and modules, kept between runs.
+    pub data_dir: PathBuf,
+    /// Local state, for layers without a backend.
+    pub state_file: PathBuf,
+    /// Local state of non-default workspaces.
+    pub workspace_dir: PathBuf,
+    /// The lock file of the last init, for sources that don't commit one.
+    pub lock_copy: PathBuf,
+    /// The fingerprint of the last successful init.
+    pub init_stamp: PathBuf,
+    /// Per-run working copies.
+    pub runs: PathBuf,
+}
+
+impl LayerPaths {
+    pub fn new(state_dir: &Path, layer: &LayerId) -> LayerPaths {
+        let dir = state_dir.join("layers").join(&layer.name);
+        LayerPaths {
+            data_dir: dir.join("tf-data"),
+            state_file: dir.join("terraform.tfstate"),
+            workspace_dir: dir.join("terraform.tfstate.d"),
+            lock_copy: dir.join(LOCK_FILE),
+            init_stamp: dir.join("init.stamp"),
+            runs: dir.join("runs"),
+            dir,
+        }
+    }
+}
+
+/// A run directory that removes itself when dropped.
+#[derive(Debug)]
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn create(runs: &Path) -> std::io::Result<RunDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(runs)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = runs.join(name);
+        std::fs::create_dir(&path)?;
+        Ok(RunDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies `rel` (a directory under `from`) to the same place under `to`: hard links where the
+/// filesystem allows, copies otherwise. The lock file is always copied, since terraform may
+/// rewrite it; `.terraform` directories are left out.
+pub fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
+    let src = from.join(rel);
+    let dst = to.join(rel);
+    std::fs::create_dir_all(&dst)?;
+    for entry in std::fs::read_dir(&src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".terraform" {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        let child = rel.join(&name);
+        let target = to.join(&child);
+        if ty.is_dir() {
+            copy_tree(from, to, &child)?;
+        } else if ty.is_symlink() {
+            if !target.exists() {
+                std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+            }
+        } else if target.exists() {
+            continue;
+        } else if name == LOCK_FILE || std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target)?;
+            let mut perms = std::fs::metadata(&target)?.permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+            std::fs::set_permissions(&target, perms)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only (it may hold secrets).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Resolved inputs as JSON, with every sensitive value's text added to `redactor`.
+///
+/// # Errors
+/// The name and reason of the first input that is still unknown.
+pub fn inputs_json(
+    inputs: &BTreeMap<String, InputValue>,
+    redactor: &mut Redactor,
+) -> Result<serde_json::Map<String, serde_json::Value>, (String, String)> {
+    let mut map = serde_json::Map::new();
+    for (name, value) in inputs {
+        match value {
+            InputValue::Unknown(why) => return Err((name.clone(), why.join(", "))),
+            InputValue::Sensitive(v) => {
+                redactor.add_json(v.expose());
+                map.insert(name.clone(), v.expose().clone());
+            }
+            InputValue::Known(v) => {
+                map.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// The backend override for a layer without a backend: local state in the state dir.
+pub fn backend_override(paths: &LayerPaths) -> String {
+    let q = |p: &Path| serde_json::Value::String(p.display().to_string()).to_string();
+    format!(
+        "# Written by strata: this layer declares no backend, so its state lives in strata's state dir.\nterraform {{\n  backend \"local\" {{\n    path          = {}\n    workspace_dir = {}\n  }}\n}}\n",
+        q(&paths.state_file),
+        q(&paths.workspace_dir)
+    )
+}
+
+/// A hash of everything a plan depends on besides the live world: the layer's files, its local
+/// modules' files, its inputs, backend settings and workspace.
+pub fn inputs_hash(
+    stack_root: &Path,
+    source: &Path,
+    config: &ConfigInfo,
+    vars_json: &[u8],
+    backend_json: &[u8],
+    workspace: &str,
+) -> std::io::Result<String> {
+    let mut h = Hasher::new();
+    h.tree("layer", &stack_root.join(source), &[".terraform"])?;
+    for m in &config.local_modules {
+        h.tree(
+            &format!("module:{}", m.display()),
+            &stack_root.join(m),
+            &[".terraform"],
+        )?;
+    }
+    h.part("vars", vars_json)
+        .part("backend", backend_json)
+        .part("workspace", workspace.as_bytes());
+    Ok(h.finish())
+}
