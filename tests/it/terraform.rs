@@ -553,3 +553,53 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_declared_backend_gets_backend_config_and_workspaces_are_created() {
+    let module = format!(
+        "terraform {{\n  backend \"local\" {{}}\n  required_providers {{\n    null = {{ source = \"hashicorp/null\" }}\n  }}\n}}
+resource \"null_resource\" \"x\" {{}}
+output \"ws\" {{ value = terraform.workspace }}
+"
+    );
+    let fx = Fixture::new(&[
+        (
+            "strata.hcl",
+            "stack \"s\" {}\nterraform \"b\" {\n  source = \"b\"\n  workspace = \"staging\"\n}\n",
+        ),
+        ("b/main.tf", &module),
+    ]);
+    let stack = fx.stack();
+    let tf = terraform(&fx.state).await;
+    let id = LayerId::terraform("b");
+    let cancel = CancellationToken::new();
+    let elsewhere = fx.root.parent().unwrap().join("remote-state");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let state_path = elsewhere.join("b.tfstate");
+    let mut inp = input(&stack, &fx.root, &id, "r", BTreeMap::new());
+    inp.backend_config = BTreeMap::from([
+        (
+            "workspace_dir".to_string(),
+            InputValue::Known(elsewhere.join("ws").display().to_string().into()),
+        ),
+        (
+            "path".to_string(),
+            InputValue::Known(state_path.display().to_string().into()),
+        ),
+    ]);
+    let mut p = tf.prepare(inp.clone()).await.unwrap();
+    assert!(p.config.has_backend);
+    let plan = tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
+    let applied = tf.apply(&p, &plan, &cancel).await.unwrap();
+    assert_eq!(applied.outputs["ws"].value, "staging");
+    assert!(
+        elsewhere.join("ws/staging/terraform.tfstate").exists(),
+        "the workspace's state is where backend_config says"
+    );
+    assert!(!fx.state.join("layers/b/terraform.tfstate").exists());
+    drop(p);
+    let mut p = tf.prepare(inp).await.unwrap();
+    let plan = tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
+    assert_eq!(p.init, InitOutcome::Skipped);
+    assert!(!plan.has_changes);
+}
