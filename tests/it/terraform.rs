@@ -556,18 +556,13 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test]
 async fn a_declared_backend_gets_backend_config_and_workspaces_are_created() {
-    let module = format!(
-        "terraform {{\n  backend \"local\" {{}}\n  required_providers {{\n    null = {{ source = \"hashicorp/null\" }}\n  }}\n}}
-resource \"null_resource\" \"x\" {{}}
-output \"ws\" {{ value = terraform.workspace }}
-"
-    );
+    let module = "terraform {\n  backend \"local\" {}\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\nresource \"null_resource\" \"x\" {}\noutput \"ws\" { value = terraform.workspace }\n";
     let fx = Fixture::new(&[
         (
             "strata.hcl",
             "stack \"s\" {}\nterraform \"b\" {\n  source = \"b\"\n  workspace = \"staging\"\n}\n",
         ),
-        ("b/main.tf", &module),
+        ("b/main.tf", module),
     ]);
     let stack = fx.stack();
     let tf = terraform(&fx.state).await;
