@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, StackArgs};
+use crate::cli::{Cli, Command, RepoArgs, SourceCommand, StackArgs};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::graph::{self, GraphFormat};
@@ -13,6 +13,9 @@ pub fn run(cli: Cli) -> ExitStatus {
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Graph { stack, format } => graph(&stack, format),
+        Command::Source(SourceCommand::Show { repo, since, json }) => {
+            source_show(&repo, since.as_deref(), json)
+        }
     };
     match result {
         Ok(status) => status,
@@ -71,4 +74,137 @@ fn graph(args: &StackArgs, format: GraphFormat) -> Result<ExitStatus, Error> {
     let v = crate::validate(&args.stack).map_err(Error::Invalid)?;
     out(&graph::render(&v.stack, &v.graph, format))?;
     Ok(ExitStatus::Success)
+}
+
+/// The source spec and options of `--repo` flags.
+pub fn source_of(args: &RepoArgs) -> (crate::source::SourceSpec, crate::source::SourceOptions) {
+    let spec = crate::source::SourceSpec {
+        url: args.repo.clone(),
+        reference: args.reference.clone(),
+        path: args.path.clone(),
+    };
+    let mut opts = crate::source::SourceOptions::new(&args.state_dir);
+    opts.verify = args.verify.clone();
+    (spec, opts)
+}
+
+#[derive(serde::Serialize)]
+struct SourceShow {
+    revision: crate::source::Revision,
+    /// The commit the affected layers are computed from, when there is one.
+    since: Option<String>,
+    affected: Option<Vec<AffectedLayer>>,
+}
+
+#[derive(serde::Serialize)]
+struct AffectedLayer {
+    layer: crate::stack::LayerId,
+    reasons: Vec<crate::source::Reason>,
+}
+
+fn source_show(args: &RepoArgs, since: Option<&str>, json: bool) -> Result<ExitStatus, Error> {
+    let (spec, opts) = source_of(args);
+    let rev = crate::source::resolve(&spec, &opts).map_err(Error::Source)?;
+    let mut affected = None;
+    let mut since_commit = None;
+    if let Some(since) = since {
+        let repo = crate::source::open_mirror(&opts.state_dir, &spec.url).map_err(Error::Source)?;
+        let old = crate::source::rev_parse(&repo, since, &rev.ref_name).ok_or_else(|| {
+            Error::Source(crate::source::SourceError::UnknownRef {
+                url: spec.url.clone(),
+                reference: since.to_string(),
+                known: String::new(),
+            })
+        })?;
+        let new = gix::ObjectId::from_hex(rev.commit.as_bytes()).expect("resolved commit id");
+        let v = crate::validate(&rev.stack_dir).map_err(Error::Invalid)?;
+        let a = crate::source::affected::affected(
+            &repo,
+            old,
+            new,
+            &rev.path,
+            &v.stack,
+            &v.graph,
+            &rev.stack_dir,
+        );
+        let ordered = v
+            .graph
+            .layers()
+            .iter()
+            .filter_map(|id| {
+                a.layers.get(id).map(|r| AffectedLayer {
+                    layer: id.clone(),
+                    reasons: r.clone(),
+                })
+            })
+            .collect();
+        affected = Some(ordered);
+        since_commit = Some(old.to_string());
+    }
+    let show = SourceShow {
+        revision: rev,
+        since: since_commit,
+        affected,
+    };
+    if json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&show).expect("json")
+        ))?;
+    } else {
+        out(&source_text(&show))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn source_text(s: &SourceShow) -> String {
+    use std::fmt::Write as _;
+    let r = &s.revision;
+    let mut t = String::new();
+    let _ = writeln!(t, "source     {}", r.url);
+    let _ = writeln!(t, "ref        {} → {}", r.reference, r.ref_name);
+    let _ = writeln!(t, "commit     {}", r.commit);
+    let _ = writeln!(t, "author     {}", r.author);
+    let _ = writeln!(t, "date       {}", r.date);
+    let _ = writeln!(t, "message    {}", r.summary);
+    let _ = writeln!(t, "signature  {}", r.signature);
+    let _ = writeln!(t, "stack      {}", r.stack_dir.display());
+    if let Some(stale) = &r.stale {
+        let _ = writeln!(
+            t,
+            "stale      the last fetch failed ({}); this revision was fetched {} ago",
+            stale.error,
+            crate::stack::duration::format_duration(std::time::Duration::from_secs(stale.age_secs))
+        );
+    }
+    if r.history_rewritten {
+        let _ = writeln!(
+            t,
+            "history    rewritten: the ref no longer descends from the commit it had"
+        );
+    }
+    match (&s.since, &s.affected) {
+        (Some(since), Some(layers)) if layers.is_empty() => {
+            let _ = writeln!(t, "affected   no layer since {}", &since[..12]);
+        }
+        (Some(since), Some(layers)) => {
+            let _ = writeln!(t, "affected   since {}:", &since[..12]);
+            let width = layers
+                .iter()
+                .map(|l| l.layer.to_string().len())
+                .max()
+                .unwrap_or(0);
+            for l in layers {
+                let reasons: Vec<String> = l.reasons.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    t,
+                    "  {:width$}  {}",
+                    l.layer.to_string(),
+                    reasons.join("; ")
+                );
+            }
+        }
+        _ => {}
+    }
+    t
 }

@@ -36,6 +36,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Git sources: fetch, pin and inspect.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+/// Where a command reads the stack from: a Git repository (pinned to a commit), or a directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepoArgs {
+    /// The Git repository: a local path, file://, https://, ssh:// or user@host:path.
+    #[arg(long)]
+    pub repo: String,
+    /// Branch, tag or full commit id (default: the remote's HEAD).
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+    /// The stack's directory inside the repository.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Refuse commits not signed by a key in ssh:ALLOWED_SIGNERS_FILE or gpg:KEYRING_FILE.
+    #[arg(long)]
+    pub verify: Option<crate::source::VerifyPolicy>,
+    /// strata's state directory (mirrors, revisions, layer state).
+    #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Fetch the source and show the commit it resolves to, its signature, and what changed.
+    Show {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Show the layers affected since this commit or ref.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

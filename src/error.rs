@@ -19,6 +19,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+
     #[error("failed to write output: {0}")]
     Output(#[source] std::io::Error),
 }

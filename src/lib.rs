@@ -14,6 +14,7 @@ pub mod graph;
 pub mod hash;
 pub mod logging;
 pub mod redact;
+pub mod source;
 pub mod stack;
 pub mod terraform;
 pub mod value;

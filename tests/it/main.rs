@@ -3,5 +3,6 @@
 mod support;
 
 mod graph;
+mod source;
 mod terraform;
 mod validate;

@@ -1,0 +1,165 @@
+//! One bare mirror per source URL, fetched incrementally with gix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::remote::Direction;
+use serde::{Deserialize, Serialize};
+
+use super::error::{io, SourceError};
+
+/// What strata remembers about a mirror between runs (`strata-source.json` inside it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MirrorState {
+    pub url: String,
+    /// The branch the remote's HEAD pointed at in the last successful fetch.
+    pub remote_head: Option<String>,
+    /// For each ref asked for (`HEAD` for the default), the commit it resolved to last time.
+    pub resolved: BTreeMap<String, Resolved>,
+    /// Unix seconds of the last successful fetch.
+    pub fetched_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resolved {
+    pub commit: String,
+    /// The full ref name it came from (`refs/heads/main`), or the commit id itself.
+    pub ref_name: String,
+    pub at: u64,
+}
+
+const STATE_FILE: &str = "strata-source.json";
+
+/// The mirror directory of `url` in the state dir.
+pub fn mirror_dir(state_dir: &Path, url: &str) -> PathBuf {
+    let hash = crate::hash::sha256(url.as_bytes());
+    state_dir.join("mirrors").join(&hash[..16])
+}
+
+pub fn load_state(dir: &Path) -> MirrorState {
+    std::fs::read(dir.join(STATE_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_state(dir: &Path, state: &MirrorState) -> Result<(), SourceError> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state).expect("json"))
+        .map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("write", &path))
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Opens the mirror, creating an empty bare repository the first time.
+pub fn open_or_init(dir: &Path, url: &str) -> Result<gix::Repository, SourceError> {
+    let mirror_err = |e: &dyn std::fmt::Display| SourceError::Mirror {
+        url: url.to_string(),
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    if dir.join("HEAD").exists() {
+        gix::open(dir).map_err(|e| mirror_err(&e))
+    } else {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        gix::init_bare(dir).map_err(|e| mirror_err(&e))
+    }
+}
+
+/// Fetches every branch and tag of `url` into the mirror (branches as `refs/remotes/origin/*`,
+/// tags as `refs/tags/*`, force-updated so a rewritten branch is followed) and returns the branch
+/// the remote's HEAD points at.
+///
+/// Blocking: call it from `spawn_blocking` in async code. Local paths and `file://` URLs run
+/// `git upload-pack`, so they need `git` on PATH; `https://` does not.
+pub fn fetch(repo: &gix::Repository, url: &str) -> Result<Option<String>, SourceError> {
+    let fail = |e: &dyn std::fmt::Display| SourceError::Fetch {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
+    let remote = repo
+        .remote_at(url)
+        .map_err(|e| fail(&e))?
+        .with_refspecs(
+            [
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            Direction::Fetch,
+        )
+        .map_err(|e| fail(&e))?
+        .with_fetch_tags(gix::remote::fetch::Tags::None);
+    let connection = remote.connect(Direction::Fetch).map_err(|e| fail(&e))?;
+    let head_spec = gix::refspec::parse("HEAD".into(), gix::refspec::parse::Operation::Fetch)
+        .map_err(|e| fail(&e))?
+        .to_owned();
+    let options = gix::remote::ref_map::Options {
+        extra_refspecs: vec![head_spec],
+        ..Default::default()
+    };
+    let prepare = connection
+        .prepare_fetch(gix::progress::Discard, options)
+        .map_err(|e| fail(&e))?;
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    let outcome = prepare
+        .receive(gix::progress::Discard, &NEVER)
+        .map_err(|e| fail(&e))?;
+    let head = outcome.ref_map.remote_refs.iter().find_map(|r| match r {
+        gix::protocol::handshake::Ref::Symbolic {
+            full_ref_name,
+            target,
+            ..
+        } if full_ref_name == "HEAD" => Some(target.to_string()),
+        gix::protocol::handshake::Ref::Unborn {
+            full_ref_name,
+            target,
+        } if full_ref_name == "HEAD" => Some(target.to_string()),
+        _ => None,
+    });
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn fetch_brings_branches_tags_and_the_remote_head() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("up");
+        std::fs::create_dir(&up).unwrap();
+        git(&up, &["init", "-q", "-b", "trunk"]);
+        std::fs::write(up.join("a"), "1").unwrap();
+        git(&up, &["add", "a"]);
+        git(&up, &["commit", "-qm", "one"]);
+        git(&up, &["tag", "-a", "v1", "-m", "v1"]);
+        let m = d.path().join("mirror");
+        let repo = open_or_init(&m, up.to_str().unwrap()).unwrap();
+        let head = fetch(&repo, up.to_str().unwrap()).unwrap();
+        assert_eq!(head.as_deref(), Some("refs/heads/trunk"));
+        let repo = gix::open(&m).unwrap();
+        assert!(repo.find_reference("refs/remotes/origin/trunk").is_ok());
+        assert!(repo.find_reference("refs/tags/v1").is_ok());
+    }
+}
