@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, RepoArgs, SourceCommand, StackArgs};
+use crate::cli::{Cli, Command, DevclusterArgs, RepoArgs, SourceCommand, StackArgs};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::graph::{self, GraphFormat};
@@ -13,6 +13,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Graph { stack, format } => graph(&stack, format),
+        Command::Devcluster(args) => devcluster(&args),
         Command::Source(SourceCommand::Show { repo, since, json }) => {
             source_show(&repo, since.as_deref(), json)
         }
@@ -207,4 +208,57 @@ fn source_text(s: &SourceShow) -> String {
         _ => {}
     }
     t
+}
+
+fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
+    let simulate_ready = match args.simulate_ready.as_str() {
+        "never" => None,
+        d => Some(crate::stack::duration::parse_duration(d).map_err(Error::Usage)?),
+    };
+    let opts = crate::devcluster::DevClusterOptions {
+        listen: args.listen,
+        data: args.data.clone(),
+        simulate_ready,
+        token: None,
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+        action: "start",
+        path: "the async runtime".into(),
+        source: e,
+    })?;
+    rt.block_on(async {
+        let cluster = crate::devcluster::DevCluster::start(opts)
+            .await
+            .map_err(|e| Error::Io {
+                action: "listen on",
+                path: args.listen.to_string().into(),
+                source: e,
+            })?;
+        cluster
+            .write_kubeconfig(&args.kubeconfig_out)
+            .map_err(|e| Error::Io {
+                action: "write",
+                path: args.kubeconfig_out.clone(),
+                source: e,
+            })?;
+        out(&format!(
+            "devcluster serving at {}\nkubeconfig: {}\n",
+            cluster.url(),
+            args.kubeconfig_out.display()
+        ))?;
+        wait_for_shutdown().await;
+        cluster.stop().await;
+        Ok(ExitStatus::Success)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

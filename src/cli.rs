@@ -36,6 +36,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Run a local Kubernetes API server for tests and demos (no pods run).
+    Devcluster(DevclusterArgs),
     /// Git sources: fetch, pin and inspect.
     #[command(subcommand)]
     Source(SourceCommand),
@@ -81,4 +83,20 @@ pub struct StackArgs {
     /// The stack directory (holding strata.hcl).
     #[arg(long, default_value = ".")]
     pub stack: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevclusterArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Where to write the kubeconfig (mode 0600) once listening.
+    #[arg(long)]
+    pub kubeconfig_out: PathBuf,
+    /// Keep objects in this file across restarts.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Report workloads ready after this delay ("2s"), or "never".
+    #[arg(long, default_value = "1s")]
+    pub simulate_ready: String,
 }

@@ -22,6 +22,9 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
 
+    #[error("{0}")]
+    Usage(String),
+
     #[error("failed to write output: {0}")]
     Output(#[source] std::io::Error),
 }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod devcluster;
 pub mod error;
 pub mod exit;
 pub mod graph;

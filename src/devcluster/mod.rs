@@ -1,0 +1,215 @@
+//! `strata devcluster`: a local Kubernetes API server, faithful enough to test strata against and
+//! checked with the real kubectl. It is an API server, not a distribution: no scheduler, no
+//! kubelet, no pods run. See docs/devcluster.md for what is and isn't covered.
+//!
+//! [`DevCluster::start`] serves on an ephemeral loopback port with a bearer token, and hands back
+//! a kubeconfig; dropping the handle stops it.
+
+mod api;
+pub mod faults;
+pub mod fields;
+mod openapi;
+mod patch;
+pub mod ready;
+pub mod registry;
+mod selector;
+mod server;
+mod store;
+mod tls;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use faults::{Fault, FaultAction};
+
+/// How a devcluster runs.
+#[derive(Debug, Clone)]
+pub struct DevClusterOptions {
+    /// Default `127.0.0.1:0` (an ephemeral port).
+    pub listen: SocketAddr,
+    /// Persist objects here across restarts; without it a restart is a lost cluster.
+    pub data: Option<PathBuf>,
+    /// After this delay workloads report ready (Jobs complete, claims bind); `None` = never.
+    /// Default 1s.
+    pub simulate_ready: Option<Duration>,
+    /// The bearer token clients must send; random when unset.
+    pub token: Option<String>,
+}
+
+impl Default for DevClusterOptions {
+    fn default() -> Self {
+        DevClusterOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: None,
+            simulate_ready: Some(Duration::from_secs(1)),
+            token: None,
+        }
+    }
+}
+
+/// A running devcluster. Dropped = stopped.
+pub struct DevCluster {
+    url: String,
+    token: String,
+    ca_pem: String,
+    shared: Arc<server::Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn random_token() -> String {
+    let mut buf = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    crate::hash::hex(&buf)
+}
+
+impl DevCluster {
+    /// Starts serving.
+    ///
+    /// # Errors
+    /// When the address can't be bound or the data file can't be read.
+    pub async fn start(opts: DevClusterOptions) -> std::io::Result<DevCluster> {
+        let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut store = store::Store::new(opts.data.clone());
+        if let Some(path) = &opts.data {
+            store.load(path).map_err(std::io::Error::other)?;
+        }
+        let token = opts.token.clone().unwrap_or_else(random_token);
+        let tls = tls::generate().map_err(std::io::Error::other)?;
+        let shared = Arc::new(server::Shared {
+            store: Mutex::new(store),
+            token: token.clone(),
+            faults: faults::Faults::default(),
+        });
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let tls_config = tls.config.clone();
+        let background = shared.clone();
+        let ready = opts.simulate_ready;
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            let ticker = async {
+                loop {
+                    every.tick().await;
+                    let mut store = background.store.lock().expect("store");
+                    if let Some(delay) = ready {
+                        ready::tick(&mut store, delay);
+                    }
+                    if let Err(e) = store.flush() {
+                        tracing::warn!("{e}");
+                    }
+                }
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+            let serve = async {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        let Ok(stream) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    });
+                }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = ticker => {}
+                _ = rx => {}
+            }
+            let _ = background.store.lock().expect("store").flush();
+        });
+        Ok(DevCluster {
+            url: format!("https://{addr}"),
+            token,
+            ca_pem: tls.ca_pem,
+            shared,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A kubeconfig for this cluster (context `devcluster`).
+    pub fn kubeconfig(&self) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: devcluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: devcluster\n  context:\n    cluster: devcluster\n    user: devcluster\ncurrent-context: devcluster\nusers:\n- name: devcluster\n  user:\n    token: {}\n",
+            self.url, self.token
+        )
+    }
+
+    /// The PEM of the certificate authority that signed the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Writes the kubeconfig with mode 0600.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        crate::terraform::workdir::write_private(path, self.kubeconfig().as_bytes())
+    }
+
+    /// Makes matching requests fail, hang or slow down.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.inject(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// The current global resourceVersion: unchanged across requests means nothing was written.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.lock().expect("store").rv
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.shared.store.lock().expect("store").objects.len()
+    }
+
+    /// Stops serving and writes the data file.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
