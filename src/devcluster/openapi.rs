@@ -7,6 +7,41 @@ use serde_json::{json, Map, Value};
 
 use super::registry::Registry;
 
+/// `/openapi/v2`: an empty Swagger document (no schemas), as protobuf when asked for (kubectl
+/// asks for nothing else) or JSON. With no schema for a kind, kubectl validates nothing on its
+/// side, as it does for custom resources without schemas.
+pub fn v2(headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("protobuf") {
+        // openapi.v2.Document { swagger: "2.0", info: Info { title, version } }
+        let title = b"strata devcluster";
+        let version = b"v1.33.0";
+        let mut info = vec![0x0a, title.len() as u8];
+        info.extend_from_slice(title);
+        info.extend_from_slice(&[0x12, version.len() as u8]);
+        info.extend_from_slice(version);
+        let mut doc = vec![0x0a, 3, b'2', b'.', b'0', 0x12, info.len() as u8];
+        doc.extend_from_slice(&info);
+        let mut r = doc.into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+                .parse()
+                .expect("header"),
+        );
+        return r;
+    }
+    super::server::json_response(
+        axum::http::StatusCode::OK,
+        json!({"swagger": "2.0", "info": {"title": "strata devcluster", "version": "v1.33.0"}, "paths": {}, "definitions": {}}),
+    )
+}
+
 /// `/openapi/v3` (the index, `rest` empty) or `/openapi/v3/<api/v1|apis/g/v>`.
 pub fn v3(registry: &Registry, rest: &str) -> Option<Value> {
     let mut gvs: Vec<(String, String, String)> = Vec::new();

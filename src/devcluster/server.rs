@@ -300,6 +300,9 @@ async fn route(
         "/healthz" | "/readyz" | "/livez" => return (StatusCode::OK, "ok").into_response(),
         _ => {}
     }
+    if path == "/openapi/v2" {
+        return super::openapi::v2(headers);
+    }
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
         let store = shared.store.lock().expect("store");
         return match super::openapi::v3(&store.registry, rest.trim_start_matches('/')) {

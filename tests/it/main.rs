@@ -2,6 +2,7 @@
 
 mod support;
 
+mod devcluster;
 mod graph;
 mod source;
 mod terraform;

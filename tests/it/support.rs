@@ -113,3 +113,68 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+/// A devcluster for one test, its kubeconfig on disk, and a scratch directory.
+#[allow(dead_code)]
+pub struct Cluster {
+    pub dev: strata::devcluster::DevCluster,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Cluster::with(strata::devcluster::DevClusterOptions::default()).await
+    }
+
+    pub async fn with(opts: strata::devcluster::DevClusterOptions) -> Cluster {
+        let dev = strata::devcluster::DevCluster::start(opts)
+            .await
+            .expect("devcluster starts");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        dev.write_kubeconfig(&kubeconfig).unwrap();
+        Cluster {
+            dev,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// Runs the real kubectl against the cluster.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        let out = tokio::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .output()
+            .await
+            .expect("kubectl runs (make tools installs it)");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A kube-rs client for the cluster.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.dev.kubeconfig()).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Writes manifests into a directory under the scratch dir and returns its path.
+    pub fn manifests(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, text) in files {
+            std::fs::write(d.join(f), text).unwrap();
+        }
+        d
+    }
+}
