@@ -13,6 +13,7 @@ pub mod error;
 pub mod exit;
 pub mod graph;
 pub mod hash;
+pub mod kube;
 pub mod logging;
 pub mod redact;
 pub mod source;

@@ -4,6 +4,7 @@ mod support;
 
 mod devcluster;
 mod graph;
+mod kube;
 mod source;
 mod terraform;
 mod validate;

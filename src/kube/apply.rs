@@ -1,0 +1,387 @@
+//! Server-side apply of a layer, staged as Flux's `ApplyAllStaged`: CRDs and Namespaces first
+//! (waiting for CRDs to be established), then everything else. Every object is dry-run first; if
+//! any dry run fails, nothing (of that stage) is applied. Only objects whose dry-run result differs
+//! from the live object are written, so a no-op run makes zero writes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::Value;
+
+use super::changeset::{Action, ChangeSet};
+use super::error::KubeError;
+use super::manifest::Manifest;
+use super::object::ObjRef;
+use super::order;
+use super::resolve::{Resolved, Resources};
+use super::retry::{retry, Backoff};
+use super::sanitize::comparable;
+
+/// Labels strata puts on every object it applies.
+pub const LABEL_STACK: &str = "strata.dev/stack";
+pub const LABEL_LAYER: &str = "strata.dev/layer";
+/// `strata.dev/recreate: allowed` lets strata delete and recreate an object whose immutable
+/// fields changed.
+pub const ANNOTATION_RECREATE: &str = "strata.dev/recreate";
+
+/// How a layer is applied.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Field manager name. Default `strata`.
+    pub field_manager: String,
+    /// Force field-manager conflicts (the layer's `drift = "correct"`).
+    pub force_conflicts: bool,
+    /// Namespace for namespaced objects that name none; `default` when unset.
+    pub namespace: Option<String>,
+    pub stack: String,
+    pub layer: String,
+    /// How long to wait for new CRDs to be established. Default 60s.
+    pub crd_timeout: Duration,
+    pub backoff: Backoff,
+}
+
+impl ApplyOptions {
+    pub fn new(stack: &str, layer: &str) -> ApplyOptions {
+        ApplyOptions {
+            field_manager: "strata".into(),
+            force_conflicts: false,
+            namespace: None,
+            stack: stack.into(),
+            layer: layer.into(),
+            crd_timeout: Duration::from_secs(60),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// A desired object made ready to send: namespace defaulted, labels added, resource resolved.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub object: Value,
+    pub r: ObjRef,
+    pub place: String,
+    pub resolved: Resolved,
+}
+
+impl Desired {
+    pub fn api(&self, client: &::kube::Client) -> Api<DynamicObject> {
+        if self.resolved.namespaced {
+            Api::namespaced_with(client.clone(), &self.r.namespace, &self.resolved.resource)
+        } else {
+            Api::all_with(client.clone(), &self.resolved.resource)
+        }
+    }
+}
+
+/// Resolves, defaults, labels and orders the manifests.
+///
+/// # Errors
+/// Kinds the cluster doesn't serve (and no CRD in the set defines), and duplicates (naming both
+/// places).
+pub fn prepare(
+    manifests: &[Manifest],
+    resources: &Resources,
+    opts: &ApplyOptions,
+) -> Result<Vec<Desired>, KubeError> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<(String, String, String, String), String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for m in manifests {
+        let mut obj = m.object.clone();
+        let r0 = ObjRef::of(&obj);
+        let Some(resolved) = resources.get(&r0.group, &r0.version, &r0.kind).cloned() else {
+            problems.push(format!(
+                "{}: {} {}: the cluster serves no such kind (and no CRD in this layer defines it)",
+                m.place(),
+                r0.api_version(),
+                r0.kind
+            ));
+            continue;
+        };
+        let md = obj["metadata"]
+            .as_object_mut()
+            .expect("manifests have metadata");
+        if resolved.namespaced {
+            if md
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                let ns = opts.namespace.clone().unwrap_or_else(|| "default".into());
+                md.insert("namespace".into(), Value::String(ns));
+            }
+        } else {
+            md.remove("namespace");
+        }
+        let labels = md
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(LABEL_STACK.into(), Value::String(opts.stack.clone()));
+            l.insert(LABEL_LAYER.into(), Value::String(opts.layer.clone()));
+        }
+        let r = ObjRef::of(&obj);
+        if let Some(first) = seen.get(&r.key()) {
+            problems.push(format!("{r} is declared twice: {first} and {}", m.place()));
+            continue;
+        }
+        seen.insert(r.key(), m.place());
+        out.push(Desired {
+            object: obj,
+            r,
+            place: m.place(),
+            resolved,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(KubeError::Load { problems });
+    }
+    out.sort_by_key(|d| order::key(&d.r));
+    Ok(out)
+}
+
+/// The outcome of one object's dry run.
+enum Planned {
+    Create,
+    Configure,
+    Unchanged,
+    /// Its CRD or namespace is created in this run: it can only be dry-run once that exists.
+    AfterCrd,
+    Recreate,
+}
+
+/// A short reason from an API error.
+fn reason(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => format!("{} ({})", s.message, s.reason),
+        other => other.to_string(),
+    }
+}
+
+fn is_conflict(e: &::kube::Error) -> bool {
+    matches!(e, ::kube::Error::Api(s) if s.code == 409)
+}
+
+fn is_immutable(e: &::kube::Error) -> bool {
+    matches!(e, ::kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable"))
+}
+
+async fn server_apply(
+    d: &Desired,
+    client: &::kube::Client,
+    opts: &ApplyOptions,
+    force: bool,
+    dry_run: bool,
+) -> Result<DynamicObject, ::kube::Error> {
+    let api = d.api(client);
+    let mut pp = PatchParams::apply(&opts.field_manager);
+    if force {
+        pp = pp.force();
+    }
+    if dry_run {
+        pp = pp.dry_run();
+    }
+    let patch = Patch::Apply(&d.object);
+    retry(opts.backoff, || api.patch(&d.r.name, &pp, &patch)).await
+}
+
+async fn live(
+    d: &Desired,
+    client: &::kube::Client,
+    opts: &ApplyOptions,
+) -> Result<Option<DynamicObject>, KubeError> {
+    let api = d.api(client);
+    retry(opts.backoff, || api.get_opt(&d.r.name))
+        .await
+        .map_err(|e| KubeError::Read {
+            what: d.r.to_string(),
+            message: reason(&e),
+        })
+}
+
+fn to_value(o: &DynamicObject) -> Value {
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+/// Dry-runs one object and compares the result with the live object.
+async fn plan_one(
+    d: &Desired,
+    client: &::kube::Client,
+    opts: &ApplyOptions,
+    pending_crd: bool,
+) -> Result<Planned, String> {
+    if pending_crd {
+        return Ok(Planned::AfterCrd);
+    }
+    let current = live(d, client, opts).await.map_err(|e| e.to_string())?;
+    let result = match server_apply(d, client, opts, opts.force_conflicts, true).await {
+        Ok(r) => r,
+        Err(e) if is_conflict(&e) && !opts.force_conflicts => {
+            return Err(format!(
+                "{} (drift = \"report\": strata does not force field-manager conflicts)",
+                reason(&e)
+            ));
+        }
+        Err(e) if is_immutable(&e) => {
+            let allowed = d.object["metadata"]["annotations"][ANNOTATION_RECREATE] == "allowed";
+            if allowed {
+                return Ok(Planned::Recreate);
+            }
+            return Err(format!(
+                "{}; annotate it {ANNOTATION_RECREATE}: allowed to let strata delete and recreate it",
+                reason(&e)
+            ));
+        }
+        Err(e) => return Err(reason(&e)),
+    };
+    Ok(match current {
+        None => Planned::Create,
+        Some(l) if comparable(&to_value(&l)) == comparable(&to_value(&result)) => {
+            Planned::Unchanged
+        }
+        Some(_) => Planned::Configure,
+    })
+}
+
+/// Applies (or with `dry_run`, plans) the desired objects.
+///
+/// # Guarantees
+/// - Every object of a stage is dry-run before any of the stage is written; one failure and
+///   nothing of the stage is applied, and the error lists every failure as `Kind/ns/name: reason`.
+/// - Objects whose dry-run result equals the live object are not written (no resourceVersion
+///   bump): a second run of the same layer makes zero writes.
+/// - Transient API errors (5xx, 429, connection) are retried with capped backoff; 4xx answers are
+///   final.
+///
+/// # Errors
+/// Dry-run failures, apply failures, CRDs that don't become established in time.
+pub async fn apply(
+    client: &::kube::Client,
+    desired: &[Desired],
+    opts: &ApplyOptions,
+    dry_run: bool,
+) -> Result<ChangeSet, KubeError> {
+    let mut cs = ChangeSet {
+        dry_run,
+        changes: Vec::new(),
+    };
+    let (first, rest): (Vec<&Desired>, Vec<&Desired>) =
+        desired.iter().partition(|d| order::stage(&d.r) <= 1);
+
+    // Dry-run the first stage (CRDs and Namespaces).
+    let mut failures = Vec::new();
+    let mut plans_first = Vec::new();
+    for d in &first {
+        match plan_one(d, client, opts, false).await {
+            Ok(p) => plans_first.push(p),
+            Err(e) => failures.push(format!("{}: {e}", d.r)),
+        }
+    }
+    // Objects that can only be dry-run once the first stage exists: kinds served by new CRDs,
+    // and objects in namespaces this run creates.
+    let served = Resources::discover(client).await?;
+    let new_namespaces: Vec<&str> = first
+        .iter()
+        .zip(&plans_first)
+        .filter(|(d, p)| d.r.kind == "Namespace" && matches!(p, Planned::Create))
+        .map(|(d, _)| d.r.name.as_str())
+        .collect();
+    let pending: Vec<bool> = rest
+        .iter()
+        .map(|d| {
+            served.get(&d.r.group, &d.r.version, &d.r.kind).is_none()
+                || (!d.r.namespace.is_empty() && new_namespaces.contains(&d.r.namespace.as_str()))
+        })
+        .collect();
+    let mut plans_rest = Vec::new();
+    for (d, p) in rest.iter().zip(&pending) {
+        match plan_one(d, client, opts, *p).await {
+            Ok(p) => plans_rest.push(p),
+            Err(e) => failures.push(format!("{}: {e}", d.r)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(KubeError::DryRun { failures });
+    }
+
+    apply_stage(client, &first, plans_first, opts, dry_run, &mut cs).await?;
+    if !dry_run && first.iter().any(|d| d.r.kind == "CustomResourceDefinition") {
+        super::wait::crds_established(client, &first, opts.crd_timeout).await?;
+    }
+    // Objects of new kinds can be dry-run now that their CRDs exist.
+    let mut late_failures = Vec::new();
+    let mut plans_rest2 = Vec::new();
+    for (d, p) in rest.iter().zip(plans_rest) {
+        match p {
+            Planned::AfterCrd if !dry_run => match plan_one(d, client, opts, false).await {
+                Ok(p) => plans_rest2.push(p),
+                Err(e) => late_failures.push(format!("{}: {e}", d.r)),
+            },
+            other => plans_rest2.push(other),
+        }
+    }
+    if !late_failures.is_empty() {
+        return Err(KubeError::DryRun {
+            failures: late_failures,
+        });
+    }
+    apply_stage(client, &rest, plans_rest2, opts, dry_run, &mut cs).await?;
+    Ok(cs)
+}
+
+async fn apply_stage(
+    client: &::kube::Client,
+    objects: &[&Desired],
+    plans: Vec<Planned>,
+    opts: &ApplyOptions,
+    dry_run: bool,
+    cs: &mut ChangeSet,
+) -> Result<(), KubeError> {
+    for (d, plan) in objects.iter().zip(plans) {
+        let failed = |e: ::kube::Error| KubeError::Apply {
+            object: d.r.to_string(),
+            message: reason(&e),
+        };
+        match plan {
+            Planned::Unchanged => cs.push(d.r.clone(), Action::Unchanged, None),
+            Planned::AfterCrd => cs.push(
+                d.r.clone(),
+                Action::Created,
+                Some("planned after its CRD or namespace, which this layer creates first".into()),
+            ),
+            Planned::Create | Planned::Configure => {
+                if !dry_run {
+                    server_apply(d, client, opts, opts.force_conflicts, false)
+                        .await
+                        .map_err(failed)?;
+                }
+                let action = if matches!(plan, Planned::Create) {
+                    Action::Created
+                } else {
+                    Action::Configured
+                };
+                cs.push(d.r.clone(), action, None);
+            }
+            Planned::Recreate => {
+                if !dry_run {
+                    let api = d.api(client);
+                    let dp = DeleteParams::foreground();
+                    retry(opts.backoff, || api.delete(&d.r.name, &dp))
+                        .await
+                        .map_err(failed)?;
+                    super::wait::gone(client, d, Duration::from_secs(60)).await?;
+                    server_apply(d, client, opts, opts.force_conflicts, false)
+                        .await
+                        .map_err(failed)?;
+                }
+                cs.push(
+                    d.r.clone(),
+                    Action::Recreated,
+                    Some("an immutable field changed".into()),
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Connecting to a layer's cluster: a kubeconfig file and context, or kubeconfig content from an
+//! upstream output (written 0600 in the state dir, never logged).
+
+use std::path::{Path, PathBuf};
+
+use super::error::KubeError;
+use crate::redact::Redacted;
+
+/// Where a cluster's credentials come from.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// A kubeconfig file (`~` expands), and a context (its current one when unset).
+    Path {
+        path: PathBuf,
+        context: Option<String>,
+    },
+    /// Kubeconfig content, as an upstream output gives it.
+    Content {
+        content: Redacted<String>,
+        context: Option<String>,
+    },
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A client for the cluster. Content is written to `state_dir/clusters/<name>.kubeconfig` with
+/// mode 0600 so that operators can reach the same cluster.
+pub async fn connect(
+    access: &Access,
+    state_dir: &Path,
+    name: &str,
+) -> Result<::kube::Client, KubeError> {
+    let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
+    let (kubeconfig, context) = match access {
+        Access::Path { path, context } => {
+            let path = expand_home(path);
+            let kc = ::kube::config::Kubeconfig::read_from(&path)
+                .map_err(|e| fail(&format!("{}: {e}", path.display())))?;
+            (kc, context.clone())
+        }
+        Access::Content { content, context } => {
+            let dir = state_dir.join("clusters");
+            std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+            let file = dir.join(format!("{name}.kubeconfig"));
+            crate::terraform::workdir::write_private(&file, content.expose().as_bytes())
+                .map_err(|e| fail(&e))?;
+            // The parser's messages may quote the content: keep them out.
+            let kc = ::kube::config::Kubeconfig::from_yaml(content.expose()).map_err(|_| {
+                fail(&"the kubeconfig content from its output is not a valid kubeconfig")
+            })?;
+            (kc, context.clone())
+        }
+    };
+    let options = ::kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| fail(&e))?;
+    ::kube::Client::try_from(config).map_err(|e| fail(&e))
+}
