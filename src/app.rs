@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, DevclusterArgs, RepoArgs, SourceCommand, StackArgs};
+use crate::cli::{Cli, Command, DevclusterArgs, RepoArgs, SourceArgs, SourceCommand, StackArgs};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::graph::{self, GraphFormat};
@@ -14,6 +14,26 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Validate(args) => validate(&args),
         Command::Graph { stack, format } => graph(&stack, format),
         Command::Devcluster(args) => devcluster(&args),
+        Command::Plan { source, all, json } => converge::plan(&source, all, json),
+        Command::Apply {
+            source,
+            auto_approve,
+            approve,
+            all,
+            lock_timeout,
+            json,
+        } => converge::apply(&source, auto_approve, approve, all, &lock_timeout, json),
+        Command::Diff {
+            source,
+            json,
+            markdown,
+        } => converge::diff(&source, json, markdown),
+        Command::Status { state_dir, json } => converge::status(&state_dir, json),
+        Command::History {
+            state_dir,
+            limit,
+            json,
+        } => converge::history(&state_dir, limit, json),
         Command::Source(SourceCommand::Show { repo, since, json }) => {
             source_show(&repo, since.as_deref(), json)
         }
@@ -30,26 +50,40 @@ pub fn run(cli: Cli) -> ExitStatus {
 fn report(err: &Error) {
     let mut stderr = std::io::stderr().lock();
     match err {
-        Error::Invalid(diags) => {
-            for d in diags.iter() {
-                let _ = writeln!(stderr, "error: {d}");
-            }
-            let n = diags.len();
-            let _ = writeln!(
-                stderr,
-                "validation failed: {n} error{}",
-                if n == 1 { "" } else { "s" }
-            );
-        }
-        other => {
-            let _ = writeln!(stderr, "error: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let _ = writeln!(stderr, "  caused by: {s}");
-                source = s.source();
-            }
-        }
+        Error::Invalid(diags) => report_invalid(&mut stderr, diags),
+        Error::Engine(e) => match &**e {
+            crate::engine::EngineError::Invalid(diags) => report_invalid(&mut stderr, diags),
+            other => report_chain(&mut stderr, other),
+        },
+        other => report_chain(&mut stderr, other),
     }
+}
+
+/// `error: <message>`, then each distinct cause.
+fn report_chain(stderr: &mut impl Write, err: &dyn std::error::Error) {
+    let _ = writeln!(stderr, "error: {err}");
+    let mut shown = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            let _ = writeln!(stderr, "  caused by: {text}");
+        }
+        shown = text;
+        source = s.source();
+    }
+}
+
+fn report_invalid(stderr: &mut impl Write, diags: &crate::stack::Diagnostics) {
+    for d in diags.iter() {
+        let _ = writeln!(stderr, "error: {d}");
+    }
+    let n = diags.len();
+    let _ = writeln!(
+        stderr,
+        "validation failed: {n} error{}",
+        if n == 1 { "" } else { "s" }
+    );
 }
 
 fn out(text: &str) -> Result<(), Error> {
@@ -260,5 +294,300 @@ async fn wait_for_shutdown() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// plan, apply, diff, status, history.
+mod converge {
+    use std::io::IsTerminal;
+
+    use super::{out, Error, ExitStatus, SourceArgs};
+    use crate::engine::record::LayerStatus;
+    use crate::engine::{Engine, EngineOptions, Mode, Source};
+
+    fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+        tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+            action: "start",
+            path: "the async runtime".into(),
+            source: e,
+        })
+    }
+
+    pub fn source_of(a: &SourceArgs) -> Source {
+        match &a.repo {
+            Some(url) => {
+                let spec = crate::source::SourceSpec {
+                    url: url.clone(),
+                    reference: a.reference.clone(),
+                    path: a.path.clone(),
+                };
+                let mut opts = crate::source::SourceOptions::new(&a.state_dir);
+                opts.verify = a.verify.clone();
+                Source::Repo { spec, opts }
+            }
+            None => Source::Dir(a.stack.clone().unwrap_or_else(|| ".".into())),
+        }
+    }
+
+    fn options(a: &SourceArgs) -> EngineOptions {
+        let mut o = EngineOptions::new(&a.state_dir);
+        o.progress = true;
+        let cancel = o.cancel.clone();
+        // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            eprintln!("interrupting: waiting for running steps to stop");
+            cancel.cancel();
+        });
+        o
+    }
+
+    fn engine_err(e: crate::engine::EngineError) -> Error {
+        Error::Engine(Box::new(e))
+    }
+
+    pub fn plan(a: &SourceArgs, all: bool, json: bool) -> Result<ExitStatus, Error> {
+        runtime()?.block_on(async {
+            let mut opts = options(a);
+            opts.all = all;
+            let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
+            let report = engine.run(Mode::Plan).await.map_err(engine_err)?;
+            if json {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).expect("json")
+                ))?;
+            } else {
+                out(&crate::report::run::text(&report))?;
+            }
+            Ok(
+                if report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted) {
+                    ExitStatus::Failure
+                } else if report
+                    .layers
+                    .iter()
+                    .any(|l| matches!(l.status, LayerStatus::Changes | LayerStatus::Waiting))
+                {
+                    ExitStatus::Changes
+                } else {
+                    ExitStatus::Success
+                },
+            )
+        })
+    }
+
+    pub fn apply(
+        a: &SourceArgs,
+        auto_approve: bool,
+        approve: Vec<String>,
+        all: bool,
+        lock_timeout: &str,
+        json: bool,
+    ) -> Result<ExitStatus, Error> {
+        let lock_timeout =
+            crate::stack::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+        runtime()?.block_on(async {
+            let mut opts = options(a);
+            opts.all = all;
+            opts.approve = approve;
+            opts.lock_timeout = lock_timeout;
+            let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
+            if !auto_approve {
+                if !std::io::stdin().is_terminal() {
+                    return Err(Error::Usage(
+                        "no terminal to confirm the apply: pass --auto-approve".into(),
+                    ));
+                }
+                let plan = engine.run(Mode::Plan).await.map_err(engine_err)?;
+                out(&crate::report::run::text(&plan))?;
+                if !plan
+                    .layers
+                    .iter()
+                    .any(|l| matches!(l.status, LayerStatus::Changes | LayerStatus::Waiting))
+                {
+                    out("Nothing to apply.\n")?;
+                    return Ok(ExitStatus::Success);
+                }
+                eprint!("Apply these changes? Only 'yes' is accepted: ");
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim() != "yes" {
+                    out("Apply cancelled.\n")?;
+                    return Ok(ExitStatus::Failure);
+                }
+            }
+            let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
+            if json {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).expect("json")
+                ))?;
+            } else {
+                out(&crate::report::run::text(&report))?;
+            }
+            Ok(
+                if report.any(LayerStatus::Failed)
+                    || report.any(LayerStatus::Interrupted)
+                    || report.any(LayerStatus::Skipped)
+                {
+                    ExitStatus::Failure
+                } else if report.any(LayerStatus::AwaitingApproval)
+                    || report.any(LayerStatus::Waiting)
+                {
+                    ExitStatus::Changes
+                } else {
+                    ExitStatus::Success
+                },
+            )
+        })
+    }
+
+    pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
+        runtime()?.block_on(async {
+            let source = source_of(a);
+            let mut engine = Engine::open(source.clone(), options(a))
+                .await
+                .map_err(engine_err)?;
+            // Drift is measured against the last converged revision; a newer commit is pending.
+            let mut pending = None;
+            if let (Source::Repo { spec, opts }, Some(converged)) =
+                (&source, engine.state().converged_revision)
+            {
+                if converged != engine.revision {
+                    pending = Some(engine.revision.clone());
+                    let mut pinned = spec.clone();
+                    pinned.reference = Some(converged);
+                    let source = Source::Repo {
+                        spec: pinned,
+                        opts: opts.clone(),
+                    };
+                    engine = Engine::open(source, options(a)).await.map_err(engine_err)?;
+                }
+            }
+            let report = engine.diff(pending).await.map_err(engine_err)?;
+            if json {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).expect("json")
+                ))?;
+            } else if markdown {
+                out(&crate::report::drift::markdown(&report))?;
+            } else {
+                out(&crate::report::drift::text(
+                    &report,
+                    std::io::stdout().is_terminal(),
+                ))?;
+            }
+            Ok(if report.errors() {
+                ExitStatus::Failure
+            } else if report.drifted() {
+                ExitStatus::Changes
+            } else {
+                ExitStatus::Success
+            })
+        })
+    }
+
+    pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
+        let state = crate::engine::state::StackState::load(state_dir);
+        if json {
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&state).expect("json")
+            ))?;
+            return Ok(ExitStatus::Success);
+        }
+        if state.layers.is_empty() {
+            out(&format!("no runs recorded in {}\n", state_dir.display()))?;
+            return Ok(ExitStatus::Success);
+        }
+        let mut t = format!(
+            "stack \"{}\" from {}\nconverged revision: {}\n\n",
+            state.stack,
+            state.source.clone().unwrap_or_default(),
+            state
+                .converged_revision
+                .as_deref()
+                .map(crate::report::run::short)
+                .unwrap_or("none")
+        );
+        let width = state.layers.keys().map(String::len).max().unwrap_or(0);
+        t.push_str(&format!(
+            "  {:width$}  {:14}  {:14}  {:10}  {}\n",
+            "layer", "converged at", "last result", "drift", "last run"
+        ));
+        for (name, l) in &state.layers {
+            t.push_str(&format!(
+                "  {:width$}  {:14}  {:14}  {:10}  {}\n",
+                name,
+                l.converged_revision
+                    .as_deref()
+                    .map(crate::report::run::short)
+                    .unwrap_or("-"),
+                l.last_result.as_deref().unwrap_or("-"),
+                l.drift.as_deref().unwrap_or("unknown"),
+                l.last_run.as_deref().unwrap_or("-"),
+            ));
+        }
+        out(&t)?;
+        Ok(ExitStatus::Success)
+    }
+
+    pub fn history(
+        state_dir: &std::path::Path,
+        limit: usize,
+        json: bool,
+    ) -> Result<ExitStatus, Error> {
+        let records = crate::engine::record::history(state_dir, limit);
+        if json {
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&records).expect("json")
+            ))?;
+            return Ok(ExitStatus::Success);
+        }
+        let mut t = String::new();
+        for r in &records {
+            let commit = r
+                .commit
+                .as_ref()
+                .map(|c| format!(" \"{}\" by {}", c.summary, c.author))
+                .unwrap_or_default();
+            t.push_str(&format!(
+                "{}  {:5}  {:7}  {}{}\n",
+                r.finished,
+                r.command,
+                r.result,
+                crate::report::run::short(&r.revision),
+                commit
+            ));
+            for l in &r.layers {
+                let err = l
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" — {}", e.lines().next().unwrap_or("")))
+                    .unwrap_or_default();
+                t.push_str(&format!(
+                    "    {:24} {:18} {:10} {}ms{}\n",
+                    l.layer,
+                    l.action,
+                    l.counts.clone().unwrap_or_default(),
+                    l.duration_ms,
+                    err
+                ));
+            }
+        }
+        if records.is_empty() {
+            t.push_str(&format!("no runs recorded in {}\n", state_dir.display()));
+        }
+        out(&t)?;
+        Ok(ExitStatus::Success)
     }
 }

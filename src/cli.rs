@@ -36,6 +36,62 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Plan every affected layer in graph order; exit 0 nothing to do, 2 changes, 1 error.
+    Plan {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Plan every layer, affected or not.
+        #[arg(long)]
+        all: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Converge the stack: apply every layer with changes, in graph order.
+    Apply {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Apply without asking (required without a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Also apply this layer although it has `apply = "manual"` (repeatable).
+        #[arg(long = "approve", value_name = "LAYER")]
+        approve: Vec<String>,
+        /// Plan every layer, affected or not.
+        #[arg(long)]
+        all: bool,
+        /// How long to wait for another apply's lock ("30s").
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// terradiff + kubediff: the live system against the last converged revision.
+    Diff {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Per layer: last converged revision, last result, drift state, last run.
+    Status {
+        #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runs recorded in the state dir, newest last.
+    History {
+        #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+        state_dir: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a local Kubernetes API server for tests and demos (no pods run).
     Devcluster(DevclusterArgs),
     /// Git sources: fetch, pin and inspect.
@@ -59,6 +115,30 @@ pub struct RepoArgs {
     #[arg(long)]
     pub verify: Option<crate::source::VerifyPolicy>,
     /// strata's state directory (mirrors, revisions, layer state).
+    #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// Where a converging command reads the stack: a directory (`--stack`, default `.`) or a Git
+/// repository pinned to a commit (`--repo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// The stack directory (holding strata.hcl).
+    #[arg(long, conflicts_with = "repo")]
+    pub stack: Option<PathBuf>,
+    /// The Git repository: a local path, file://, https://, ssh:// or user@host:path.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Branch, tag or full commit id (default: the remote's HEAD).
+    #[arg(long = "ref", requires = "repo")]
+    pub reference: Option<String>,
+    /// The stack's directory inside the repository.
+    #[arg(long, requires = "repo")]
+    pub path: Option<PathBuf>,
+    /// Refuse commits not signed by a key in ssh:ALLOWED_SIGNERS_FILE or gpg:KEYRING_FILE.
+    #[arg(long, requires = "repo")]
+    pub verify: Option<crate::source::VerifyPolicy>,
+    /// strata's state directory (mirrors, revisions, layer state, records).
     #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
     pub state_dir: PathBuf,
 }

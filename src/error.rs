@@ -22,6 +22,9 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
 
+    #[error(transparent)]
+    Engine(Box<crate::engine::EngineError>),
+
     #[error("{0}")]
     Usage(String),
 

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 pub mod devcluster;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod graph;
@@ -16,6 +17,7 @@ pub mod hash;
 pub mod kube;
 pub mod logging;
 pub mod redact;
+pub mod report;
 pub mod source;
 pub mod stack;
 pub mod terraform;
@@ -25,6 +27,13 @@ use std::path::Path;
 
 pub use error::Error;
 pub use exit::ExitStatus;
+
+/// The current time as RFC 3339 (`2026-11-21T23:00:00Z`), as records and locks write it.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
 
 /// A stack that passed validation, with its graph.
 #[derive(Debug, Clone)]

@@ -70,6 +70,8 @@ impl Output {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
     layers: BTreeMap<LayerId, BTreeMap<String, Output>>,
+    /// Outputs of known layers whose new value is not known until the layer is applied.
+    unknown: std::collections::BTreeSet<(LayerId, String)>,
 }
 
 impl Outputs {
@@ -79,7 +81,20 @@ impl Outputs {
 
     /// Records the outputs of one layer, replacing what was known of it.
     pub fn insert(&mut self, layer: LayerId, outputs: BTreeMap<String, Output>) {
+        self.unknown.retain(|(l, _)| *l != layer);
         self.layers.insert(layer, outputs);
+    }
+
+    /// Marks one output of a known layer as unknown until applied (a plan changes it).
+    pub fn mark_unknown(&mut self, layer: &LayerId, output: &str) {
+        self.unknown.insert((layer.clone(), output.to_string()));
+    }
+
+    /// Whether `output` of `layer` (any output when `None`) is marked unknown.
+    pub fn is_unknown(&self, layer: &LayerId, output: Option<&str>) -> bool {
+        self.unknown
+            .iter()
+            .any(|(l, o)| l == layer && output.is_none_or(|n| n == o))
     }
 
     /// The outputs of `layer`, or `None` while they are unknown (the layer has not been applied).
@@ -88,6 +103,7 @@ impl Outputs {
     }
 
     pub fn remove(&mut self, layer: &LayerId) {
+        self.unknown.retain(|(l, _)| l != layer);
         self.layers.remove(layer);
     }
 }

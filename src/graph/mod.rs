@@ -2,6 +2,7 @@
 
 pub mod dag;
 pub mod render;
+pub mod walk;
 
 pub use dag::{GraphEdge, LayerGraph};
 pub use render::{render, GraphFormat, GraphView};

@@ -85,6 +85,10 @@ impl Expr {
                 unknown.push(format!("{} {}", r.target, r.label()));
                 continue;
             };
+            if outputs.is_unknown(&r.target, r.output.as_deref()) {
+                unknown.push(format!("{} {}", r.target, r.label()));
+                continue;
+            }
             match &r.output {
                 Some(name) => match layer_outputs.get(name) {
                     Some(o) => sensitive |= o.sensitive,

@@ -79,6 +79,14 @@ impl Serialize for LayerId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for LayerId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LayerId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a layer id: \"{s}\"")))
+    }
+}
+
 /// What to do when the live system drifts from Git.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]

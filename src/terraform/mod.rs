@@ -124,7 +124,11 @@ pub struct Terraform {
 }
 
 impl Terraform {
-    pub fn new(bin: TerraformBinary, opts: TerraformOptions) -> Terraform {
+    pub fn new(bin: TerraformBinary, mut opts: TerraformOptions) -> Terraform {
+        // terraform runs in the layer's working copy: every path handed to it must be absolute.
+        if let Ok(abs) = std::path::absolute(&opts.state_dir) {
+            opts.state_dir = abs;
+        }
         Terraform {
             bin,
             opts,

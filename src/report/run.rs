@@ -1,0 +1,102 @@
+//! Plans and applies as text.
+
+use std::fmt::Write;
+
+use crate::engine::record::{LayerStatus, RunReport};
+
+fn revision_line(r: &RunReport) -> String {
+    let mut s = format!("stack \"{}\" at {}", r.stack, short(&r.revision));
+    if let Some(c) = &r.commit {
+        s.push_str(&format!(" ({}, {})", c.summary, c.author));
+    }
+    s
+}
+
+pub fn short(rev: &str) -> &str {
+    if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+        &rev[..12]
+    } else {
+        rev
+    }
+}
+
+/// The plan or apply, wave by wave, then a summary line.
+pub fn text(r: &RunReport) -> String {
+    let mut out = format!("{} — {}\n", r.command, revision_line(r));
+    let width = r
+        .layers
+        .iter()
+        .map(|l| l.layer.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let waves = r.layers.iter().map(|l| l.wave).max().unwrap_or(0);
+    for w in 1..=waves {
+        let _ = writeln!(out, "\nwave {w}");
+        for l in r.layers.iter().filter(|l| l.wave == w) {
+            let counts = l.counts.clone().unwrap_or_default();
+            let what = match l.status {
+                LayerStatus::Waiting
+                | LayerStatus::Skipped
+                | LayerStatus::Failed
+                | LayerStatus::Interrupted
+                | LayerStatus::NotAffected
+                | LayerStatus::AwaitingApproval => {
+                    let detail = l.detail.clone().unwrap_or_default();
+                    if detail.is_empty() {
+                        l.status.as_str().to_string()
+                    } else {
+                        format!("{}: {detail}", l.status.as_str())
+                    }
+                }
+                s => s.as_str().to_string(),
+            };
+            let what = if l.status == LayerStatus::Waiting {
+                l.detail.clone().unwrap_or_default()
+            } else {
+                what
+            };
+            let _ = writeln!(
+                out,
+                "  {:width$}  {:10}  {what}",
+                l.layer.to_string(),
+                counts
+            );
+            for c in &l.changes {
+                let _ = writeln!(out, "      {c}");
+            }
+            if matches!(l.status, LayerStatus::Changes | LayerStatus::Applied)
+                && !l.reasons.is_empty()
+            {
+                let _ = writeln!(out, "      why: {}", l.reasons.join("; "));
+            }
+        }
+    }
+    let n = |s: LayerStatus| r.count(s);
+    let summary = if r.command == "apply" {
+        format!(
+            "Apply: {} applied, {} unchanged, {} not affected, {} awaiting approval, {} failed, {} skipped.",
+            n(LayerStatus::Applied),
+            n(LayerStatus::Unchanged),
+            n(LayerStatus::NotAffected),
+            n(LayerStatus::AwaitingApproval),
+            n(LayerStatus::Failed) + n(LayerStatus::Interrupted),
+            n(LayerStatus::Skipped) + n(LayerStatus::Waiting),
+        )
+    } else {
+        format!(
+            "Plan: {} with changes, {} waiting, {} unchanged, {} not affected, {} failed, {} skipped.",
+            plural(n(LayerStatus::Changes), "layer"),
+            n(LayerStatus::Waiting),
+            n(LayerStatus::Unchanged),
+            n(LayerStatus::NotAffected),
+            n(LayerStatus::Failed) + n(LayerStatus::Interrupted),
+            n(LayerStatus::Skipped),
+        )
+    };
+    let _ = writeln!(out, "\n{summary}");
+    out
+}
+
+fn plural(n: usize, w: &str) -> String {
+    format!("{n} {w}{}", if n == 1 { "" } else { "s" })
+}
