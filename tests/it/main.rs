@@ -3,6 +3,7 @@
 mod support;
 
 mod devcluster;
+mod engine;
 mod graph;
 mod kube;
 mod source;
