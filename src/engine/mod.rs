@@ -3,6 +3,7 @@
 
 pub mod inputs;
 pub mod lock;
+pub mod progress;
 pub mod record;
 pub mod state;
 
@@ -100,6 +101,7 @@ pub struct Engine {
     pub affected: Option<Affected>,
     state: Mutex<StackState>,
     terraform: tokio::sync::OnceCell<Arc<Terraform>>,
+    progress: Mutex<Option<Arc<progress::Progress>>>,
 }
 
 /// What a run shares between its layers.
@@ -108,6 +110,36 @@ struct Shared {
     reports: BTreeMap<LayerId, LayerReport>,
     /// Layers planned with changes (or applied with changes) in this run.
     changed: BTreeSet<LayerId>,
+}
+
+/// A layer's final state in one line: `applied +1 ~0 -0`, `waiting on ...`, `failed: ...`.
+fn final_text(r: &LayerReport) -> String {
+    match (r.status, &r.counts, &r.detail) {
+        (LayerStatus::Waiting, _, Some(d)) => d.clone(),
+        (s, _, Some(d))
+            if matches!(
+                s,
+                LayerStatus::Failed
+                    | LayerStatus::Skipped
+                    | LayerStatus::Interrupted
+                    | LayerStatus::AwaitingApproval
+            ) =>
+        {
+            format!("{}: {}", s.as_str(), d.lines().next().unwrap_or(""))
+        }
+        (s, Some(c), _) => format!("{} {c}", s.as_str()),
+        (s, None, _) => s.as_str().to_string(),
+    }
+}
+
+struct ProgressGuard(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +211,7 @@ impl Engine {
             affected,
             state: Mutex::new(state),
             terraform: tokio::sync::OnceCell::new(),
+            progress: Mutex::new(None),
         })
     }
 
@@ -218,9 +251,21 @@ impl Engine {
     }
 
     fn progress(&self, id: &LayerId, what: &str) {
-        if self.opts.progress {
-            eprintln!("  {id}: {what}");
+        let done = !matches!(
+            what,
+            "planning" | "applying" | "comparing with the cluster" | "terradiff" | "kubediff"
+        );
+        if let Some(p) = self.progress.lock().expect("progress").as_ref() {
+            p.set(id, what, done);
         }
+    }
+
+    /// Starts the progress display of a run; the handle stops its heartbeat when dropped.
+    fn start_progress(&self) -> ProgressGuard {
+        let p = progress::Progress::new(self.opts.progress, self.graph.layers().to_vec());
+        let beat = p.heartbeat();
+        *self.progress.lock().expect("progress") = Some(p);
+        ProgressGuard(beat)
     }
 
     fn commit_info(&self) -> Option<CommitInfo> {
@@ -297,6 +342,7 @@ impl Engine {
             Mode::Plan => None,
         };
         let started = crate::now_rfc3339();
+        let _progress = self.start_progress();
         let shared = Arc::new(Mutex::new(Shared {
             known: self.cached_outputs(),
             reports: BTreeMap::new(),
@@ -311,7 +357,9 @@ impl Engine {
         let mut sh = shared.lock().expect("shared");
         let mut layers = Vec::new();
         for id in self.graph.layers() {
-            let report = match (sh.reports.remove(id), &outcomes[id]) {
+            let from_step = sh.reports.remove(id);
+            let synthesized = from_step.is_none();
+            let report = match (from_step, &outcomes[id]) {
                 (Some(r), _) => r,
                 // Held back by an upstream layer that waits: this one waits too.
                 (None, Outcome::Skipped(why)) if why.contains(": waiting on ") => LayerReport {
@@ -348,6 +396,9 @@ impl Engine {
                     duration_ms: 0,
                 },
             };
+            if synthesized {
+                self.progress(id, &final_text(&report));
+            }
             layers.push(report);
         }
         let report = RunReport {
@@ -479,12 +530,12 @@ impl Engine {
         let (report, outcome) = match result {
             Ok(ok) => ok,
             Err((status, message)) => {
-                self.progress(id, &format!("{}: {message}", status.as_str()));
                 let mut r = self.report(id, status, started);
                 r.detail = Some(message);
                 (r, Outcome::Failed)
             }
         };
+        self.progress(id, &final_text(&report));
         shared
             .lock()
             .expect("shared")
@@ -494,7 +545,6 @@ impl Engine {
     }
 
     fn waiting(&self, id: &LayerId, why: String, started: Instant) -> (LayerReport, Outcome) {
-        self.progress(id, &why);
         let mut r = self.report(id, LayerStatus::Waiting, started);
         r.detail = Some(why.clone());
         (r, Outcome::Blocked(why))
@@ -552,7 +602,6 @@ impl Engine {
             self.reasons(layer, &p.inputs_hash, &sh)
         };
         if reasons.is_empty() {
-            self.progress(id, "not affected");
             if known.layer(id).is_none() {
                 let outputs = tf.outputs(&mut p, &self.opts.cancel).await.map_err(tferr)?;
                 let _ = state::save_outputs(&self.opts.state_dir, id, &outputs);
@@ -637,7 +686,6 @@ impl Engine {
                     return Ok((report, Outcome::Done));
                 }
                 if layer.apply == ApplyPolicy::Manual && !self.approved(id) {
-                    self.progress(id, "awaiting approval");
                     report.status = LayerStatus::AwaitingApproval;
                     report.detail = Some(format!(
                         "apply = \"manual\": approve with --approve {}",
@@ -660,7 +708,6 @@ impl Engine {
                 self.record_converged(id, Some(p.inputs_hash.clone()));
                 report.status = LayerStatus::Applied;
                 report.duration_ms = started.elapsed().as_millis() as u64;
-                self.progress(id, &format!("applied {}", plan.counts));
                 Ok((report, Outcome::Done))
             }
         }
@@ -769,7 +816,6 @@ impl Engine {
             };
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
-        self.progress(id, &format!("{} {}", report.status.as_str(), cs.summary()));
         Ok((report, Outcome::Done))
     }
 
@@ -779,6 +825,7 @@ impl Engine {
     /// Writes nothing to the live system; records each layer's drift state (and since when) in
     /// the state dir. Secret values never appear in the report.
     pub async fn diff(&self, pending_revision: Option<String>) -> Result<DriftReport, EngineError> {
+        let _progress = self.start_progress();
         let known = Arc::new(Mutex::new(self.cached_outputs()));
         let results: Arc<Mutex<BTreeMap<LayerId, LayerDrift>>> =
             Arc::new(Mutex::new(BTreeMap::new()));
@@ -788,6 +835,7 @@ impl Engine {
                 let layer = self.stack.layer(&id).expect("layer");
                 let k = known.lock().expect("known").clone();
                 let drift = self.diff_layer(layer, &k).await;
+                self.progress(&id, &drift.state.replace('_', " "));
                 results.lock().expect("results").insert(id, drift);
                 Outcome::Done
             }
