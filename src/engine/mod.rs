@@ -112,6 +112,42 @@ struct Shared {
     changed: BTreeSet<LayerId>,
 }
 
+/// Two Kubernetes layers must not declare the same object: each would undo the other.
+fn duplicate_objects(stack: &Stack, root: &Path) -> Result<(), crate::stack::Diagnostics> {
+    let mut seen: BTreeMap<(String, String, String, String), (LayerId, String)> = BTreeMap::new();
+    let mut diags = crate::stack::Diagnostics::default();
+    for layer in &stack.layers {
+        let LayerSpec::Kubernetes(k) = &layer.spec else {
+            continue;
+        };
+        for (key, place) in k8s::manifest::identities(root, &layer.source, k.namespace.as_deref()) {
+            match seen.get(&key) {
+                Some((other, first)) if *other != layer.id => {
+                    let (_, kind, ns, name) = &key;
+                    let object = if ns.is_empty() {
+                        format!("{kind}/{name}")
+                    } else {
+                        format!("{kind}/{ns}/{name}")
+                    };
+                    diags.push(
+                        layer.location.clone(),
+                        format!("{object} is declared by two layers: {other} ({first}) and {} ({place})", layer.id),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (layer.id.clone(), place));
+                }
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(diags)
+    }
+}
+
 /// A layer's final state in one line: `applied +1 ~0 -0`, `waiting on ...`, `failed: ...`.
 fn final_text(r: &LayerReport) -> String {
     match (r.status, &r.counts, &r.detail) {
@@ -182,6 +218,7 @@ impl Engine {
             }
         };
         let v = crate::validate(&root).map_err(EngineError::Invalid)?;
+        duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
         let state = StackState::load(&opts.state_dir);
         let affected = match (&source, &commit, &state.converged_revision) {
             (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {

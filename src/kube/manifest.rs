@@ -352,3 +352,67 @@ mod tests {
         assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 4]);
     }
 }
+
+/// Kinds known to be cluster-scoped, for identifying objects before the cluster is reachable.
+const CLUSTER_SCOPED: [&str; 11] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "APIService",
+    "Node",
+];
+
+/// The identities (`group/kind/namespace/name`) of a layer's objects and where each is declared,
+/// read without substituting variables or reaching the cluster; documents that can't be read are
+/// left for the layer's own load to report.
+pub fn identities(
+    root: &Path,
+    source: &Path,
+    default_namespace: Option<&str>,
+) -> Vec<((String, String, String, String), String)> {
+    let dir = root.join(source);
+    let Ok(files) = manifest_files(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let shown = f.strip_prefix(root).unwrap_or(&f).to_path_buf();
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for (line, doc) in split_documents(&text) {
+            let Ok(v) = parse_document(&doc) else {
+                continue;
+            };
+            let items = if v["kind"] == "List" {
+                v["items"].as_array().cloned().unwrap_or_default()
+            } else {
+                vec![v]
+            };
+            for o in items {
+                let r = super::object::ObjRef::of(&o);
+                if r.kind.is_empty() || r.name.is_empty() {
+                    continue;
+                }
+                let ns = if CLUSTER_SCOPED.contains(&r.kind.as_str()) {
+                    String::new()
+                } else if r.namespace.is_empty() {
+                    default_namespace.unwrap_or("default").to_string()
+                } else {
+                    r.namespace.clone()
+                };
+                out.push((
+                    (r.group, r.kind, ns, r.name),
+                    format!("{}:{line}", shown.display()),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -482,3 +482,22 @@ async fn a_second_apply_waits_for_or_names_the_lock_holder_and_manual_layers_nee
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("pass --auto-approve"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_layers_declaring_the_same_object_are_refused_naming_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("stack");
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n";
+    write(&root, &[
+        ("strata.hcl", "stack \"d\" {}\ncluster \"c\" {\n  kubeconfig_path = \"/nonexistent\"\n}\nkubernetes \"a\" {\n  source    = \"a\"\n  cluster   = cluster.c\n  namespace = \"team\"\n}\nkubernetes \"b\" {\n  source    = \"b\"\n  cluster   = cluster.c\n  namespace = \"team\"\n}\n"),
+        ("a/cm.yaml", cm),
+        ("b/other.yaml", &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n---\n{cm}")),
+    ]);
+    let out = strata(dir.path(), &["plan", "--stack", "stack"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("ConfigMap/team/shared is declared by two layers: kubernetes.a (a/cm.yaml:1) and kubernetes.b (b/other.yaml:6)"),
+        "{}",
+        out.stderr
+    );
+}
