@@ -319,40 +319,6 @@ fn kustomize(dir: &Path) -> Result<String, KubeError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_reads_as_kubernetes_reads_it() {
-        let v = parse_document(
-            "a: on\nb: NO\nc: 0755\nd: 1e3\ne: ~\nf: true\nbase: &b {x: 1}\ng:\n  <<: *b\n  y: 2\n",
-        )
-        .unwrap();
-        assert_eq!(v["a"], "on");
-        assert_eq!(v["b"], "NO");
-        assert_eq!(v["c"], "0755");
-        assert_eq!(v["d"].as_f64(), Some(1000.0));
-        assert!(v["e"].is_null());
-        assert_eq!(v["f"], true);
-        assert_eq!(v["g"], serde_json::json!({"x": 1, "y": 2}));
-    }
-
-    #[test]
-    fn a_yaml_bomb_is_refused() {
-        let bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
-        assert!(parse_document(bomb).is_err());
-        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        assert!(parse_document(&deep).is_err());
-    }
-
-    #[test]
-    fn documents_split_with_their_first_lines() {
-        let docs = split_documents("# c\na: 1\n---\nb: 2\n--- \n\n---\n# only a comment\n");
-        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 4]);
-    }
-}
-
 /// Kinds known to be cluster-scoped, for identifying objects before the cluster is reachable.
 const CLUSTER_SCOPED: [&str; 11] = [
     "Namespace",
@@ -415,4 +381,38 @@ pub fn identities(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_reads_as_kubernetes_reads_it() {
+        let v = parse_document(
+            "a: on\nb: NO\nc: 0755\nd: 1e3\ne: ~\nf: true\nbase: &b {x: 1}\ng:\n  <<: *b\n  y: 2\n",
+        )
+        .unwrap();
+        assert_eq!(v["a"], "on");
+        assert_eq!(v["b"], "NO");
+        assert_eq!(v["c"], "0755");
+        assert_eq!(v["d"].as_f64(), Some(1000.0));
+        assert!(v["e"].is_null());
+        assert_eq!(v["f"], true);
+        assert_eq!(v["g"], serde_json::json!({"x": 1, "y": 2}));
+    }
+
+    #[test]
+    fn a_yaml_bomb_is_refused() {
+        let bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
+        assert!(parse_document(bomb).is_err());
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse_document(&deep).is_err());
+    }
+
+    #[test]
+    fn documents_split_with_their_first_lines() {
+        let docs = split_documents("# c\na: 1\n---\nb: 2\n--- \n\n---\n# only a comment\n");
+        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 4]);
+    }
 }
