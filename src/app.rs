@@ -2,7 +2,10 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, DevclusterArgs, RepoArgs, SourceArgs, SourceCommand, StackArgs};
+use crate::cli::{
+    AgentArgs, Cli, Command, DevclusterArgs, RepoArgs, ReportFormat, SourceArgs, SourceCommand,
+    StackArgs,
+};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::graph::{self, GraphFormat};
@@ -14,6 +17,16 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Validate(args) => validate(&args),
         Command::Graph { stack, format } => graph(&stack, format),
         Command::Devcluster(args) => devcluster(&args),
+        Command::Run(args) => agent::run(&args, false, true),
+        Command::Bootstrap { agent: args, watch } => agent::run(&args, true, watch),
+        Command::Approve {
+            layer,
+            state_dir,
+            agent,
+        } => agent::approve(&layer, &state_dir, agent.as_deref()),
+        Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
+        Command::Resume { state_dir } => agent::resume(&state_dir),
+        Command::Report { state_dir, format } => agent::report(&state_dir, format),
         Command::Plan { source, all, json } => converge::plan(&source, all, json),
         Command::Apply {
             source,
@@ -112,7 +125,9 @@ fn graph(args: &StackArgs, format: GraphFormat) -> Result<ExitStatus, Error> {
 }
 
 /// The source spec and options of `--repo` flags.
-pub fn source_of(args: &RepoArgs) -> (crate::source::SourceSpec, crate::source::SourceOptions) {
+pub(crate) fn source_of(
+    args: &RepoArgs,
+) -> (crate::source::SourceSpec, crate::source::SourceOptions) {
     let spec = crate::source::SourceSpec {
         url: args.repo.clone(),
         reference: args.reference.clone(),
@@ -588,6 +603,175 @@ mod converge {
             t.push_str(&format!("no runs recorded in {}\n", state_dir.display()));
         }
         out(&t)?;
+        Ok(ExitStatus::Success)
+    }
+}
+
+/// run, bootstrap, approve, rollback, resume, report.
+mod agent {
+    use std::io::IsTerminal;
+
+    use super::{out, source_of, AgentArgs, Error, ExitStatus, RepoArgs, ReportFormat};
+    use crate::engine::record::LayerStatus;
+    use crate::engine::{Engine, EngineOptions, Mode, Source};
+    use crate::reconcile::{Agent, AgentOptions, Ended};
+
+    fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
+        s.as_deref()
+            .map(crate::stack::duration::parse_duration)
+            .transpose()
+            .map_err(Error::Usage)
+    }
+
+    pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Error> {
+        let (spec, sopts) = source_of(&a.repo);
+        let mut opts = AgentOptions::new(spec, sopts);
+        opts.listen = (!bootstrap || watch).then_some(a.listen);
+        opts.poll_interval = duration(&a.poll_interval)?;
+        opts.drift_interval = duration(&a.drift_interval)?;
+        opts.shutdown_grace =
+            crate::stack::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
+        opts.once = bootstrap && !watch;
+        opts.all_first = bootstrap;
+        opts.progress = std::io::stderr().is_terminal() || bootstrap;
+        if let Some(f) = &a.webhook_secret_file {
+            let secret = std::fs::read(f).map_err(|e| Error::Io {
+                action: "read",
+                path: f.clone(),
+                source: e,
+            })?;
+            let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+            opts.webhook_secret = Some(crate::redact::Redacted::new(trimmed));
+        }
+        if let Some(c) = &a.config {
+            opts.config = crate::notify::load_config(c).map_err(Error::Usage)?;
+        }
+        let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+            action: "start",
+            path: "the async runtime".into(),
+            source: e,
+        })?;
+        rt.block_on(async {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                eprintln!("strata: stopping");
+                stop.cancel();
+            });
+            let agent = Agent::new(opts);
+            match agent.run(shutdown).await {
+                Ended::Clean => Ok(ExitStatus::Success),
+                Ended::NotConverged => Ok(ExitStatus::Failure),
+                Ended::Interrupted => Ok(ExitStatus::Interrupted),
+            }
+        })
+    }
+
+    pub fn approve(
+        layer: &str,
+        state_dir: &std::path::Path,
+        agent: Option<&str>,
+    ) -> Result<ExitStatus, Error> {
+        crate::reconcile::approve(state_dir, layer).map_err(Error::Usage)?;
+        if let Some(url) = agent {
+            let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+                action: "start",
+                path: "the async runtime".into(),
+                source: e,
+            })?;
+            let url = format!(
+                "{}/api/v1/approve/{}",
+                url.trim_end_matches('/'),
+                layer.rsplit('.').next().unwrap_or(layer)
+            );
+            let sent = rt.block_on(async {
+                reqwest::Client::new()
+                    .post(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            });
+            match sent {
+                Ok(s) if s.is_success() => {
+                    out(&format!("approved {layer}; the agent applies it now\n"))?
+                }
+                Ok(s) => return Err(Error::Usage(format!("the agent at {url} answered {s}"))),
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "failed to reach the agent at {url}: {e}"
+                    )))
+                }
+            }
+        } else {
+            out(&format!(
+                "approved {layer}; the agent applies it on its next sync\n"
+            ))?;
+        }
+        Ok(ExitStatus::Success)
+    }
+
+    pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error> {
+        let (mut spec, sopts) = source_of(r);
+        spec.reference = Some(to.to_string());
+        let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+            action: "start",
+            path: "the async runtime".into(),
+            source: e,
+        })?;
+        rt.block_on(async {
+            let mut opts = EngineOptions::new(&r.state_dir);
+            opts.progress = true;
+            let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts).await.map_err(|e| Error::Engine(Box::new(e)))?;
+            crate::reconcile::pin(&r.state_dir, &engine.revision).map_err(|e| Error::Io { action: "write", path: r.state_dir.join("pin"), source: e })?;
+            let report = engine.run(Mode::Apply).await.map_err(|e| Error::Engine(Box::new(e)))?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&report).expect("json")))?;
+            } else {
+                out(&crate::report::run::text(&report))?;
+                out(&format!("pinned at {}: new commits are fetched and reported, not applied, until `strata resume`\n", engine.revision))?;
+            }
+            Ok(if report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted) { ExitStatus::Failure } else { ExitStatus::Success })
+        })
+    }
+
+    pub fn resume(state_dir: &std::path::Path) -> Result<ExitStatus, Error> {
+        let was = crate::reconcile::pinned(state_dir);
+        crate::reconcile::unpin(state_dir).map_err(|e| Error::Io {
+            action: "remove",
+            path: state_dir.join("pin"),
+            source: e,
+        })?;
+        match was {
+            Some(p) => out(&format!(
+                "unpinned (was {p}); the agent follows the source again\n"
+            ))?,
+            None => out("not pinned\n")?,
+        }
+        Ok(ExitStatus::Success)
+    }
+
+    pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitStatus, Error> {
+        let dir = crate::report::store::dir(state_dir);
+        let file = match format {
+            ReportFormat::Text => "latest.txt",
+            ReportFormat::Json => "latest.json",
+            ReportFormat::Markdown => "latest.md",
+        };
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+            action: "read",
+            path: path.clone(),
+            source: e,
+        })?;
+        out(&text)?;
         Ok(ExitStatus::Success)
     }
 }

@@ -92,6 +92,48 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The agent: poll (and take webhooks), converge new revisions, watch for drift, alert.
+    Run(AgentArgs),
+    /// Converge everything from an empty state dir into empty targets, then exit (or --watch).
+    Bootstrap {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// Keep running as the agent afterwards.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Approve an `apply = "manual"` layer for the running agent (or its next start).
+    Approve {
+        /// The layer: `cluster` or `terraform.cluster`.
+        layer: String,
+        #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The agent's address, to make it act at once (e.g. http://127.0.0.1:9090).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Converge to an earlier revision and pin the agent there until `strata resume`.
+    Rollback {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The commit (or tag) to go back to.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpin: the agent follows the source again.
+    Resume {
+        #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// Print the latest drift report.
+    Report {
+        #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
+        state_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Run a local Kubernetes API server for tests and demos (no pods run).
     Devcluster(DevclusterArgs),
     /// Git sources: fetch, pin and inspect.
@@ -179,4 +221,36 @@ pub struct DevclusterArgs {
     /// Report workloads ready after this delay ("2s"), or "never".
     #[arg(long, default_value = "1s")]
     pub simulate_ready: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// The agent's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// HTTP address for /healthz, /readyz, /metrics, /api/v1/status and /hooks/git.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the secret GitHub-style webhooks are signed with (X-Hub-Signature-256).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Alert sinks and Git writeback (HCL: alert "webhook" "ops" { url = "..." }).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override the stack's poll_interval ("30s").
+    #[arg(long)]
+    pub poll_interval: Option<String>,
+    /// Override the stack's drift_interval ("5m").
+    #[arg(long)]
+    pub drift_interval: Option<String>,
+    /// On SIGTERM, how long a running apply may finish before it is interrupted.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: String,
 }

@@ -9,6 +9,8 @@ pub enum ExitStatus {
     Failure,
     /// 2: changes pending or drift found.
     Changes,
+    /// 130: stopped by a signal after interrupting running work.
+    Interrupted,
 }
 
 impl ExitStatus {
@@ -17,6 +19,7 @@ impl ExitStatus {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Changes => 2,
+            ExitStatus::Interrupted => 130,
         }
     }
 }

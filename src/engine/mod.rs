@@ -55,6 +55,10 @@ pub struct EngineOptions {
     pub cancel: CancellationToken,
     /// Print one line per layer step to stderr.
     pub progress: bool,
+    /// Run only these layers (others count as done); all when `None`.
+    pub only: Option<BTreeSet<LayerId>>,
+    /// Plan these Terraform layers even when nothing they depend on changed (drift correction).
+    pub force_plan: BTreeSet<LayerId>,
 }
 
 impl EngineOptions {
@@ -68,6 +72,8 @@ impl EngineOptions {
             grace: Duration::from_secs(30),
             cancel: CancellationToken::new(),
             progress: false,
+            only: None,
+            force_plan: BTreeSet::new(),
         }
     }
 }
@@ -198,8 +204,8 @@ impl Engine {
     /// Source failures (unreachable without an earlier revision, refused signature, unsafe
     /// content) and every validation problem.
     pub async fn open(source: Source, opts: EngineOptions) -> Result<Engine, EngineError> {
-        let (root, revision, commit) = match &source {
-            Source::Dir(d) => (d.clone(), dir_revision(d), None),
+        let rev = match &source {
+            Source::Dir(_) => None,
             Source::Repo { spec, opts: sopts } => {
                 let (spec2, sopts2) = (spec.clone(), sopts.clone());
                 let rev =
@@ -214,7 +220,28 @@ impl Engine {
                         stale.age_secs
                     );
                 }
+                Some(rev)
+            }
+        };
+        Engine::open_revision(source, rev, opts).await
+    }
+
+    /// Like [`Engine::open`], with the Git revision already resolved (`None` for a directory).
+    pub async fn open_revision(
+        source: Source,
+        rev: Option<Revision>,
+        opts: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let (root, revision, commit) = match (&source, rev) {
+            (Source::Dir(d), _) => (d.clone(), dir_revision(d), None),
+            (Source::Repo { .. }, Some(rev)) => {
                 (rev.stack_dir.clone(), rev.commit.clone(), Some(rev))
+            }
+            (Source::Repo { spec, .. }, None) => {
+                return Err(EngineError::Source(crate::source::SourceError::Fetch {
+                    url: spec.url.clone(),
+                    message: "no revision resolved".into(),
+                }))
             }
         };
         let v = crate::validate(&root).map_err(EngineError::Invalid)?;
@@ -334,6 +361,9 @@ impl Engine {
         if self.opts.all {
             r.push("--all".to_string());
         }
+        if self.opts.force_plan.contains(&layer.id) {
+            r.push("drift correction".to_string());
+        }
         let state = self.state.lock().expect("state");
         let ls = state.layer(&layer.id);
         match ls.and_then(|s| s.converged_revision.as_ref()) {
@@ -386,7 +416,7 @@ impl Engine {
             changed: BTreeSet::new(),
         }));
         let parallelism = self.stack.settings.parallelism;
-        let outcomes = walk(&self.graph, parallelism, None, |id| {
+        let outcomes = walk(&self.graph, parallelism, self.opts.only.as_ref(), |id| {
             let shared = shared.clone();
             async move { self.step(&id, mode, &shared).await }
         })
@@ -394,6 +424,9 @@ impl Engine {
         let mut sh = shared.lock().expect("shared");
         let mut layers = Vec::new();
         for id in self.graph.layers() {
+            if self.opts.only.as_ref().is_some_and(|o| !o.contains(id)) {
+                continue;
+            }
             let from_step = sh.reports.remove(id);
             let synthesized = from_step.is_none();
             let report = match (from_step, &outcomes[id]) {
@@ -913,6 +946,7 @@ impl Engine {
             pending_revision,
             checked_at: now,
             layers,
+            corrected: Vec::new(),
         })
     }
 

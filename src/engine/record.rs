@@ -128,6 +128,9 @@ pub struct DriftReport {
     pub pending_revision: Option<String>,
     pub checked_at: String,
     pub layers: Vec<LayerDrift>,
+    /// Layers with `drift = "correct"` that were re-applied after this check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub corrected: Vec<LayerId>,
 }
 
 impl DriftReport {

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod agent;
 mod devcluster;
 mod engine;
 mod graph;

@@ -1,0 +1,214 @@
+//! Alerts: `change_committed`, `diff`, `converged`, `failed`, delivered to the sinks configured on
+//! the agent (never in the repository: sinks hold secrets). Delivery is retried in the
+//! background; a failing sink never blocks reconciliation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::redact::Redacted;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A new revision was seen.
+    ChangeCommitted,
+    /// A layer stayed divergent longer than `alert_after`.
+    Diff,
+    /// Every layer matches a revision.
+    Converged,
+    Failed,
+}
+
+/// One alert, as the webhook sink posts it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub stack: String,
+    pub revision: String,
+    pub layers: Vec<String>,
+    pub summary: String,
+    /// RFC 3339.
+    pub time: String,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// POSTs the event as JSON.
+    Webhook { name: String, url: Redacted<String> },
+    /// POSTs `{"text": "..."}` (Slack-compatible).
+    Slack { name: String, url: Redacted<String> },
+}
+
+impl Sink {
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Webhook { name, .. } | Sink::Slack { name, .. } => name,
+        }
+    }
+}
+
+/// The agent's configuration file (`--config FILE`).
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    pub sinks: Vec<Sink>,
+    /// Write a git note on each converged commit (`refs/notes/strata`) and push it.
+    pub writeback_notes: bool,
+}
+
+/// Reads an agent config:
+///
+/// ```hcl
+/// alert "webhook" "ops"  { url = "http://127.0.0.1:8088/hook" }
+/// alert "slack"   "team" { url_file = "/etc/strata/slack-url" }
+/// writeback { notes = true }
+/// ```
+pub fn load_config(path: &Path) -> Result<AgentConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let body: hcl::Body = hcl::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cfg = AgentConfig::default();
+    for block in body.blocks() {
+        match block.identifier() {
+            "alert" => {
+                let labels: Vec<&str> = block.labels().iter().map(|l| l.as_str()).collect();
+                let [kind, name] = labels.as_slice() else {
+                    return Err(format!("{}: alert blocks take a kind and a name: alert \"webhook\" \"ops\" {{ ... }}", path.display()));
+                };
+                let attr = |k: &str| {
+                    block
+                        .body()
+                        .attributes()
+                        .find(|a| a.key() == k)
+                        .and_then(|a| match a.expr() {
+                            hcl::Expression::String(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                };
+                let url = match (attr("url"), attr("url_file")) {
+                    (Some(u), _) => u,
+                    (None, Some(f)) => std::fs::read_to_string(&f)
+                        .map_err(|e| format!("alert \"{name}\": failed to read url_file {f}: {e}"))?
+                        .trim()
+                        .to_string(),
+                    (None, None) => {
+                        return Err(format!(
+                            "{}: alert \"{name}\" needs url or url_file",
+                            path.display()
+                        ))
+                    }
+                };
+                let url = Redacted::new(url);
+                let name = name.to_string();
+                cfg.sinks.push(match *kind {
+                    "webhook" => Sink::Webhook { name, url },
+                    "slack" => Sink::Slack { name, url },
+                    other => {
+                        return Err(format!(
+                            "{}: unknown alert kind \"{other}\" (webhook or slack)",
+                            path.display()
+                        ))
+                    }
+                });
+            }
+            "writeback" => {
+                cfg.writeback_notes = block
+                    .body()
+                    .attributes()
+                    .any(|a| a.key() == "notes" && matches!(a.expr(), hcl::Expression::Bool(true)));
+            }
+            other => {
+                return Err(format!(
+                    "{}: unknown block \"{other}\" (alert or writeback)",
+                    path.display()
+                ))
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Sends alerts to every sink, in the background, with retries.
+#[derive(Clone)]
+pub struct Notifier {
+    sinks: Vec<Sink>,
+    client: reqwest::Client,
+    /// Every event raised, newest last (for the status API and tests).
+    pub sent: Arc<Mutex<Vec<Event>>>,
+    log: Option<PathBuf>,
+}
+
+impl Notifier {
+    pub fn new(sinks: Vec<Sink>, log: Option<PathBuf>) -> Notifier {
+        Notifier {
+            sinks,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            sent: Arc::new(Mutex::new(Vec::new())),
+            log,
+        }
+    }
+
+    /// Raises an event: recorded at once, delivered in the background.
+    pub fn notify(&self, event: Event) {
+        tracing::info!(kind = ?event.kind, revision = %event.revision, "{}", event.summary);
+        if let Some(log) = &self.log {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let _ = writeln!(f, "{}", serde_json::to_string(&event).expect("json"));
+            }
+        }
+        self.sent.lock().expect("sent").push(event.clone());
+        for sink in self.sinks.clone() {
+            let client = self.client.clone();
+            let event = event.clone();
+            tokio::spawn(async move { deliver(&client, &sink, &event).await });
+        }
+    }
+}
+
+async fn deliver(client: &reqwest::Client, sink: &Sink, event: &Event) {
+    let (url, body) = match sink {
+        Sink::Webhook { url, .. } => (url, serde_json::to_value(event).expect("json")),
+        Sink::Slack { url, .. } => {
+            let text = format!(
+                "strata {}: {:?} at {} — {}",
+                event.stack,
+                event.kind,
+                crate::report::run::short(&event.revision),
+                event.summary
+            );
+            (url, serde_json::json!({ "text": text }))
+        }
+    };
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=5 {
+        match client.post(url.expose()).json(&body).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => tracing::warn!(
+                sink = sink.name(),
+                "alert delivery answered {} (attempt {attempt})",
+                r.status()
+            ),
+            // The error may quote the URL (a secret for Slack): keep it out.
+            Err(_) => tracing::warn!(
+                sink = sink.name(),
+                "alert delivery failed (attempt {attempt})"
+            ),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    tracing::warn!(sink = sink.name(), "alert dropped after 5 attempts");
+}

@@ -1,0 +1,272 @@
+//! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
+//! API, the Git webhook (HMAC-signed) and approvals.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+
+use crate::engine::record::{DriftReport, LayerStatus, RunReport};
+use crate::redact::Redacted;
+
+type Labels = Vec<(String, String)>;
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    drift: Family<Labels, Gauge>,
+    last_apply: Family<Labels, Gauge<f64, AtomicU64>>,
+    duration: Family<Labels, Histogram>,
+    results: Family<Labels, Counter>,
+    pub fetch_errors: Counter,
+    revision: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let drift = Family::<Labels, Gauge>::default();
+        let last_apply = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 14))
+        });
+        let results = Family::<Labels, Counter>::default();
+        let fetch_errors = Counter::default();
+        let revision = Family::<Labels, Gauge>::default();
+        registry.register(
+            "strata_layer_drift",
+            "1 when the layer differs from its converged revision",
+            drift.clone(),
+        );
+        registry.register(
+            "strata_layer_last_apply_timestamp_seconds",
+            "Unix time of the layer's last apply",
+            last_apply.clone(),
+        );
+        registry.register(
+            "strata_layer_apply_duration_seconds",
+            "Duration of layer applies",
+            duration.clone(),
+        );
+        registry.register(
+            "strata_layer_results",
+            "Layer results by kind",
+            results.clone(),
+        );
+        registry.register(
+            "strata_source_fetch_errors",
+            "Failed fetches of the source",
+            fetch_errors.clone(),
+        );
+        registry.register(
+            "strata_revision_info",
+            "The revision the agent converges to",
+            revision.clone(),
+        );
+        Metrics {
+            registry,
+            drift,
+            last_apply,
+            duration,
+            results,
+            fetch_errors,
+            revision,
+        }
+    }
+}
+
+fn layer(l: &impl ToString) -> Labels {
+    vec![("layer".into(), l.to_string())]
+}
+
+impl Metrics {
+    pub fn record_run(&self, report: &RunReport) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        for l in &report.layers {
+            let mut labels = layer(&l.layer);
+            labels.push(("result".into(), l.status.as_str().replace(' ', "_")));
+            self.results.get_or_create(&labels).inc();
+            if l.status == LayerStatus::Applied {
+                self.last_apply.get_or_create(&layer(&l.layer)).set(now);
+                self.duration
+                    .get_or_create(&layer(&l.layer))
+                    .observe(l.duration_ms as f64 / 1000.0);
+            }
+        }
+        self.revision.clear();
+        self.revision
+            .get_or_create(&vec![("revision".into(), report.revision.clone())])
+            .set(1);
+    }
+
+    pub fn record_drift(&self, report: &DriftReport) {
+        for l in &report.layers {
+            self.drift
+                .get_or_create(&layer(&l.layer))
+                .set(i64::from(l.state == "drifted"));
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+/// What the agent asks of its loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Fetch now (a webhook).
+    Fetch,
+    /// A layer was approved.
+    Approve(String),
+}
+
+/// Shared between the agent loop and the HTTP handlers.
+pub struct AgentHttp {
+    pub metrics: Metrics,
+    pub status: Mutex<serde_json::Value>,
+    pub ready: std::sync::atomic::AtomicBool,
+    pub trigger: tokio::sync::mpsc::Sender<Trigger>,
+    pub webhook_secret: Option<Redacted<Vec<u8>>>,
+    pub state_dir: std::path::PathBuf,
+}
+
+/// HMAC-SHA256, as GitHub signs webhooks (`X-Hub-Signature-256: sha256=<hex>`).
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Compares in constant time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/hooks/git", post(hook))
+        .route("/api/v1/approve/{layer}", post(approve))
+        .with_state(shared)
+}
+
+async fn readyz(State(s): State<Arc<AgentHttp>>) -> Response {
+    if s.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no successful sync yet",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
+    let mut r = s.metrics.encode().into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            .parse()
+            .expect("header"),
+    );
+    r
+}
+
+async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
+    let mut v = s.status.lock().expect("status").clone();
+    v["stack"] = serde_json::to_value(crate::engine::state::StackState::load(&s.state_dir))
+        .unwrap_or_default();
+    axum::Json(v).into_response()
+}
+
+async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &s.webhook_secret else {
+        return (
+            StatusCode::NOT_FOUND,
+            "webhooks are off: start the agent with --webhook-secret-file",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="));
+    let expected = crate::hash::hex(&hmac_sha256(secret.expose(), &body));
+    match given {
+        Some(g) if same(g.as_bytes(), expected.as_bytes()) => {
+            let _ = s.trigger.try_send(Trigger::Fetch);
+            (StatusCode::ACCEPTED, "fetching").into_response()
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            "bad or missing X-Hub-Signature-256",
+        )
+            .into_response(),
+    }
+}
+
+async fn approve(State(s): State<Arc<AgentHttp>>, Path(layer): Path<String>) -> Response {
+    if let Err(e) = crate::reconcile::approve(&s.state_dir, &layer) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
+    }
+    let _ = s.trigger.try_send(Trigger::Approve(layer));
+    (StatusCode::ACCEPTED, "approved").into_response()
+}
+
+/// Layers approved through the state dir.
+pub fn approvals(state_dir: &std::path::Path) -> BTreeMap<String, ()> {
+    std::fs::read_dir(state_dir.join("approvals"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(|n| (n.to_string(), ())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            crate::hash::hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
