@@ -30,12 +30,9 @@ test: tools
 	$(CARGO) test --locked --all-targets
 	$(CARGO) test --locked --doc
 
-# For now the demo validates the demo stack and shows its graph; converging it comes with the
-# Terraform and Kubernetes layers.
+# The whole story: plan, apply, drift, the agent; see stacks/demo.sh.
 demo: tools build
-	./target/debug/strata validate --stack stacks/demo
-	./target/debug/strata graph --stack stacks/demo
-	./target/debug/strata graph --stack stacks/demo --format mermaid
+	@bash stacks/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The strata demo: the whole story on one machine, narrated. Run it with `make demo`.
+#
+# A Git repository holds stacks/demo. strata plans it, applies it (Terraform creates a "network"
+# and a "cluster" that starts a local Kubernetes API server; Kubernetes layers apply a platform
+# and apps into it), notices a colleague's out-of-band edit and puts it back, and finally runs as
+# an agent that picks up a new commit by itself. Every process it starts is stopped at the end.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+strata="$root/target/debug/strata"
+work=$(mktemp -d /tmp/strata-demo.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+export TF_VAR_demo_dir="$work/cluster"
+export TF_VAR_demo_port=$(free_port)
+export TF_VAR_strata_bin="$strata"
+export KUBECONFIG="$work/cluster/cluster.kubeconfig"
+state="$work/state"
+repo="$work/repo"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$work/cluster/cluster.pid" ]; then kill "$(cat "$work/cluster/cluster.pid")" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+# Runs a command whose exit code is part of the story, and checks it.
+expect() { local want=$1; shift; printf '$ %s\n' "$*"; set +e; "$@"; local got=$?; set -e
+  printf '(exit %s)\n' "$got"; [ "$got" = "$want" ] || { echo "demo: expected exit $want" >&2; exit 1; }; }
+git_commit() { git -C "$repo" -c user.name="Dana Developer" -c user.email=dana@example.com commit -qam "$1"; }
+
+say "A Git repository with a stack: Terraform layers first, Kubernetes layers second"
+cp -r "$root/stacks/demo" "$repo"
+git -C "$repo" init -q -b main
+git -C "$repo" add -A
+git -C "$repo" -c user.name="Dana Developer" -c user.email=dana@example.com commit -qm "the demo stack"
+run "$strata" graph --stack "$repo"
+
+say "strata plan: what would change, layer by layer (exit 2: changes pending)"
+expect 2 "$strata" plan --repo "$repo" --state-dir "$state"
+
+say "strata apply: converge in graph order; each layer's outputs feed the next"
+run "$strata" apply --repo "$repo" --state-dir "$state" --auto-approve
+run kubectl get namespaces
+run kubectl -n platform get configmap settings -o jsonpath='{.data}{"\n"}'
+run kubectl -n platform get widgets
+run kubectl -n apps get deployment web -o jsonpath='{.status.availableReplicas}/{.spec.replicas} replicas available{"\n"}'
+
+say "A colleague edits the cluster by hand"
+run kubectl -n platform patch configmap settings --type=merge -p '{"data":{"log_level":"debug"}}'
+say "strata diff notices (exit 2: drift) ..."
+expect 2 "$strata" diff --repo "$repo" --state-dir "$state"
+say "... and strata apply puts Git's version back"
+run "$strata" apply --repo "$repo" --state-dir "$state" --auto-approve
+expect 0 "$strata" diff --repo "$repo" --state-dir "$state"
+
+say "strata run: the agent pulls new commits by itself"
+alerts="$work/alerts.jsonl"
+receiver_port=$(free_port)
+cat > "$work/receiver.py" <<PY
+import http.server
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open("$alerts", "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", $receiver_port), Hook).serve_forever()
+PY
+python3 "$work/receiver.py" & pids+=($!)
+printf 'alert "webhook" "demo" { url = "http://127.0.0.1:%s/hook" }\n' "$receiver_port" > "$work/agent.hcl"
+agent_port=$(free_port)
+"$strata" run --repo "$repo" --state-dir "$state" --listen "127.0.0.1:$agent_port" \
+  --config "$work/agent.hcl" --poll-interval 2s --drift-interval 1h > "$work/agent.log" 2>&1 & pids+=($!)
+sleep 1
+sed -i 's/replicas: 2/replicas: 3/' "$repo/k8s/apps/web.yaml"
+git_commit "scale web to 3 replicas"
+new=$(git -C "$repo" rev-parse HEAD)
+printf '$ git commit -m "scale web to 3 replicas"   # %s\n' "$new"
+echo "waiting for the agent's converged alert ..."
+for _ in $(seq 1 120); do
+  if grep -q "\"converged\".*$new\|$new.*\"converged\"" "$alerts" 2>/dev/null; then break; fi
+  sleep 0.5
+done
+grep -q "$new" "$alerts" || { echo "demo: the agent did not converge the new commit; see $work/agent.log" >&2; exit 1; }
+echo "alerts the receiver got:"
+python3 -c "import json,sys
+for line in open('$alerts'):
+    e = json.loads(line); print('  {:17} {}  {}'.format(e['type'], e['revision'][:12], e['summary']))"
+run kubectl -n apps get deployment web -o jsonpath='{.spec.replicas} replicas{"\n"}'
+run curl -s "http://127.0.0.1:$agent_port/metrics" -o "$work/metrics.txt"
+grep '^strata_revision_info' "$work/metrics.txt"
+
+say "Where things are"
+echo "  history:  $strata history --state-dir $state"
+echo "  status:   $strata status --state-dir $state"
+echo "  reports:  $state/reports/ ($strata report --state-dir $state)"
+echo "  alerts:   $state/alerts.jsonl"
+run "$strata" history --state-dir "$state" --limit 3
+echo
+echo "demo finished; stopping the agent, the alert receiver and the demo cluster"
