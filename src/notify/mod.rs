@@ -36,19 +36,37 @@ pub struct Event {
     pub time: String,
 }
 
+/// A function called with every event, for embedding strata in your own program.
+pub type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Where alerts go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Sink {
     /// POSTs the event as JSON.
     Webhook { name: String, url: Redacted<String> },
     /// POSTs `{"text": "..."}` (Slack-compatible).
     Slack { name: String, url: Redacted<String> },
+    /// Calls a function in this process.
+    Callback { name: String, f: Callback },
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Sink::Webhook { .. } => "webhook",
+            Sink::Slack { .. } => "slack",
+            Sink::Callback { .. } => "callback",
+        };
+        write!(f, "Sink({kind} \"{}\")", self.name())
+    }
 }
 
 impl Sink {
     pub fn name(&self) -> &str {
         match self {
-            Sink::Webhook { name, .. } | Sink::Slack { name, .. } => name,
+            Sink::Webhook { name, .. } | Sink::Slack { name, .. } | Sink::Callback { name, .. } => {
+                name
+            }
         }
     }
 }
@@ -171,6 +189,10 @@ impl Notifier {
         }
         self.sent.lock().expect("sent").push(event.clone());
         for sink in self.sinks.clone() {
+            if let Sink::Callback { f, .. } = &sink {
+                f(&event);
+                continue;
+            }
             let client = self.client.clone();
             let event = event.clone();
             tokio::spawn(async move { deliver(&client, &sink, &event).await });
@@ -180,6 +202,7 @@ impl Notifier {
 
 async fn deliver(client: &reqwest::Client, sink: &Sink, event: &Event) {
     let (url, body) = match sink {
+        Sink::Callback { .. } => return,
         Sink::Webhook { url, .. } => (url, serde_json::to_value(event).expect("json")),
         Sink::Slack { url, .. } => {
             let text = format!(
