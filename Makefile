@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/bin/terraformrc
 export TF_IN_AUTOMATION := 1
 
-.PHONY: all tools build test fmt clippy demo clean
+.PHONY: all tools build test fmt clippy demo bench clean
 
 all: build
 
@@ -33,6 +33,11 @@ test: tools
 # The whole story: plan, apply, drift, the agent; see stacks/demo.sh.
 demo: tools build
 	@bash stacks/demo.sh
+
+# Measured, never asserted: prints a table (see docs/performance.md). BENCH_SIZES=1000,10000.
+bench: tools
+	$(CARGO) build --locked --release --bins --examples
+	./target/release/examples/bench
 
 clean:
 	$(CARGO) clean

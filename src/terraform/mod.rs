@@ -118,8 +118,10 @@ impl Prepared {
 pub struct Terraform {
     bin: TerraformBinary,
     opts: TerraformOptions,
-    /// `terraform init`s share the plugin cache, which terraform does not lock: one at a time.
-    init_lock: tokio::sync::Mutex<()>,
+    /// The shared plugin cache, which terraform does not lock: an init rewrites cache entries
+    /// that other layers' commands are reading, so inits run alone (write) and every other
+    /// command shares the cache (read).
+    cache_lock: tokio::sync::RwLock<()>,
     invocations: AtomicUsize,
 }
 
@@ -132,7 +134,7 @@ impl Terraform {
         Terraform {
             bin,
             opts,
-            init_lock: tokio::sync::Mutex::new(()),
+            cache_lock: tokio::sync::RwLock::new(()),
             invocations: AtomicUsize::new(0),
         }
     }
@@ -261,8 +263,12 @@ impl Terraform {
         })
     }
 
+    fn cache_dir(&self) -> PathBuf {
+        self.opts.state_dir.join("plugin-cache")
+    }
+
     fn env(&self, p: &Prepared) -> Vec<(OsString, OsString)> {
-        let cache = self.opts.state_dir.join("plugin-cache");
+        let cache = self.cache_dir();
         let mut env: Vec<(OsString, OsString)> = vec![
             ("TF_DATA_DIR".into(), p.paths.data_dir.clone().into()),
             ("TF_PLUGIN_CACHE_DIR".into(), cache.into()),
@@ -282,6 +288,14 @@ impl Terraform {
         log_stdout: bool,
         limits: &Limits<'_>,
     ) -> Result<exec::Finished, TerraformError> {
+        // Inits hold the cache exclusively already (see `init`); everything else shares it.
+        let _shared = match step {
+            Step::Init => None,
+            _ => Some((
+                self.cache_lock.read().await,
+                FileLock::acquire(&self.cache_dir().join(".lock"), false).await,
+            )),
+        };
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let env = self.env(p);
         exec::run(
@@ -339,7 +353,7 @@ impl Terraform {
             p.init = InitOutcome::Skipped;
             tracing::info!(layer = %p.layer, "init skipped: lock file, modules and backend unchanged");
         } else {
-            let _guard = self.init_lock.lock().await;
+            let _guard = self.cache_lock.write().await;
             let cache = self.opts.state_dir.join("plugin-cache");
             std::fs::create_dir_all(&cache).map_err(|source| TerraformError::Io {
                 layer: p.layer.clone(),
@@ -347,7 +361,7 @@ impl Terraform {
                 path: cache.clone(),
                 source,
             })?;
-            let _file_lock = FileLock::acquire(&cache.join(".lock")).await;
+            let _file_lock = FileLock::acquire(&cache.join(".lock"), true).await;
             // No -lock-timeout: terraform 1.0's init does not take it.
             let mut args: Vec<OsString> =
                 vec!["init".into(), "-input=false".into(), "-no-color".into()];
@@ -580,7 +594,11 @@ fn short(hash: &str) -> String {
 struct FileLock(Option<std::fs::File>);
 
 impl FileLock {
-    async fn acquire(path: &Path) -> FileLock {
+    /// An exclusive lock, or a shared one.
+    async fn acquire(path: &Path, exclusive: bool) -> FileLock {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let path = path.to_path_buf();
         let file = tokio::task::spawn_blocking(move || {
             let f = std::fs::OpenOptions::new()
@@ -591,7 +609,12 @@ impl FileLock {
                 .ok()?;
             use std::os::fd::AsRawFd;
             // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            let mode = if exclusive {
+                libc::LOCK_EX
+            } else {
+                libc::LOCK_SH
+            };
+            let rc = unsafe { libc::flock(f.as_raw_fd(), mode) };
             (rc == 0).then_some(f)
         })
         .await

@@ -1,0 +1,438 @@
+//! `make bench`: strata measured against peers, all in one run, printed as a table. Nothing here
+//! is asserted: the numbers are for reading (and for docs/performance.md).
+//!
+//! (a) kubediff of N ConfigMaps against a devcluster: `strata diff` vs `kubectl diff --server-side`
+//! (b) 8 independent Terraform layers: `strata apply` at parallelism 1, 2, 4 vs a shell loop
+//! (c) a 50-layer stack after a commit touching one layer: terraform invocations, wall time
+//! (d) commit → converged latency through the agent: webhook vs polling
+//!
+//! Sizes: BENCH_SIZES (default "1000,10000"). Needs `make tools` (terraform, the provider mirror,
+//! kubectl) and a release build (`make bench` does both).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Measured {
+    secs: f64,
+    max_rss_mb: f64,
+    code: i32,
+}
+
+/// Runs a command to the end, measuring wall time and the peak RSS of the process (and of its
+/// waited-for children).
+fn measure(cmd: &mut Command) -> Measured {
+    let started = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a zeroed rusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Measured {
+        secs: started.elapsed().as_secs_f64(),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        code,
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn strata() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("strata")
+}
+
+fn env(cmd: &mut Command) -> &mut Command {
+    let path = format!(
+        "{}:{}",
+        root().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env("PATH", path)
+        .env("TF_CLI_CONFIG_FILE", root().join("bin/terraformrc"))
+        .env("TF_IN_AUTOMATION", "1")
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+const NULL: &str =
+    "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n";
+
+fn row(rows: &mut Vec<[String; 5]>, bench: &str, what: &str, m: &Measured, note: String) {
+    rows.push([
+        bench.into(),
+        what.into(),
+        format!("{:.2}s", m.secs),
+        format!("{:.0} MB", m.max_rss_mb),
+        note,
+    ]);
+    eprintln!(
+        "  {bench:4} {what:46} {:>8.2}s {:>7.0} MB  {}",
+        m.secs,
+        m.max_rss_mb,
+        rows.last().unwrap()[4]
+    );
+}
+
+/// Starts `strata devcluster` as its own process; returns it and its kubeconfig.
+fn devcluster(dir: &Path) -> (std::process::Child, PathBuf) {
+    let kc = dir.join("kubeconfig");
+    let child = Command::new(strata())
+        .args(["devcluster", "--kubeconfig-out"])
+        .arg(&kc)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !kc.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "devcluster did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, kc)
+}
+
+fn bench_kubediff(rows: &mut Vec<[String; 5]>, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, kc) = devcluster(dir.path());
+    let stack = dir.path().join("stack");
+    let mut objs = String::new();
+    for i in 0..n {
+        objs.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: default\ndata:\n  value: \"{i}\"\n"));
+    }
+    write(&stack.join("k8s/objects.yaml"), &objs);
+    write(&stack.join("strata.hcl"), &format!("stack \"bench\" {{}}\ncluster \"c\" {{\n  kubeconfig_path = \"{}\"\n}}\nkubernetes \"objects\" {{\n  source  = \"k8s\"\n  cluster = cluster.c\n  prune   = false\n  wait    = false\n}}\n", kc.display()));
+    let state = dir.path().join("state");
+    let mut apply = Command::new(strata());
+    apply
+        .args(["apply", "--auto-approve", "--stack"])
+        .arg(&stack)
+        .arg("--state-dir")
+        .arg(&state);
+    let m = measure(env(&mut apply));
+    row(
+        rows,
+        "a",
+        &format!("strata apply, {n} ConfigMaps (create)"),
+        &m,
+        format!("exit {}", m.code),
+    );
+    let mut diff = Command::new(strata());
+    diff.args(["diff", "--stack"])
+        .arg(&stack)
+        .arg("--state-dir")
+        .arg(&state);
+    let s = measure(env(&mut diff));
+    row(
+        rows,
+        "a",
+        &format!("strata diff, {n} ConfigMaps (no drift)"),
+        &s,
+        format!("exit {}", s.code),
+    );
+    let mut kd = Command::new("kubectl");
+    kd.args(["diff", "--server-side", "-f"])
+        .arg(stack.join("k8s"))
+        .env("KUBECONFIG", &kc);
+    let k = measure(&mut kd);
+    row(
+        rows,
+        "a",
+        &format!("kubectl diff --server-side, {n} ConfigMaps"),
+        &k,
+        format!(
+            "exit {}; strata/kubectl time {:.2}x, RSS {:.2}x",
+            k.code,
+            s.secs / k.secs,
+            s.max_rss_mb / k.max_rss_mb
+        ),
+    );
+    let _ = cluster.kill();
+    let _ = cluster.wait();
+}
+
+fn bench_parallel(rows: &mut Vec<[String; 5]>) {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    let module = format!("{NULL}resource \"null_resource\" \"s\" {{\n  provisioner \"local-exec\" {{\n    command = \"sleep 2\"\n  }}\n}}\n");
+    let mut hcl = String::from("stack \"par\" {}\n");
+    for i in 0..8 {
+        write(&stack.join(format!("l{i}/main.tf")), &module);
+        hcl.push_str(&format!("terraform \"l{i}\" {{\n  source = \"l{i}\"\n}}\n"));
+    }
+    let mut loop_cmd = Command::new("bash");
+    let script = (0..8)
+        .map(|i| format!("(cd {0}/l{i} && cp -r . {0}/loop{i} && cd {0}/loop{i} && terraform init -input=false >/dev/null && terraform apply -auto-approve -input=false >/dev/null)", stack.display()))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    loop_cmd.args(["-c", &script]);
+    let shell = measure(env(&mut loop_cmd));
+    row(
+        rows,
+        "b",
+        "shell loop: terraform init+apply x8",
+        &shell,
+        format!("exit {}; ideal critical path ~2s + 1 init", shell.code),
+    );
+    for p in [1, 2, 4] {
+        let s = stack.with_file_name(format!("stack-p{p}"));
+        let _ = Command::new("cp").arg("-r").arg(&stack).arg(&s).status();
+        let _ = std::fs::remove_dir_all(s.join("loop0"));
+        write(
+            &s.join("strata.hcl"),
+            &hcl.replace(
+                "stack \"par\" {}",
+                &format!("stack \"par\" {{\n  parallelism = {p}\n}}"),
+            ),
+        );
+        let mut c = Command::new(strata());
+        c.args(["apply", "--auto-approve", "--stack"])
+            .arg(&s)
+            .arg("--state-dir")
+            .arg(dir.path().join(format!("state{p}")));
+        let m = measure(env(&mut c));
+        row(
+            rows,
+            "b",
+            &format!("strata apply, 8 layers, parallelism {p}"),
+            &m,
+            format!(
+                "exit {}; {:.2}x the shell loop",
+                m.code,
+                m.secs / shell.secs
+            ),
+        );
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "b")
+        .env("GIT_AUTHOR_EMAIL", "b@x")
+        .env("GIT_COMMITTER_NAME", "b")
+        .env("GIT_COMMITTER_EMAIL", "b@x")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn bench_fifty(rows: &mut Vec<[String; 5]>) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let module =
+        format!("{NULL}resource \"null_resource\" \"r\" {{}}\noutput \"o\" {{ value = \"x\" }}\n");
+    let mut hcl = String::from("stack \"fifty\" {\n  parallelism = 4\n}\n");
+    for i in 0..50 {
+        write(&repo.join(format!("l{i}/main.tf")), &module);
+        hcl.push_str(&format!("terraform \"l{i}\" {{\n  source = \"l{i}\"\n}}\n"));
+    }
+    write(&repo.join("strata.hcl"), &hcl);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "fifty"]);
+    let state = dir.path().join("state");
+    let mut c = Command::new(strata());
+    c.args(["apply", "--auto-approve", "--repo"])
+        .arg(&repo)
+        .arg("--state-dir")
+        .arg(&state);
+    let first = measure(env(&mut c));
+    row(
+        rows,
+        "c",
+        "strata apply, 50 layers, first run",
+        &first,
+        format!("exit {}", first.code),
+    );
+    write(&repo.join("l7/main.tf"), &format!("{module}# touched\n"));
+    git(&repo, &["commit", "-qam", "touch l7"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (secs, invocations, planned) = rt.block_on(async {
+        let spec = strata::source::SourceSpec {
+            url: repo.display().to_string(),
+            reference: None,
+            path: None,
+        };
+        let source = strata::engine::Source::Repo {
+            spec,
+            opts: strata::source::SourceOptions::new(&state),
+        };
+        let mut opts = strata::engine::EngineOptions::new(&state);
+        opts.terraform_env = vec![(
+            "TF_CLI_CONFIG_FILE".into(),
+            root().join("bin/terraformrc").into(),
+        )];
+        let t = Instant::now();
+        let engine = strata::engine::Engine::open(source, opts).await.unwrap();
+        let report = engine.run(strata::engine::Mode::Plan).await.unwrap();
+        let planned = report
+            .layers
+            .iter()
+            .filter(|l| l.status != strata::engine::record::LayerStatus::NotAffected)
+            .count();
+        (
+            t.elapsed().as_secs_f64(),
+            engine.terraform_invocations(),
+            planned,
+        )
+    });
+    let m = Measured {
+        secs,
+        max_rss_mb: 0.0,
+        code: 0,
+    };
+    row(rows, "c", "strata plan after a commit touching 1 of 50", &m, format!("{planned} layer planned, {invocations} terraform invocations (plan + show), 49 untouched"));
+}
+
+fn bench_latency(rows: &mut Vec<[String; 5]>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, kc) = devcluster(dir.path());
+    let repo = dir.path().join("repo");
+    write(&repo.join("strata.hcl"), &format!("stack \"lat\" {{}}\ncluster \"c\" {{\n  kubeconfig_path = \"{}\"\n}}\nkubernetes \"app\" {{\n  source  = \"k8s\"\n  cluster = cluster.c\n  wait    = false\n}}\n", kc.display()));
+    write(&repo.join("k8s/cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: latency\n  namespace: default\ndata:\n  v: \"0\"\n");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "v0"]);
+    let secret = dir.path().join("secret");
+    write(&secret, "bench-secret");
+    for (mode, poll) in [("webhook", "1h"), ("poll (5s interval)", "5s")] {
+        let state = dir.path().join(format!("state-{poll}"));
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut agent = Command::new(strata());
+        agent
+            .args(["run", "--repo"])
+            .arg(&repo)
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--poll-interval",
+                poll,
+                "--webhook-secret-file",
+            ])
+            .arg(&secret);
+        let mut agent = env(&mut agent)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let alerts = state.join("alerts.jsonl");
+        let converged = |n: usize| {
+            std::fs::read_to_string(&alerts)
+                .map(|t| t.matches("\"converged\"").count() >= n)
+                .unwrap_or(false)
+        };
+        let t = Instant::now();
+        while !converged(1) && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut samples = Vec::new();
+        for k in 1..=3 {
+            write(&repo.join("k8s/cm.yaml"), &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: latency\n  namespace: default\ndata:\n  v: \"{poll}{k}\"\n"));
+            git(&repo, &["commit", "-qam", "change"]);
+            let t = Instant::now();
+            if mode == "webhook" {
+                let body = b"{}";
+                let sig = strata::hash::hex(&strata::server::hmac_sha256(b"bench-secret", body));
+                let _ = Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-X",
+                        "POST",
+                        "-H",
+                        &format!("X-Hub-Signature-256: sha256={sig}"),
+                        "--data",
+                        "{}",
+                        &format!("http://{listen}/hooks/git"),
+                    ])
+                    .status();
+            }
+            while !converged(k + 1) && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        let m = Measured {
+            secs: mean,
+            max_rss_mb: 0.0,
+            code: 0,
+        };
+        row(
+            rows,
+            "d",
+            &format!("commit → converged, {mode}"),
+            &m,
+            format!(
+                "mean of {} commits: {:?}",
+                samples.len(),
+                samples
+                    .iter()
+                    .map(|s| format!("{s:.2}s"))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    let _ = cluster.kill();
+    let _ = cluster.wait();
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    eprintln!(
+        "strata bench ({}), measured on this machine in one run:",
+        strata().display()
+    );
+    for n in sizes {
+        bench_kubediff(&mut rows, n);
+    }
+    bench_parallel(&mut rows);
+    bench_fifty(&mut rows);
+    bench_latency(&mut rows);
+    println!("\n| bench | what | time | peak RSS | notes |\n| --- | --- | --- | --- | --- |");
+    for r in rows {
+        let rss = if r[3] == "0 MB" {
+            "-".to_string()
+        } else {
+            r[3].clone()
+        };
+        println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], rss, r[4]);
+    }
+}
