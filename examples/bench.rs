@@ -140,6 +140,25 @@ fn bench_kubediff(rows: &mut Vec<[String; 5]>, n: usize) {
         &m,
         format!("exit {}", m.code),
     );
+    let mut list = Command::new("kubectl");
+    list.args([
+        "get",
+        "configmaps",
+        "-n",
+        "default",
+        "--chunk-size=0",
+        "-o",
+        "name",
+    ])
+    .env("KUBECONFIG", &kc);
+    let l = measure(&mut list);
+    row(
+        rows,
+        "a",
+        &format!("devcluster LIST of {n} ConfigMaps (kubectl get)"),
+        &l,
+        format!("exit {}; one LIST, including kubectl's start", l.code),
+    );
     let mut diff = Command::new(strata());
     diff.args(["diff", "--stack"])
         .arg(&stack)
