@@ -523,8 +523,16 @@ mod converge {
             out(&format!("no runs recorded in {}\n", state_dir.display()))?;
             return Ok(ExitStatus::Success);
         }
+        let terraform = tokio::runtime::Runtime::new()
+            .ok()
+            .and_then(|rt| {
+                rt.block_on(crate::terraform::TerraformBinary::find(None))
+                    .ok()
+            })
+            .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
+            .unwrap_or_else(|| "not found on PATH".into());
         let mut t = format!(
-            "stack \"{}\" from {}\nconverged revision: {}\n\n",
+            "stack \"{}\" from {}\nterraform: {terraform}\nconverged revision: {}\n\n",
             state.stack,
             state.source.clone().unwrap_or_default(),
             state
