@@ -96,8 +96,9 @@ python3 -c "import json,sys
 for line in open('$alerts'):
     e = json.loads(line); print('  {:17} {}  {}'.format(e['type'], e['revision'][:12], e['summary']))"
 run kubectl -n apps get deployment web -o jsonpath='{.spec.replicas} replicas{"\n"}'
-run curl -s "http://127.0.0.1:$agent_port/metrics" -o "$work/metrics.txt"
-grep '^strata_revision_info' "$work/metrics.txt"
+echo "\$ curl http://127.0.0.1:$agent_port/metrics | grep strata_revision_info"
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$agent_port/metrics').read().decode())" | grep '^strata_revision_info'
+
 
 say "Where things are"
 echo "  history:  $strata history --state-dir $state"
