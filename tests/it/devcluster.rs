@@ -243,24 +243,24 @@ async fn kubectl_watch_receives_events() {
                 "--watch-only",
                 "-o",
                 "name",
-                "--request-timeout=8s",
+                "--request-timeout=9s",
             ])
             .env("KUBECONFIG", kubeconfig)
             .kill_on_drop(true)
             .output()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let f = c.manifests(
-        "m",
-        &[(
-            "cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n",
-        )],
-    );
-    c.kubectl(&["apply", "--server-side", "-f", f.to_str().unwrap()])
-        .await
-        .code(0);
+    // kubectl may take a while to start its watch on a busy machine: keep making events.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let name = format!("watched-{i}");
+        let text =
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n");
+        let f = c.manifests(&name, &[("cm.yaml", text.as_str())]);
+        c.kubectl(&["apply", "--server-side", "-f", f.to_str().unwrap()])
+            .await
+            .code(0);
+    }
     let out = tokio::time::timeout(Duration::from_secs(20), watch)
         .await
         .unwrap()
@@ -268,7 +268,7 @@ async fn kubectl_watch_receives_events() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("configmap/watched"),
+        text.contains("configmap/watched-"),
         "watch saw: {text:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
