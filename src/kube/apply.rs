@@ -244,6 +244,25 @@ async fn plan_one(
     })
 }
 
+/// Dry-runs many objects, [`super::CONCURRENCY`] at a time, results in order.
+async fn plan_all(
+    client: &::kube::Client,
+    objects: &[&Desired],
+    opts: &ApplyOptions,
+    pending: &[bool],
+) -> Vec<Result<Planned, String>> {
+    use futures::stream::{self, StreamExt};
+    // Futures made first (not lazily in a closure), so the whole stays Send.
+    let mut futures = Vec::with_capacity(objects.len());
+    for (d, p) in objects.iter().zip(pending) {
+        futures.push(plan_one(d, client, opts, *p));
+    }
+    stream::iter(futures)
+        .buffered(super::CONCURRENCY)
+        .collect()
+        .await
+}
+
 /// Applies (or with `dry_run`, plans) the desired objects.
 ///
 /// # Guarantees
@@ -272,8 +291,11 @@ pub async fn apply(
     // Dry-run the first stage (CRDs and Namespaces).
     let mut failures = Vec::new();
     let mut plans_first = Vec::new();
-    for d in &first {
-        match plan_one(d, client, opts, false).await {
+    for (d, result) in first
+        .iter()
+        .zip(plan_all(client, &first, opts, &vec![false; first.len()]).await)
+    {
+        match result {
             Ok(p) => plans_first.push(p),
             Err(e) => failures.push(format!("{}: {e}", d.r)),
         }
@@ -295,8 +317,11 @@ pub async fn apply(
         })
         .collect();
     let mut plans_rest = Vec::new();
-    for (d, p) in rest.iter().zip(&pending) {
-        match plan_one(d, client, opts, *p).await {
+    for (d, result) in rest
+        .iter()
+        .zip(plan_all(client, &rest, opts, &pending).await)
+    {
+        match result {
             Ok(p) => plans_rest.push(p),
             Err(e) => failures.push(format!("{}: {e}", d.r)),
         }
@@ -338,50 +363,81 @@ async fn apply_stage(
     dry_run: bool,
     cs: &mut ChangeSet,
 ) -> Result<(), KubeError> {
-    for (d, plan) in objects.iter().zip(plans) {
-        let failed = |e: ::kube::Error| KubeError::Apply {
-            object: d.r.to_string(),
-            message: reason(&e),
-        };
-        match plan {
-            Planned::Unchanged => cs.push(d.r.clone(), Action::Unchanged, None),
-            Planned::AfterCrd => cs.push(
-                d.r.clone(),
-                Action::Created,
-                Some("planned after its CRD or namespace, which this layer creates first".into()),
-            ),
-            Planned::Create | Planned::Configure => {
-                if !dry_run {
-                    server_apply(d, client, opts, opts.force_conflicts, false)
-                        .await
-                        .map_err(failed)?;
-                }
-                let action = if matches!(plan, Planned::Create) {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    // Objects of one kind go out together (CONCURRENCY at a time); kinds keep their order.
+    let items: Vec<(&Desired, Planned)> = objects.iter().copied().zip(plans).collect();
+    let mut start = 0;
+    while start < items.len() {
+        let kind = order::key(&items[start].0.r);
+        let end = items[start..]
+            .iter()
+            .position(|(d, _)| {
+                let k = order::key(&d.r);
+                (k.0, k.1, &k.2) != (kind.0, kind.1, &kind.2)
+            })
+            .map_or(items.len(), |p| start + p);
+        let mut futures = Vec::with_capacity(end - start);
+        for (d, plan) in &items[start..end] {
+            futures.push(apply_one(client, d, plan, opts, dry_run));
+        }
+        let done: Vec<(Action, Option<String>)> = stream::iter(futures)
+            .buffered(super::CONCURRENCY)
+            .try_collect()
+            .await?;
+        for ((d, _), (action, reason)) in items[start..end].iter().zip(done) {
+            cs.push(d.r.clone(), action, reason);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Writes one object as planned; returns what happened.
+async fn apply_one(
+    client: &::kube::Client,
+    d: &Desired,
+    plan: &Planned,
+    opts: &ApplyOptions,
+    dry_run: bool,
+) -> Result<(Action, Option<String>), KubeError> {
+    let failed = |e: ::kube::Error| KubeError::Apply {
+        object: d.r.to_string(),
+        message: reason(&e),
+    };
+    Ok(match plan {
+        Planned::Unchanged => (Action::Unchanged, None),
+        Planned::AfterCrd => (
+            Action::Created,
+            Some("planned after its CRD or namespace, which this layer creates first".into()),
+        ),
+        Planned::Create | Planned::Configure => {
+            if !dry_run {
+                server_apply(d, client, opts, opts.force_conflicts, false)
+                    .await
+                    .map_err(failed)?;
+            }
+            (
+                if matches!(plan, Planned::Create) {
                     Action::Created
                 } else {
                     Action::Configured
-                };
-                cs.push(d.r.clone(), action, None);
-            }
-            Planned::Recreate => {
-                if !dry_run {
-                    let api = d.api(client);
-                    let dp = DeleteParams::foreground();
-                    retry(opts.backoff, || api.delete(&d.r.name, &dp))
-                        .await
-                        .map_err(failed)?;
-                    super::wait::gone(client, d, Duration::from_secs(60)).await?;
-                    server_apply(d, client, opts, opts.force_conflicts, false)
-                        .await
-                        .map_err(failed)?;
-                }
-                cs.push(
-                    d.r.clone(),
-                    Action::Recreated,
-                    Some("an immutable field changed".into()),
-                );
-            }
+                },
+                None,
+            )
         }
-    }
-    Ok(())
+        Planned::Recreate => {
+            if !dry_run {
+                let api = d.api(client);
+                let dp = DeleteParams::foreground();
+                retry(opts.backoff, || api.delete(&d.r.name, &dp))
+                    .await
+                    .map_err(failed)?;
+                super::wait::gone(client, d, Duration::from_secs(60)).await?;
+                server_apply(d, client, opts, opts.force_conflicts, false)
+                    .await
+                    .map_err(failed)?;
+            }
+            (Action::Recreated, Some("an immutable field changed".into()))
+        }
+    })
 }

@@ -98,6 +98,52 @@ fn redact_secret(r: &ObjRef, fields: Vec<FieldDiff>) -> Vec<FieldDiff> {
         .collect()
 }
 
+/// One object against the cluster: `None` when it matches.
+async fn diff_one(
+    client: &::kube::Client,
+    d: &Desired,
+    served: &Resources,
+    opts: &ApplyOptions,
+) -> Result<Option<ObjectDiff>, KubeError> {
+    let missing = || {
+        Ok(Some(ObjectDiff {
+            object: d.r.clone(),
+            state: DiffState::Missing,
+            fields: vec![],
+        }))
+    };
+    if served.get(&d.r.group, &d.r.version, &d.r.kind).is_none() {
+        return missing();
+    }
+    let api = d.api(client);
+    let live = retry(opts.backoff, || api.get_opt(&d.r.name))
+        .await
+        .map_err(|e| KubeError::Read {
+            what: d.r.to_string(),
+            message: e.to_string(),
+        })?;
+    let Some(live) = live else {
+        return missing();
+    };
+    let pp = ::kube::api::PatchParams::apply(&opts.field_manager)
+        .force()
+        .dry_run();
+    let patch = ::kube::api::Patch::Apply(&d.object);
+    let dry = retry(opts.backoff, || api.patch(&d.r.name, &pp, &patch))
+        .await
+        .map_err(|e| KubeError::DryRun {
+            failures: vec![format!("{}: {e}", d.r)],
+        })?;
+    let a = comparable(&serde_json::to_value(&live).unwrap_or_default());
+    let b = comparable(&serde_json::to_value(&dry).unwrap_or_default());
+    let fields = redact_secret(&d.r, field_diffs(&a, &b));
+    Ok((!fields.is_empty()).then(|| ObjectDiff {
+        object: d.r.clone(),
+        state: DiffState::Changed,
+        fields,
+    }))
+}
+
 /// Compares every desired object with the cluster (through a forced server-side dry run, so the
 /// comparison includes server defaults), and lists inventory objects that are no longer desired.
 ///
@@ -112,53 +158,22 @@ pub async fn diff(
 ) -> Result<KubeDiff, KubeError> {
     let mut out = KubeDiff::default();
     let served = Resources::discover(client).await?;
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let mut futures = Vec::with_capacity(desired.len());
     for d in desired {
-        if served.get(&d.r.group, &d.r.version, &d.r.kind).is_none() {
-            out.objects.push(ObjectDiff {
-                object: d.r.clone(),
-                state: DiffState::Missing,
-                fields: vec![],
-            });
-            continue;
-        }
-        let api = d.api(client);
-        let live = retry(opts.backoff, || api.get_opt(&d.r.name))
-            .await
-            .map_err(|e| KubeError::Read {
-                what: d.r.to_string(),
-                message: e.to_string(),
-            })?;
-        let Some(live) = live else {
-            out.objects.push(ObjectDiff {
-                object: d.r.clone(),
-                state: DiffState::Missing,
-                fields: vec![],
-            });
-            continue;
-        };
-        let pp = ::kube::api::PatchParams::apply(&opts.field_manager)
-            .force()
-            .dry_run();
-        let patch = ::kube::api::Patch::Apply(&d.object);
-        let dry = retry(opts.backoff, || api.patch(&d.r.name, &pp, &patch))
-            .await
-            .map_err(|e| KubeError::DryRun {
-                failures: vec![format!("{}: {e}", d.r)],
-            })?;
-        let a = comparable(&serde_json::to_value(&live).unwrap_or_default());
-        let b = comparable(&serde_json::to_value(&dry).unwrap_or_default());
-        let fields = redact_secret(&d.r, field_diffs(&a, &b));
-        if fields.is_empty() {
-            out.unchanged += 1;
-        } else {
-            out.objects.push(ObjectDiff {
-                object: d.r.clone(),
-                state: DiffState::Changed,
-                fields,
-            });
+        futures.push(diff_one(client, d, &served, opts));
+    }
+    let results: Vec<Option<ObjectDiff>> = stream::iter(futures)
+        .buffered(super::CONCURRENCY)
+        .try_collect()
+        .await?;
+    for r in results {
+        match r {
+            Some(d) => out.objects.push(d),
+            None => out.unchanged += 1,
         }
     }
-    let keys: Vec<_> = desired.iter().map(|d| d.r.key()).collect();
+    let keys: std::collections::BTreeSet<_> = desired.iter().map(|d| d.r.key()).collect();
     for r in previous.iter().filter(|r| !keys.contains(&r.key())) {
         let Some(res) = resources
             .get(&r.group, &r.version, &r.kind)

@@ -22,6 +22,9 @@ pub mod wait;
 use std::path::Path;
 use std::time::Duration;
 
+/// How many objects of a layer are dry-run or compared at once (requests in flight).
+pub const CONCURRENCY: usize = 16;
+
 pub use apply::{ApplyOptions, Desired};
 pub use changeset::{Action, Change, ChangeSet};
 pub use diff::{DiffState, KubeDiff, ObjectDiff};
@@ -86,7 +89,7 @@ pub async fn sync(
         .await?;
         record.extend(kept);
     } else {
-        let keys: Vec<_> = refs.iter().map(ObjRef::key).collect();
+        let keys: std::collections::BTreeSet<_> = refs.iter().map(ObjRef::key).collect();
         record.extend(previous.into_iter().filter(|r| !keys.contains(&r.key())));
     }
     if cs.has_changes() || record.len() != refs.len() || previous_differs(client, a, &record).await

@@ -31,7 +31,7 @@ pub async fn prune(
     backoff: Backoff,
     cs: &mut ChangeSet,
 ) -> Result<Vec<ObjRef>, KubeError> {
-    let keep: Vec<_> = desired.iter().map(ObjRef::key).collect();
+    let keep: std::collections::BTreeSet<_> = desired.iter().map(ObjRef::key).collect();
     let mut gone: Vec<ObjRef> = previous
         .iter()
         .filter(|r| !keep.contains(&r.key()))
