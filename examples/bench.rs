@@ -117,20 +117,51 @@ fn devcluster(dir: &Path) -> (std::process::Child, PathBuf) {
 
 /// Times one LIST of the default namespace's ConfigMaps straight against the devcluster.
 fn list_configmaps(kubeconfig: &Path) -> (f64, usize) {
-    let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    let server = kc["clusters"][0]["cluster"]["server"].as_str().unwrap().to_string();
-    let token = kc["users"][0]["user"]["token"].as_str().unwrap().to_string();
+    let kc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let server = kc["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = kc["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.decode(kc["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap()).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(
+            kc["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap()).build().unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
         let url = format!("{server}/api/v1/namespaces/default/configmaps");
         // One warm-up request (TLS handshake), then the measured one.
-        let _ = client.get(&url).query(&[("limit", "1")]).bearer_auth(&token).send().await;
+        let _ = client
+            .get(format!("{url}?limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await;
         let t = Instant::now();
-        let v: serde_json::Value = client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        (t.elapsed().as_secs_f64(), v["items"].as_array().map_or(0, Vec::len))
+        let v: serde_json::Value = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            t.elapsed().as_secs_f64(),
+            v["items"].as_array().map_or(0, Vec::len),
+        )
     })
 }
 
