@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::kube::cluster::Access;
 use crate::redact::Redacted;
-use crate::stack::{Cluster, Expr, Stack};
+use crate::stack::{Cluster, Expr};
 use crate::value::{InputValue, Outputs};
 
 /// A map of expressions, evaluated; the first evaluation error is returned as text.
@@ -58,11 +58,9 @@ fn text(v: &InputValue) -> Option<Redacted<String>> {
 
 /// How to reach a cluster block's cluster, or what it waits on.
 pub fn cluster_access(
-    stack: &Stack,
     cluster: &Cluster,
     known: &Outputs,
 ) -> Result<Result<Access, String>, String> {
-    let _ = stack;
     let eval = |e: &Option<Expr>| -> Result<Option<InputValue>, String> {
         e.as_ref()
             .map(|e| e.evaluate(known).map_err(|err| err.to_string()))

@@ -504,7 +504,7 @@ impl Engine {
             ),
             LayerSpec::Kubernetes(k) => {
                 let cluster = self.stack.cluster(&k.cluster)?;
-                if let Ok(Err(why)) = inputs::cluster_access(&self.stack, cluster, known) {
+                if let Ok(Err(why)) = inputs::cluster_access(cluster, known) {
                     return Some(why);
                 }
             }
@@ -814,7 +814,7 @@ impl Engine {
             .stack
             .cluster(&k.cluster)
             .ok_or_else(|| format!("unknown cluster {}", k.cluster))?;
-        let access = inputs::cluster_access(&self.stack, cluster, known)?;
+        let access = inputs::cluster_access(cluster, known)?;
         let waiting = inputs::waiting_on(vars.values());
         let access = match (access, waiting) {
             (Err(w), _) | (Ok(_), Some(w)) => return Ok(Err(w)),
