@@ -142,9 +142,11 @@ impl Cluster {
         }
     }
 
-    /// Runs the real kubectl against the cluster.
+    /// Runs the real kubectl against the cluster (`STRATA_KUBECTL` picks another binary, e.g.
+    /// one of the versioned kubectl.1.27 ... kubectl.1.33).
     pub async fn kubectl(&self, args: &[&str]) -> Output {
-        let out = tokio::process::Command::new("kubectl")
+        let kubectl = std::env::var("STRATA_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let out = tokio::process::Command::new(kubectl)
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("KUBECTL_EXTERNAL_DIFF")
