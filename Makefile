@@ -27,8 +27,10 @@ clippy:
 test: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) test --locked --all-targets
-	$(CARGO) test --locked --doc
+	$(CARGO) build --locked --examples
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --locked --lib --tests 2>&1 | tee target/test.log
+	@python3 .ci/summary.py target/test.log
 
 # The whole story: plan, apply, drift, the agent; see stacks/demo.sh.
 demo: tools build
