@@ -270,11 +270,7 @@ fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
         simulate_ready,
         token: None,
     };
-    let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
-        action: "start",
-        path: "the async runtime".into(),
-        source: e,
-    })?;
+    let rt = runtime()?;
     rt.block_on(async {
         let cluster = crate::devcluster::DevCluster::start(opts)
             .await
@@ -301,6 +297,24 @@ fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
     })
 }
 
+/// Cancels `token` on SIGTERM or SIGINT, saying `message` on stderr.
+fn cancel_on_signal(token: tokio_util::sync::CancellationToken, message: &'static str) {
+    tokio::spawn(async move {
+        wait_for_shutdown().await;
+        eprintln!("{message}");
+        token.cancel();
+    });
+}
+
+/// The async runtime the commands run on.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+        action: "start",
+        path: "the async runtime".into(),
+        source: e,
+    })
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn wait_for_shutdown() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -316,17 +330,9 @@ async fn wait_for_shutdown() {
 mod converge {
     use std::io::IsTerminal;
 
-    use super::{out, Error, ExitStatus, SourceArgs};
+    use super::{out, runtime, Error, ExitStatus, SourceArgs};
     use crate::engine::record::LayerStatus;
     use crate::engine::{Engine, EngineOptions, Mode, Source};
-
-    fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-        tokio::runtime::Runtime::new().map_err(|e| Error::Io {
-            action: "start",
-            path: "the async runtime".into(),
-            source: e,
-        })
-    }
 
     pub fn source_of(a: &SourceArgs) -> Source {
         match &a.repo {
@@ -347,20 +353,11 @@ mod converge {
     fn options(a: &SourceArgs) -> EngineOptions {
         let mut o = EngineOptions::new(&a.state_dir);
         o.progress = true;
-        let cancel = o.cancel.clone();
         // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            eprintln!("interrupting: waiting for running steps to stop");
-            cancel.cancel();
-        });
+        super::cancel_on_signal(
+            o.cancel.clone(),
+            "interrupting: waiting for running steps to stop",
+        );
         o
     }
 
@@ -654,26 +651,10 @@ mod agent {
         if let Some(c) = &a.config {
             opts.config = crate::notify::load_config(c).map_err(Error::Usage)?;
         }
-        let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
-            action: "start",
-            path: "the async runtime".into(),
-            source: e,
-        })?;
+        let rt = super::runtime()?;
         rt.block_on(async {
             let shutdown = tokio_util::sync::CancellationToken::new();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
-                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-                eprintln!("strata: stopping");
-                stop.cancel();
-            });
+            super::cancel_on_signal(shutdown.clone(), "strata: stopping");
             let agent = Agent::new(opts);
             match agent.run(shutdown).await {
                 Ended::Clean => Ok(ExitStatus::Success),
@@ -690,11 +671,7 @@ mod agent {
     ) -> Result<ExitStatus, Error> {
         crate::reconcile::approve(state_dir, layer).map_err(Error::Usage)?;
         if let Some(url) = agent {
-            let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
-                action: "start",
-                path: "the async runtime".into(),
-                source: e,
-            })?;
+            let rt = super::runtime()?;
             let url = format!(
                 "{}/api/v1/approve/{}",
                 url.trim_end_matches('/'),
@@ -729,11 +706,7 @@ mod agent {
     pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error> {
         let (mut spec, sopts) = source_of(r);
         spec.reference = Some(to.to_string());
-        let rt = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
-            action: "start",
-            path: "the async runtime".into(),
-            source: e,
-        })?;
+        let rt = super::runtime()?;
         rt.block_on(async {
             let mut opts = EngineOptions::new(&r.state_dir);
             opts.progress = true;

@@ -12,7 +12,7 @@ use strata::redact::Redacted;
 use strata::source::{SourceOptions, SourceSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{repo_root, Cluster, Output};
+use crate::support::{repo_root, strata_cli, Cluster};
 
 const NULL: &str =
     "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n";
@@ -442,28 +442,6 @@ async fn drift_is_reported_under_report_and_reverted_under_correct() {
     .await;
     stop.cancel();
     agent.await.unwrap();
-}
-
-async fn strata_cli(cwd: &Path, args: &[&str]) -> Output {
-    let path = format!(
-        "{}:{}",
-        repo_root().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("strata"))
-        .args(args)
-        .current_dir(cwd)
-        .env("TF_CLI_CONFIG_FILE", repo_root().join("bin/terraformrc"))
-        .env("PATH", path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]

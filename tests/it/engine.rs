@@ -7,7 +7,7 @@ use strata::engine::record::LayerStatus;
 use strata::engine::{Engine, EngineOptions, Mode, Source};
 use strata::stack::LayerId;
 
-use crate::support::{repo_root, Cluster, Output};
+use crate::support::{strata_cli as strata, tf_env, Cluster};
 
 const NULL: &str =
     "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n";
@@ -80,38 +80,6 @@ fn e2e_stack(root: &Path, kubeconfig: &Path) {
         ("k8s/apps/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"),
         ("k8s/apps/web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: \"nginx:1.27\"}]\n"),
     ]);
-}
-
-/// PATH with the repository's bin/ first (terraform from `make tools`) and the provider mirror.
-fn tf_env() -> Vec<(String, String)> {
-    let rc = repo_root().join("bin/terraformrc");
-    assert!(rc.exists(), "run `make tools`");
-    let path = format!(
-        "{}:{}",
-        repo_root().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    vec![
-        ("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()),
-        ("PATH".into(), path),
-    ]
-}
-
-async fn strata(cwd: &Path, args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("strata"))
-        .args(args)
-        .current_dir(cwd)
-        .envs(tf_env())
-        .env_remove("STRATA_LOG")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 fn statuses(json: &str) -> Vec<(String, String)> {

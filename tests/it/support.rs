@@ -180,3 +180,40 @@ impl Cluster {
         d
     }
 }
+
+/// PATH with the repository's bin/ first (terraform from `make tools`) and the offline provider
+/// mirror's CLI config.
+#[allow(dead_code)]
+pub fn tf_env() -> Vec<(String, String)> {
+    let rc = repo_root().join("bin/terraformrc");
+    assert!(rc.exists(), "run `make tools`");
+    let path = format!(
+        "{}:{}",
+        repo_root().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    vec![
+        ("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()),
+        ("PATH".into(), path),
+    ]
+}
+
+/// Runs the strata CLI asynchronously (so an in-process devcluster keeps serving), with
+/// terraform from `make tools`.
+#[allow(dead_code)]
+pub async fn strata_cli(cwd: &Path, args: &[&str]) -> Output {
+    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("strata"))
+        .args(args)
+        .current_dir(cwd)
+        .envs(tf_env())
+        .env_remove("STRATA_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
