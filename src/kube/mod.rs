@@ -64,7 +64,8 @@ pub async fn desired(
 /// # Guarantees
 /// - Nothing is applied when the desired set failed to load or any dry run failed.
 /// - Pruning happens only after a successful apply and a successful inventory read.
-/// - Idempotent: a second run with the same desired set makes zero writes (beyond none).
+/// - Idempotent: a second run with the same desired set makes zero writes, the inventory
+///   included.
 ///
 /// # Errors
 /// Load, dry-run, apply, prune and wait failures, each naming objects.
@@ -76,6 +77,8 @@ pub async fn sync(
 ) -> Result<ChangeSet, KubeError> {
     let a = &opts.apply;
     let previous = inventory::read(client, &a.stack, &a.layer, a.backoff).await?;
+    let mut stored = previous.clone();
+    stored.sort();
     let mut cs = apply::apply(client, desired, a, false).await?;
     let refs: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
     let mut record = refs.clone();
@@ -92,8 +95,8 @@ pub async fn sync(
         let keys: std::collections::BTreeSet<_> = refs.iter().map(ObjRef::key).collect();
         record.extend(previous.into_iter().filter(|r| !keys.contains(&r.key())));
     }
-    if cs.has_changes() || record.len() != refs.len() || previous_differs(client, a, &record).await
-    {
+    record.sort();
+    if record != stored {
         inventory::write(client, &a.stack, &a.layer, &record, a.backoff).await?;
     }
     if opts.wait {
@@ -101,17 +104,6 @@ pub async fn sync(
         wait::ready(client, &all, opts.timeout).await?;
     }
     Ok(cs)
-}
-
-/// Whether the stored inventory differs from `record` (so an unchanged layer writes nothing).
-async fn previous_differs(client: &::kube::Client, a: &ApplyOptions, record: &[ObjRef]) -> bool {
-    let mut stored = inventory::read(client, &a.stack, &a.layer, a.backoff)
-        .await
-        .unwrap_or_default();
-    let mut want = record.to_vec();
-    stored.sort();
-    want.sort();
-    stored != want
 }
 
 /// Plans a layer: what `sync` would do, from dry runs; writes nothing.
