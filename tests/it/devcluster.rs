@@ -59,7 +59,12 @@ fn cm_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_diffs_and_deletes_a_directory_server_side() {
-    let c = Cluster::start().await;
+    // No simulated readiness: its status writes would bump the resourceVersion this test watches.
+    let c = Cluster::with(DevClusterOptions {
+        simulate_ready: None,
+        ..Default::default()
+    })
+    .await;
     let dir = c.manifests(
         "m",
         &[

@@ -95,7 +95,12 @@ async fn diff(c: &Cluster, client: &kube::Client, o: &SyncOptions) -> layer::Kub
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_creates_everything_and_a_second_apply_writes_nothing() {
-    let c = Cluster::start().await;
+    // No simulated readiness: its status writes would bump the resourceVersion this test watches.
+    let c = Cluster::with(DevClusterOptions {
+        simulate_ready: None,
+        ..Default::default()
+    })
+    .await;
     let client = c.client().await;
     write_layer(
         c.dir.path(),
