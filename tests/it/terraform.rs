@@ -402,7 +402,7 @@ resource \"null_resource\" \"slow\" {{
     let fx = Fixture::new(&[
         (
             "strata.hcl",
-            "stack \"s\" {}\nterraform \"slow\" {\n  source  = \"slow\"\n  timeout = \"5s\"\n}\n",
+            "stack \"s\" {}\nterraform \"slow\" {\n  source  = \"slow\"\n  timeout = \"10s\"\n}\n",
         ),
         ("slow/main.tf", &module),
     ]);
@@ -423,7 +423,7 @@ resource \"null_resource\" \"slow\" {{
     tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
     drop(p);
 
-    stack.layers[0].timeout = Duration::from_secs(5);
+    stack.layers[0].timeout = Duration::from_secs(10);
     let mut p = tf
         .prepare(input(&stack, &fx.root, &id, "r", BTreeMap::new()))
         .await
@@ -444,7 +444,7 @@ resource \"null_resource\" \"slow\" {{
     assert!(err.is_interrupted());
     assert_eq!(
         err.to_string(),
-        "terraform.slow: terraform apply timed out after 5s and was interrupted"
+        "terraform.slow: terraform apply timed out after 10s and was interrupted"
     );
     assert!(
         started.elapsed() < Duration::from_secs(50),
