@@ -808,3 +808,81 @@ async fn disaster_recovery_rebuilds_a_lost_cluster_from_git_without_recreating_t
     .await;
     assert_eq!(diff.code, 0, "{diff:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Repo {
+        dir: dir.path().join("repo"),
+    };
+    r.write(
+        "strata.hcl",
+        "stack \"gated\" {}\nterraform \"gate\" {\n  source = \"x\"\n  apply  = \"manual\"\n}\n",
+    );
+    r.write(
+        "x/main.tf",
+        &format!("{NULL}resource \"null_resource\" \"g\" {{}}\n"),
+    );
+    r.git(&["init", "-q", "-b", "main"]);
+    r.commit("gated");
+    let (alerts, got) = receiver().await;
+    let state = dir.path().join("state");
+    let o = options(&r, &state, &alerts);
+    let addr = o.listen.unwrap();
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    until("the first sync", 90, || {
+        kinds(&got).contains(&"converged".to_string())
+    })
+    .await;
+    let status: Value = reqwest::get(format!("http://{addr}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["awaiting_approval"],
+        serde_json::json!(["terraform.gate"])
+    );
+    let summary = got.lock().unwrap().last().unwrap()["summary"].clone();
+    assert_eq!(
+        summary,
+        "converged, except layers awaiting approval: terraform.gate"
+    );
+
+    let out = strata_cli(
+        dir.path(),
+        &[
+            "approve",
+            "gate",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--agent",
+            &format!("http://{addr}"),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    until("the approved apply", 60, || {
+        kinds(&got).iter().filter(|k| *k == "converged").count() >= 2
+    })
+    .await;
+    let status: Value = reqwest::get(format!("http://{addr}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["awaiting_approval"], serde_json::json!([]));
+    assert_eq!(
+        status["stack"]["layers"]["terraform.gate"]["last_result"],
+        "converged"
+    );
+    assert!(
+        !state.join("approvals/gate").exists(),
+        "an approval is used once"
+    );
+    stop.cancel();
+    agent.await.unwrap();
+}
