@@ -673,13 +673,9 @@ impl Engine {
         };
         if reasons.is_empty() {
             if known.layer(id).is_none() {
-                let outputs = tf.outputs(&mut p, &self.opts.cancel).await.map_err(tferr)?;
-                let _ = state::save_outputs(&self.opts.state_dir, id, &outputs);
-                shared
-                    .lock()
-                    .expect("shared")
-                    .known
-                    .insert(id.clone(), outputs);
+                self.read_outputs(&tf, &mut p, shared)
+                    .await
+                    .map_err(tferr)?;
             }
             let mut r = self.report(id, LayerStatus::NotAffected, started);
             r.detail = Some("nothing it depends on changed since it last converged".into());
@@ -744,13 +740,9 @@ impl Engine {
             Mode::Apply => {
                 if !plan.has_changes {
                     if known.layer(id).is_none() {
-                        let outputs = tf.outputs(&mut p, &self.opts.cancel).await.map_err(tferr)?;
-                        let _ = state::save_outputs(&self.opts.state_dir, id, &outputs);
-                        shared
-                            .lock()
-                            .expect("shared")
-                            .known
-                            .insert(id.clone(), outputs);
+                        self.read_outputs(&tf, &mut p, shared)
+                            .await
+                            .map_err(tferr)?;
                     }
                     self.record_converged(id, Some(p.inputs_hash.clone()));
                     return Ok((report, Outcome::Done));
@@ -781,6 +773,24 @@ impl Engine {
                 Ok((report, Outcome::Done))
             }
         }
+    }
+
+    /// Reads a layer's outputs from its state (no cached copy yet), caches them and makes them
+    /// known to its dependents.
+    async fn read_outputs(
+        &self,
+        tf: &Terraform,
+        p: &mut crate::terraform::Prepared,
+        shared: &Arc<Mutex<Shared>>,
+    ) -> Result<(), crate::terraform::TerraformError> {
+        let outputs = tf.outputs(p, &self.opts.cancel).await?;
+        let _ = state::save_outputs(&self.opts.state_dir, &p.layer, &outputs);
+        shared
+            .lock()
+            .expect("shared")
+            .known
+            .insert(p.layer.clone(), outputs);
+        Ok(())
     }
 
     fn sync_options(&self, layer: &Layer) -> SyncOptions {

@@ -154,6 +154,8 @@ pub struct Agent {
     alerted: BTreeSet<LayerId>,
     next_retry: Option<Instant>,
     synced_once: bool,
+    /// The settings of the stack as last opened.
+    settings: Option<crate::stack::StackSettings>,
 }
 
 fn status_path(state_dir: &Path) -> PathBuf {
@@ -175,6 +177,16 @@ impl Agent {
             webhook_secret: opts.webhook_secret.clone(),
             state_dir: opts.state_dir.clone(),
         });
+        // The last converged revision's settings, until a sync opens a newer one.
+        let settings = status.revision.as_ref().and_then(|r| {
+            let root = crate::source::materialise::revision_dir(&opts.source.state_dir, r);
+            let dir = opts
+                .spec
+                .path
+                .as_ref()
+                .map_or(root.clone(), |p| root.join(p));
+            crate::stack::Stack::load(dir).ok().map(|s| s.settings)
+        });
         let notifier = Notifier::new(
             opts.config.sinks.clone(),
             Some(opts.state_dir.join("alerts.jsonl")),
@@ -192,6 +204,7 @@ impl Agent {
             alerted: BTreeSet::new(),
             next_retry: None,
             synced_once: false,
+            settings,
         }
     }
 
@@ -303,27 +316,14 @@ impl Agent {
         }
     }
 
+    /// The poll and drift intervals: the flags', else the stack's (as of the last revision
+    /// opened), else the defaults.
     fn intervals(&self) -> (Duration, Duration) {
-        let settings = crate::stack::Stack::load(self.stack_dir_hint())
-            .map(|s| s.settings)
-            .unwrap_or_default();
+        let settings = self.settings.clone().unwrap_or_default();
         (
             self.opts.poll_interval.unwrap_or(settings.poll_interval),
             self.opts.drift_interval.unwrap_or(settings.drift_interval),
         )
-    }
-
-    fn stack_dir_hint(&self) -> PathBuf {
-        match &self.status.revision {
-            Some(r) => {
-                let root = crate::source::materialise::revision_dir(&self.opts.source.state_dir, r);
-                match &self.opts.spec.path {
-                    Some(p) => root.join(p),
-                    None => root,
-                }
-            }
-            None => PathBuf::from("/nonexistent"),
-        }
     }
 
     /// Runs a sync or drift check; on shutdown lets it finish within the grace period, then
@@ -442,6 +442,7 @@ impl Agent {
                 return;
             }
         };
+        self.settings = Some(engine.stack.settings.clone());
         if is_new {
             let summary = engine
                 .commit

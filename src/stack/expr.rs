@@ -51,7 +51,7 @@ impl Expr {
         let refs = finder.refs;
         let text = expr
             .span()
-            .and_then(|s| map_text(map, s))
+            .and_then(|s| map.slice(s).map(str::to_string))
             .unwrap_or_default();
         Expr {
             expr: expr.clone().into(),
@@ -140,10 +140,6 @@ impl Expr {
 
 fn json_to_hcl(v: &serde_json::Value) -> hcl::Value {
     hcl::to_value(v).unwrap_or(hcl::Value::Null)
-}
-
-fn map_text(map: &SourceMap, span: std::ops::Range<usize>) -> Option<String> {
-    map.slice(span).map(str::to_string)
 }
 
 /// Walks an expression for `terraform.NAME.outputs[.X]` and rejects everything strata can't
