@@ -224,7 +224,7 @@ fn source_text(s: &SourceShow) -> String {
             t,
             "stale      the last fetch failed ({}); this revision was fetched {} ago",
             stale.error,
-            crate::stack::duration::format_duration(std::time::Duration::from_secs(stale.age_secs))
+            crate::util::duration::format_duration(std::time::Duration::from_secs(stale.age_secs))
         );
     }
     if r.history_rewritten {
@@ -262,7 +262,7 @@ fn source_text(s: &SourceShow) -> String {
 fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
     let simulate_ready = match args.simulate_ready.as_str() {
         "never" => None,
-        d => Some(crate::stack::duration::parse_duration(d).map_err(Error::Usage)?),
+        d => Some(crate::util::duration::parse_duration(d).map_err(Error::Usage)?),
     };
     let opts = crate::devcluster::DevClusterOptions {
         listen: args.listen,
@@ -404,7 +404,7 @@ mod converge {
         json: bool,
     ) -> Result<ExitStatus, Error> {
         let lock_timeout =
-            crate::stack::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+            crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
         runtime()?.block_on(async {
             let mut opts = options(a);
             opts.all = all;
@@ -623,7 +623,7 @@ mod agent {
 
     fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
         s.as_deref()
-            .map(crate::stack::duration::parse_duration)
+            .map(crate::util::duration::parse_duration)
             .transpose()
             .map_err(Error::Usage)
     }
@@ -635,7 +635,7 @@ mod agent {
         opts.poll_interval = duration(&a.poll_interval)?;
         opts.drift_interval = duration(&a.drift_interval)?;
         opts.shutdown_grace =
-            crate::stack::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
+            crate::util::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
         opts.once = bootstrap && !watch;
         opts.all_first = bootstrap;
         opts.progress = std::io::stderr().is_terminal() || bootstrap;

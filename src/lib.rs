@@ -24,6 +24,7 @@ pub mod server;
 pub mod source;
 pub mod stack;
 pub mod terraform;
+pub mod util;
 pub mod value;
 
 use std::path::Path;

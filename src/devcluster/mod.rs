@@ -171,7 +171,7 @@ impl DevCluster {
 
     /// Writes the kubeconfig with mode 0600.
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
-        crate::terraform::workdir::write_private(path, self.kubeconfig().as_bytes())
+        crate::util::fs::write_private(path, self.kubeconfig().as_bytes())
     }
 
     /// Makes matching requests fail, hang or slow down.

@@ -112,7 +112,7 @@ impl Lock {
                         Some(h) if started.elapsed() >= timeout => {
                             return Err(LockError::Held {
                                 holder: h,
-                                waited: crate::stack::duration::format_duration(timeout),
+                                waited: crate::util::duration::format_duration(timeout),
                             })
                         }
                         Some(_) => {}

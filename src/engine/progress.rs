@@ -7,8 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::stack::duration::format_duration;
 use crate::stack::LayerId;
+use crate::util::duration::format_duration;
 
 struct Row {
     state: String,

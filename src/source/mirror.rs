@@ -46,10 +46,8 @@ pub fn load_state(dir: &Path) -> MirrorState {
 
 pub fn save_state(dir: &Path, state: &MirrorState) -> Result<(), SourceError> {
     let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state).expect("json"))
-        .map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("write", &path))
+    crate::util::fs::write_atomic(&path, &serde_json::to_vec_pretty(state).expect("json"))
+        .map_err(io("write", &path))
 }
 
 pub fn now() -> u64 {

@@ -4,7 +4,6 @@
 //! `file:line:col`; the layer graph (and its cycles) is [`crate::graph`]'s business.
 
 pub mod diag;
-pub mod duration;
 pub mod expr;
 pub mod model;
 mod parse;

@@ -9,9 +9,9 @@ use hcl::edit::structure::{Attribute, Block, Body, Structure};
 use hcl::edit::Span;
 
 use super::diag::{hint, Diagnostics, Location, SourceMap};
-use super::duration::parse_duration;
 use super::expr::Expr;
 use super::model::*;
+use crate::util::duration::parse_duration;
 
 const BLOCK_TYPES: [&str; 4] = ["stack", "terraform", "cluster", "kubernetes"];
 const STACK_ATTRS: [&str; 5] = [

@@ -28,7 +28,9 @@ pub use error::{Step, TerraformError};
 pub use plan::{Action, Counts, LayerPlan, PlanMode, Shown};
 
 use crate::redact::Redactor;
-use crate::stack::{duration::format_duration, Layer, LayerId, LayerSpec};
+use crate::stack::{Layer, LayerId, LayerSpec};
+use crate::util::duration::format_duration;
+use crate::util::fs::write_private;
 use crate::value::{InputValue, Output};
 use exec::{Invocation, Limits};
 use modules::ConfigInfo;
@@ -199,7 +201,7 @@ impl Terraform {
             workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;
         let vars_text = serde_json::to_vec_pretty(&vars).expect("json");
         let var_file = run.path().join("strata.tfvars.json");
-        workdir::write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
+        write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
 
         let backend_text = serde_json::to_vec(&backend).expect("json");
         let backend_file = if config.has_backend && !backend.is_empty() {
@@ -214,7 +216,7 @@ impl Terraform {
                 };
                 body.push_str(&format!("{k} = {v}\n"));
             }
-            workdir::write_private(&f, body.as_bytes()).map_err(io("write", &f))?;
+            write_private(&f, body.as_bytes()).map_err(io("write", &f))?;
             Some(f)
         } else {
             None

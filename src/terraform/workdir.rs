@@ -2,8 +2,6 @@
 //! directory (data dir, local state, lock file, init stamp).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,18 +113,6 @@ pub fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes a file readable by its owner only (it may hold secrets).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Resolved inputs as JSON, with every sensitive value's text added to `redactor`.
