@@ -20,6 +20,7 @@ use crate::redact::Redacted;
 use crate::server::{AgentHttp, Metrics, Trigger};
 use crate::source::{SourceOptions, SourceSpec};
 use crate::stack::{DriftPolicy, LayerId, LayerKind};
+use crate::util::retry::Backoff;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -130,6 +131,16 @@ pub fn approve(state_dir: &Path, layer: &str) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join(name), crate::now_rfc3339()).map_err(|e| e.to_string())
 }
+
+/// The wait before retrying after failed syncs in a row: 10 s doubling to 5 min, with jitter
+/// (docs/operations.md). The first wait lies between 10 and 20 s, the longest between 2.5 and
+/// 5 min; the random part keeps agents that failed together from retrying together.
+const FAILED_SYNC: Backoff = Backoff {
+    first: Duration::from_secs(20),
+    max: Duration::from_secs(300),
+    // Unused: the agent retries for as long as it runs.
+    attempts: 1,
+};
 
 /// How the agent ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,9 +550,7 @@ impl Agent {
 
     fn failed(&mut self, commit: &str, layers: Vec<String>, summary: String) {
         self.status.failures += 1;
-        let secs = (10u64 << self.status.failures.min(5)).min(300);
-        let jitter = u64::from(std::process::id() % 7);
-        self.next_retry = Some(Instant::now() + Duration::from_secs(secs + jitter));
+        self.next_retry = Some(Instant::now() + FAILED_SYNC.delay_after(self.status.failures));
         self.event(EventType::Failed, commit, layers, summary);
         self.save();
     }
