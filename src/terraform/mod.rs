@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod binary;
+mod cache_lock;
 pub mod error;
 mod exec;
 pub mod modules;
@@ -32,6 +33,7 @@ use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::util::duration::format_duration;
 use crate::util::fs::write_private;
 use crate::value::{InputValue, Output};
+use cache_lock::{Access, CacheLock};
 use exec::{Invocation, Limits};
 use modules::ConfigInfo;
 use workdir::{LayerPaths, RunDir};
@@ -295,7 +297,7 @@ impl Terraform {
             Step::Init => None,
             _ => Some((
                 self.cache_lock.read().await,
-                FileLock::acquire(&self.cache_dir().join(".lock"), false).await,
+                CacheLock::acquire(&self.cache_dir().join(".lock"), Access::Shared).await,
             )),
         };
         self.invocations.fetch_add(1, Ordering::Relaxed);
@@ -363,7 +365,7 @@ impl Terraform {
                 path: cache.clone(),
                 source,
             })?;
-            let _file_lock = FileLock::acquire(&cache.join(".lock"), true).await;
+            let _file_lock = CacheLock::acquire(&cache.join(".lock"), Access::Exclusive).await;
             // No -lock-timeout: terraform 1.0's init does not take it.
             let mut args: Vec<OsString> =
                 vec!["init".into(), "-input=false".into(), "-no-color".into()];
@@ -589,51 +591,4 @@ fn taint(outputs: &mut BTreeMap<String, Output>, redactor: &Redactor) {
 
 fn short(hash: &str) -> String {
     hash.chars().take(12).collect()
-}
-
-/// An exclusive `flock` on a file, held until dropped; for the plugin cache shared with other
-/// strata processes.
-struct FileLock(Option<std::fs::File>);
-
-impl FileLock {
-    /// An exclusive lock, or a shared one.
-    async fn acquire(path: &Path, exclusive: bool) -> FileLock {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let path = path.to_path_buf();
-        let file = tokio::task::spawn_blocking(move || {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .ok()?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-            let mode = if exclusive {
-                libc::LOCK_EX
-            } else {
-                libc::LOCK_SH
-            };
-            let rc = unsafe { libc::flock(f.as_raw_fd(), mode) };
-            (rc == 0).then_some(f)
-        })
-        .await
-        .ok()
-        .flatten();
-        FileLock(file)
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        if let Some(f) = &self.0 {
-            use std::os::fd::AsRawFd;
-            // SAFETY: unlocking a descriptor we own.
-            unsafe {
-                libc::flock(f.as_raw_fd(), libc::LOCK_UN);
-            }
-        }
-    }
 }
