@@ -6,6 +6,7 @@
 //! show) → [`Terraform::apply`] (the saved plan, then outputs).
 
 pub mod apply;
+pub mod backend;
 pub mod binary;
 mod cache_lock;
 pub mod error;
@@ -208,24 +209,24 @@ impl Terraform {
         let backend_text = serde_json::to_vec(&backend).expect("json");
         let backend_file = if config.has_backend && !backend.is_empty() {
             let f = run.path().join("backend.tfbackend");
-            let mut body = String::new();
-            for (k, v) in &backend {
-                let v = match v {
-                    serde_json::Value::String(s) => {
-                        serde_json::Value::String(s.clone()).to_string()
-                    }
-                    other => other.to_string(),
-                };
-                body.push_str(&format!("{k} = {v}\n"));
-            }
-            write_private(&f, body.as_bytes()).map_err(io("write", &f))?;
+            let text =
+                backend::config_file(&backend).map_err(|message| TerraformError::Config {
+                    layer: id.clone(),
+                    message,
+                })?;
+            write_private(&f, text.as_bytes()).map_err(io("write", &f))?;
             Some(f)
         } else {
             None
         };
         if !config.has_backend {
-            let f = work_dir.join(workdir::BACKEND_OVERRIDE);
-            std::fs::write(&f, workdir::backend_override(&paths)).map_err(io("write", &f))?;
+            let f = work_dir.join(backend::BACKEND_OVERRIDE);
+            let text =
+                backend::override_file(&paths).map_err(|message| TerraformError::Config {
+                    layer: id.clone(),
+                    message,
+                })?;
+            std::fs::write(&f, text).map_err(io("write", &f))?;
         }
         let lock_in_tree = work_dir.join(workdir::LOCK_FILE);
         if !lock_in_tree.exists() && paths.lock_copy.exists() {

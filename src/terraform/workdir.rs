@@ -13,8 +13,6 @@ use crate::value::InputValue;
 
 /// The lock file terraform writes beside the configuration.
 pub const LOCK_FILE: &str = ".terraform.lock.hcl";
-/// The override file strata adds to a layer without a backend, to keep its state in the state dir.
-pub const BACKEND_OVERRIDE: &str = "zz_strata_backend_override.tf";
 
 /// Where a layer's lasting files live: `<state>/layers/<name>/`.
 #[derive(Debug, Clone)]
@@ -137,16 +135,6 @@ pub fn inputs_json(
         }
     }
     Ok(map)
-}
-
-/// The backend override for a layer without a backend: local state in the state dir.
-pub fn backend_override(paths: &LayerPaths) -> String {
-    let q = |p: &Path| serde_json::Value::String(p.display().to_string()).to_string();
-    format!(
-        "# Written by strata: this layer declares no backend, so its state lives in strata's state dir.\nterraform {{\n  backend \"local\" {{\n    path          = {}\n    workspace_dir = {}\n  }}\n}}\n",
-        q(&paths.state_file),
-        q(&paths.workspace_dir)
-    )
 }
 
 /// A hash of everything a plan depends on besides the live world: the layer's files, its local
