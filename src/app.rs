@@ -264,7 +264,7 @@ fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
         "never" => None,
         d => Some(crate::stack::duration::parse_duration(d).map_err(Error::Usage)?),
     };
-    let opts = crate::devcluster::DevClusterOptions {
+    let opts = devcluster::DevClusterOptions {
         listen: args.listen,
         data: args.data.clone(),
         simulate_ready,
@@ -272,7 +272,7 @@ fn devcluster(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
     };
     let rt = runtime()?;
     rt.block_on(async {
-        let cluster = crate::devcluster::DevCluster::start(opts)
+        let cluster = devcluster::DevCluster::start(opts)
             .await
             .map_err(|e| Error::Io {
                 action: "listen on",

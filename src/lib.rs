@@ -8,7 +8,6 @@
 
 pub mod app;
 pub mod cli;
-pub mod devcluster;
 pub mod engine;
 pub mod error;
 pub mod exit;

@@ -716,7 +716,7 @@ async fn disaster_recovery_rebuilds_a_lost_cluster_from_git_without_recreating_t
     let work = tempfile::tempdir().unwrap();
     let addr = free_port();
     let token = "dr-token-0123456789".to_string();
-    let opts = || strata::devcluster::DevClusterOptions {
+    let opts = || devcluster::DevClusterOptions {
         listen: addr,
         token: Some(token.clone()),
         ..Default::default()
