@@ -6,8 +6,8 @@
 //!   with every problem reported at once.
 //! - [`graph::render`]: the graph as text, DOT, Mermaid or JSON.
 
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod devcluster;
 pub mod engine;
 pub mod error;
