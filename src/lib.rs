@@ -6,6 +6,7 @@
 //!   with every problem reported at once.
 //! - [`graph::render`]: the graph as text, DOT, Mermaid or JSON.
 
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod devcluster;
@@ -17,12 +18,12 @@ pub mod hash;
 pub mod kube;
 pub mod logging;
 pub mod notify;
-pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod server;
 pub mod source;
 pub mod stack;
+pub mod state;
 pub mod terraform;
 pub mod value;
 

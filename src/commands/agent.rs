@@ -5,12 +5,12 @@ use std::io::IsTerminal;
 
 use super::source::source_of;
 use super::{engine_err, out, out_json, runtime};
+use crate::agent::{Agent, AgentOptions, Ended};
 use crate::cli::{AgentArgs, RepoArgs, ReportFormat};
 use crate::engine::record::LayerStatus;
 use crate::engine::{Engine, EngineOptions, Mode, Source};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::reconcile::{Agent, AgentOptions, Ended};
 
 fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
     s.as_deref()
@@ -58,7 +58,7 @@ pub fn approve(
     state_dir: &std::path::Path,
     agent: Option<&str>,
 ) -> Result<ExitStatus, Error> {
-    crate::reconcile::approve(state_dir, layer).map_err(Error::Usage)?;
+    crate::state::approvals::give(state_dir, layer).map_err(Error::Usage)?;
     let Some(url) = agent else {
         out(&format!(
             "approved {layer}; the agent applies it on its next sync\n"
@@ -98,7 +98,7 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
         let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts)
             .await
             .map_err(engine_err)?;
-        crate::reconcile::pin(&r.state_dir, &engine.revision).map_err(|e| Error::Io {
+        crate::state::pin::write(&r.state_dir, &engine.revision).map_err(|e| Error::Io {
             action: "write",
             path: r.state_dir.join("pin"),
             source: e,
@@ -124,8 +124,8 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
 }
 
 pub fn resume(state_dir: &std::path::Path) -> Result<ExitStatus, Error> {
-    let was = crate::reconcile::pinned(state_dir);
-    crate::reconcile::unpin(state_dir).map_err(|e| Error::Io {
+    let was = crate::state::pin::read(state_dir);
+    crate::state::pin::remove(state_dir).map_err(|e| Error::Io {
         action: "remove",
         path: state_dir.join("pin"),
         source: e,
