@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use strata::agent::{Agent, AgentOptions, Ended};
 use strata::notify::{AgentConfig, Sink};
-use strata::reconcile::{Agent, AgentOptions, Ended};
 use strata::redact::Redacted;
 use strata::source::{SourceOptions, SourceSpec};
 use tokio_util::sync::CancellationToken;
