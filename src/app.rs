@@ -552,7 +552,7 @@ mod converge {
                     .map(crate::report::run::short)
                     .unwrap_or("-"),
                 l.last_result.as_deref().unwrap_or("-"),
-                l.drift.as_deref().unwrap_or("unknown"),
+                l.drift.map_or("unknown", crate::engine::DriftState::key),
                 l.last_run.as_deref().unwrap_or("-"),
             ));
         }
