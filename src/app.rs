@@ -372,10 +372,7 @@ mod converge {
             let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
             let report = engine.run(Mode::Plan).await.map_err(engine_err)?;
             if json {
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&report).expect("json")
-                ))?;
+                out(&crate::report::json(&report))?;
             } else {
                 out(&crate::report::run::text(&report))?;
             }
@@ -437,10 +434,7 @@ mod converge {
             }
             let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
             if json {
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&report).expect("json")
-                ))?;
+                out(&crate::report::json(&report))?;
             } else {
                 out(&crate::report::run::text(&report))?;
             }
@@ -485,10 +479,7 @@ mod converge {
             }
             let report = engine.diff(pending).await.map_err(engine_err)?;
             if json {
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&report).expect("json")
-                ))?;
+                out(&crate::report::json(&report))?;
             } else if markdown {
                 out(&crate::report::drift::markdown(&report))?;
             } else {
@@ -510,14 +501,11 @@ mod converge {
     pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
         let state = crate::engine::state::StackState::load(state_dir);
         if json {
-            out(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&state).expect("json")
-            ))?;
+            out(&crate::report::json(&state))?;
             return Ok(ExitStatus::Success);
         }
         if state.layers.is_empty() {
-            out(&format!("no runs recorded in {}\n", state_dir.display()))?;
+            out(&crate::report::status::text(&state, state_dir, ""))?;
             return Ok(ExitStatus::Success);
         }
         let terraform = tokio::runtime::Runtime::new()
@@ -528,35 +516,7 @@ mod converge {
             })
             .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
             .unwrap_or_else(|| "not found on PATH".into());
-        let mut t = format!(
-            "stack \"{}\" from {}\nterraform: {terraform}\nconverged revision: {}\n\n",
-            state.stack,
-            state.source.clone().unwrap_or_default(),
-            state
-                .converged_revision
-                .as_deref()
-                .map(crate::report::run::short)
-                .unwrap_or("none")
-        );
-        let width = state.layers.keys().map(String::len).max().unwrap_or(0);
-        t.push_str(&format!(
-            "  {:width$}  {:14}  {:14}  {:10}  {}\n",
-            "layer", "converged at", "last result", "drift", "last run"
-        ));
-        for (name, l) in &state.layers {
-            t.push_str(&format!(
-                "  {:width$}  {:14}  {:14}  {:10}  {}\n",
-                name,
-                l.converged_revision
-                    .as_deref()
-                    .map(crate::report::run::short)
-                    .unwrap_or("-"),
-                l.last_result.as_deref().unwrap_or("-"),
-                l.drift.map_or("unknown", crate::engine::DriftState::key),
-                l.last_run.as_deref().unwrap_or("-"),
-            ));
-        }
-        out(&t)?;
+        out(&crate::report::status::text(&state, state_dir, &terraform))?;
         Ok(ExitStatus::Success)
     }
 
@@ -567,47 +527,10 @@ mod converge {
     ) -> Result<ExitStatus, Error> {
         let records = crate::engine::record::history(state_dir, limit);
         if json {
-            out(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&records).expect("json")
-            ))?;
+            out(&crate::report::json(&records))?;
             return Ok(ExitStatus::Success);
         }
-        let mut t = String::new();
-        for r in &records {
-            let commit = r
-                .commit
-                .as_ref()
-                .map(|c| format!(" \"{}\" by {}", c.summary, c.author))
-                .unwrap_or_default();
-            t.push_str(&format!(
-                "{}  {:5}  {:7}  {}{}\n",
-                r.finished,
-                r.command,
-                r.result,
-                crate::report::run::short(&r.revision),
-                commit
-            ));
-            for l in &r.layers {
-                let err = l
-                    .error
-                    .as_ref()
-                    .map(|e| format!(" — {}", e.lines().next().unwrap_or("")))
-                    .unwrap_or_default();
-                t.push_str(&format!(
-                    "    {:24} {:18} {:10} {}ms{}\n",
-                    l.layer,
-                    l.action,
-                    l.counts.clone().unwrap_or_default(),
-                    l.duration_ms,
-                    err
-                ));
-            }
-        }
-        if records.is_empty() {
-            t.push_str(&format!("no runs recorded in {}\n", state_dir.display()));
-        }
-        out(&t)?;
+        out(&crate::report::history::text(&records, state_dir))?;
         Ok(ExitStatus::Success)
     }
 }
@@ -714,7 +637,7 @@ mod agent {
             crate::reconcile::pin(&r.state_dir, &engine.revision).map_err(|e| Error::Io { action: "write", path: r.state_dir.join("pin"), source: e })?;
             let report = engine.run(Mode::Apply).await.map_err(|e| Error::Engine(Box::new(e)))?;
             if json {
-                out(&format!("{}\n", serde_json::to_string_pretty(&report).expect("json")))?;
+                out(&crate::report::json(&report))?;
             } else {
                 out(&crate::report::run::text(&report))?;
                 out(&format!("pinned at {}: new commits are fetched and reported, not applied, until `strata resume`\n", engine.revision))?;
