@@ -62,6 +62,9 @@ impl Engine {
     }
 
     /// Remembers each layer's drift state, and when its current drift was first seen.
+    ///
+    /// # Errors
+    /// `status.json` could not be written.
     fn record_drift(&self, layers: &[LayerDrift], now: &str) -> Result<(), EngineError> {
         let mut state = self.state.lock().expect("state");
         for l in layers {

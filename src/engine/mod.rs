@@ -224,6 +224,9 @@ impl Engine {
     }
 
     /// Saves what the state dir remembers.
+    ///
+    /// # Errors
+    /// `status.json` could not be written; the error names it.
     fn save_state(&self, state: &StackState) -> Result<(), EngineError> {
         state
             .save(&self.opts.state_dir)

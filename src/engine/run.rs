@@ -205,6 +205,12 @@ impl Engine {
     }
 
     /// Records the run: per-layer state, the stack's converged revision, the history line.
+    ///
+    /// # Guarantees
+    /// The stack's converged revision moves only when an apply converged every layer.
+    ///
+    /// # Errors
+    /// `status.json` or `history.jsonl` could not be written.
     fn finish(&self, report: &RunReport, mode: Mode) -> Result<(), EngineError> {
         let failed = report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted);
         let mut state = self.state.lock().expect("state");
