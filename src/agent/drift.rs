@@ -43,7 +43,7 @@ impl Agent {
         let drifted: Vec<LayerId> = report
             .layers
             .iter()
-            .filter(|l| l.state == "drifted")
+            .filter(|l| l.state == crate::engine::DriftState::Drifted)
             .map(|l| l.layer.clone())
             .collect();
         let to_correct: BTreeSet<LayerId> = drifted

@@ -79,10 +79,7 @@ fn out(text: &str) -> Result<(), Error> {
 
 /// Writes `value` to stdout as pretty JSON.
 fn out_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(value).expect("results serialise to JSON")
-    ))
+    out(&crate::report::json(value))
 }
 
 fn engine_err(e: crate::engine::EngineError) -> Error {

@@ -12,7 +12,7 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         return Ok(ExitStatus::Success);
     }
     if state.layers.is_empty() {
-        out(&format!("no runs recorded in {}\n", state_dir.display()))?;
+        out(&crate::report::status::text(&state, state_dir, ""))?;
         return Ok(ExitStatus::Success);
     }
     let terraform = tokio::runtime::Runtime::new()
@@ -21,8 +21,9 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
             rt.block_on(crate::terraform::TerraformBinary::find(None))
                 .ok()
         })
-        .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()));
-    out(&crate::report::status::text(&state, terraform.as_deref()))?;
+        .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
+        .unwrap_or_else(|| "not found on PATH".into());
+    out(&crate::report::status::text(&state, state_dir, &terraform))?;
     Ok(ExitStatus::Success)
 }
 
@@ -32,10 +33,6 @@ pub fn history(state_dir: &std::path::Path, limit: usize, json: bool) -> Result<
         out_json(&records)?;
         return Ok(ExitStatus::Success);
     }
-    if records.is_empty() {
-        out(&format!("no runs recorded in {}\n", state_dir.display()))?;
-    } else {
-        out(&crate::report::history::text(&records))?;
-    }
+    out(&crate::report::history::text(&records, state_dir))?;
     Ok(ExitStatus::Success)
 }

@@ -115,7 +115,7 @@ impl Metrics {
         for l in &report.layers {
             self.drift
                 .get_or_create(&layer(&l.layer))
-                .set(i64::from(l.state == "drifted"));
+                .set(i64::from(l.state == crate::engine::DriftState::Drifted));
         }
     }
 
