@@ -22,14 +22,14 @@ fmt:
 	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 test: tools
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) build --locked --examples
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) build --locked --workspace --examples
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --locked --lib --tests 2>&1 | tee target/test.log
+	set -o pipefail; $(CARGO) test --locked --workspace --lib --tests 2>&1 | tee target/test.log
 	@python3 .ci/summary.py target/test.log
 
 # The whole story: plan, apply, drift, the agent; see stacks/demo.sh.

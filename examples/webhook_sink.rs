@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
+use strata::agent::{Agent, AgentOptions};
 use strata::notify::{AgentConfig, Event, Sink};
-use strata::reconcile::{Agent, AgentOptions};
 use strata::source::{SourceOptions, SourceSpec};
 use tokio_util::sync::CancellationToken;
 

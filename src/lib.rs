@@ -6,9 +6,9 @@
 //!   with every problem reported at once.
 //! - [`graph::render`]: the graph as text, DOT, Mermaid or JSON.
 
-pub mod app;
+pub mod agent;
 pub mod cli;
-pub mod devcluster;
+pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod exit;
@@ -17,12 +17,12 @@ pub mod hash;
 pub mod kube;
 pub mod logging;
 pub mod notify;
-pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod server;
 pub mod source;
 pub mod stack;
+pub mod state;
 pub mod terraform;
 pub mod util;
 pub mod value;

@@ -2,5 +2,5 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = strata::cli::Cli::parse();
-    strata::app::run(cli).into()
+    strata::commands::run(cli).into()
 }

@@ -2,10 +2,13 @@
 //! so far, saying exactly what is still unknown.
 
 use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::kube::cluster::Access;
 use crate::redact::Redacted;
-use crate::stack::{Cluster, Expr};
+use crate::stack::{Cluster, Expr, LayerId};
 use crate::value::{InputValue, Outputs};
 
 /// A map of expressions, evaluated; the first evaluation error is returned as text.
@@ -23,29 +26,61 @@ pub fn eval_map(
         .collect()
 }
 
-/// `waiting on terraform.cluster (outputs.kubeconfig unknown until applied)`, for every unknown
-/// value among `values`; `None` when all are known.
-pub fn waiting_on<'a>(values: impl Iterator<Item = &'a InputValue>) -> Option<String> {
-    let mut missing: Vec<String> = values
+/// One input that is not known yet: an output of an upstream layer that has not been applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The upstream layer.
+    pub on: LayerId,
+    /// What is read from it: `outputs.kubeconfig`, or `outputs` for all of them.
+    pub output: String,
+}
+
+/// `terraform.cluster (outputs.kubeconfig unknown until applied)`.
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} unknown until applied)", self.on, self.output)
+    }
+}
+
+/// Everything a layer waits on; never empty, sorted, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WaitingOn(pub Vec<Waiting>);
+
+/// `waiting on terraform.cluster (outputs.kubeconfig unknown until applied), ...`.
+impl fmt::Display for WaitingOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("waiting on ")?;
+        for (i, w) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every unknown value among `values`; `None` when all are known.
+pub fn waiting_on<'a>(values: impl Iterator<Item = &'a InputValue>) -> Option<WaitingOn> {
+    let mut missing: Vec<Waiting> = values
         .filter_map(|v| match v {
-            InputValue::Unknown(why) => Some(why.clone()),
+            InputValue::Unknown(why) => Some(why),
             _ => None,
         })
         .flatten()
+        // Expressions name what they miss as `<layer> <output>`; this is where that becomes data.
+        .filter_map(|m| {
+            let (layer, output) = m.split_once(' ')?;
+            Some(Waiting {
+                on: LayerId::parse(layer)?,
+                output: output.to_string(),
+            })
+        })
         .collect();
     missing.sort();
     missing.dedup();
-    if missing.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = missing
-        .iter()
-        .map(|m| match m.split_once(' ') {
-            Some((layer, output)) => format!("{layer} ({output} unknown until applied)"),
-            None => m.clone(),
-        })
-        .collect();
-    Some(format!("waiting on {}", parts.join(", ")))
+    (!missing.is_empty()).then_some(WaitingOn(missing))
 }
 
 fn text(v: &InputValue) -> Option<Redacted<String>> {
@@ -60,7 +95,7 @@ fn text(v: &InputValue) -> Option<Redacted<String>> {
 pub fn cluster_access(
     cluster: &Cluster,
     known: &Outputs,
-) -> Result<Result<Access, String>, String> {
+) -> Result<Result<Access, WaitingOn>, String> {
     let eval = |e: &Option<Expr>| -> Result<Option<InputValue>, String> {
         e.as_ref()
             .map(|e| e.evaluate(known).map_err(|err| err.to_string()))
@@ -90,4 +125,48 @@ pub fn cluster_access(
         }));
     }
     Err(format!("cluster \"{}\" has no kubeconfig", cluster.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_is_rendered_from_what_is_unknown_sorted_and_once() {
+        let values = [
+            InputValue::Unknown(vec![
+                "terraform.cluster outputs.kubeconfig".into(),
+                "terraform.network outputs".into(),
+            ]),
+            InputValue::Known(serde_json::json!("x")),
+            InputValue::Unknown(vec!["terraform.cluster outputs.kubeconfig".into()]),
+        ];
+        let w = waiting_on(values.iter()).unwrap();
+        assert_eq!(
+            w.0,
+            [
+                Waiting {
+                    on: LayerId::terraform("cluster"),
+                    output: "outputs.kubeconfig".into()
+                },
+                Waiting {
+                    on: LayerId::terraform("network"),
+                    output: "outputs".into()
+                },
+            ]
+        );
+        assert_eq!(
+            w.to_string(),
+            "waiting on terraform.cluster (outputs.kubeconfig unknown until applied), \
+             terraform.network (outputs unknown until applied)"
+        );
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!([
+                {"on": "terraform.cluster", "output": "outputs.kubeconfig"},
+                {"on": "terraform.network", "output": "outputs"}
+            ])
+        );
+        assert!(waiting_on([InputValue::Known(serde_json::json!(1))].iter()).is_none());
+    }
 }

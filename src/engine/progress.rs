@@ -7,13 +7,56 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::record::{DriftState, LayerReport};
 use crate::stack::LayerId;
 use crate::util::duration::format_duration;
 
+/// What a layer is doing, or how it ended.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Planning,
+    Applying,
+    /// A Kubernetes layer's plan: dry runs against the cluster.
+    Comparing,
+    Terradiff,
+    Kubediff,
+    /// A plan or apply step ended, as reported.
+    Done(Box<LayerReport>),
+    /// A drift check ended.
+    Checked(DriftState),
+}
+
+impl Event {
+    /// Final: the elapsed time stops and no "still ..." line follows.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Event::Done(_) | Event::Checked(_))
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Event::Planning => "planning".into(),
+            Event::Applying => "applying".into(),
+            Event::Comparing => "comparing with the cluster".into(),
+            Event::Terradiff => "terradiff".into(),
+            Event::Kubediff => "kubediff".into(),
+            Event::Done(report) => crate::report::run::final_line(report),
+            Event::Checked(state) => state.as_str().into(),
+        }
+    }
+}
+
 struct Row {
+    /// `None` until the layer starts.
+    event: Option<Event>,
     state: String,
     since: Instant,
-    done: bool,
+}
+
+impl Row {
+    /// Started and not done: worth an elapsed time.
+    fn running(&self) -> bool {
+        self.event.as_ref().is_some_and(|e| !e.is_done())
+    }
 }
 
 struct Inner {
@@ -41,9 +84,9 @@ impl Progress {
                 (
                     id.clone(),
                     Row {
+                        event: None,
                         state: "waiting".into(),
                         since: now,
-                        done: false,
                     },
                 )
             })
@@ -56,18 +99,19 @@ impl Progress {
         })
     }
 
-    /// Sets a layer's state; `done` for final states.
-    pub fn set(&self, id: &LayerId, state: &str, done: bool) {
+    /// Shows what a layer is doing now.
+    pub fn set(&self, id: &LayerId, event: Event) {
         if !self.enabled {
             return;
         }
+        let state = event.text();
         let mut inner = self.inner.lock().expect("progress");
         inner.rows.insert(
             id.clone(),
             Row {
-                state: state.to_string(),
+                event: Some(event),
+                state: state.clone(),
                 since: Instant::now(),
-                done,
             },
         );
         if self.tty {
@@ -90,7 +134,7 @@ impl Progress {
         }
         for id in &self.order {
             let row = &inner.rows[id];
-            let elapsed = if row.done || row.state == "waiting" {
+            let elapsed = if !row.running() {
                 String::new()
             } else {
                 format!(
@@ -130,8 +174,7 @@ impl Progress {
                 } else {
                     for id in &me.order {
                         let row = &inner.rows[id];
-                        if !row.done && row.state != "waiting" && row.since.elapsed() >= ALIVE_EVERY
-                        {
+                        if row.running() && row.since.elapsed() >= ALIVE_EVERY {
                             eprintln!(
                                 "  {id}: still {} ({})",
                                 row.state,

@@ -6,9 +6,19 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::change::Change;
+use super::inputs::Waiting;
 use crate::kube::KubeDiff;
 use crate::stack::LayerId;
 use crate::terraform::LayerPlan;
+
+/// The version of the JSON that `plan`, `apply` and `diff` print; raised when a field changes
+/// meaning or goes away, not when one is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
 
 /// What happened to a layer in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,18 +71,24 @@ pub struct LayerReport {
     /// `+3 ~1 -0`, when there was a plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<String>,
-    /// One line per change: `+ null_resource.x`, `~ ConfigMap/platform/settings`.
+    /// What the plan changes (or the apply changed).
     #[serde(default)]
-    pub changes: Vec<String>,
+    pub changes: Vec<Change>,
     /// For waiting, skipped and failed layers: what it waits on, or the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For waiting layers: the unknown upstream outputs, its own or those of the upstream layer
+    /// it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<Waiting>,
     pub duration_ms: u64,
 }
 
 /// A whole plan or apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
     pub run_id: String,
     /// `plan` or `apply`.
     pub command: String,
@@ -101,12 +117,53 @@ impl RunReport {
     }
 }
 
+/// Where a layer stands against the live system, from the last diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftState {
+    InSync,
+    Drifted,
+    /// Not compared: never applied, or its inputs are not known (the detail says which).
+    NotChecked,
+    /// The comparison failed.
+    Error,
+    /// Not known: no diff yet, or a value this version does not know (read, never written).
+    #[serde(other)]
+    Unknown,
+}
+
+impl DriftState {
+    /// The name in JSON and state files: `in_sync`, `drifted`, `not_checked`, `error`, `unknown`.
+    pub fn key(self) -> &'static str {
+        match self {
+            DriftState::InSync => "in_sync",
+            DriftState::Drifted => "drifted",
+            DriftState::NotChecked => "not_checked",
+            DriftState::Error => "error",
+            DriftState::Unknown => "unknown",
+        }
+    }
+
+    /// `in sync`, `drifted`, `not checked`, `error`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftState::InSync => "in sync",
+            DriftState::Drifted => "drifted",
+            DriftState::NotChecked => "not checked",
+            DriftState::Error => "error",
+            DriftState::Unknown => "unknown",
+        }
+    }
+}
+
 /// One layer's drift.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerDrift {
     pub layer: LayerId,
-    /// `in_sync`, `drifted`, `not_checked` or `error`.
-    pub state: String,
+    pub state: DriftState,
+    /// What an apply would change to undo the drift.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
     /// terradiff: the refresh plan's changes (sensitive values redacted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terraform: Option<LayerPlan>,
@@ -120,6 +177,7 @@ pub struct LayerDrift {
 /// terradiff and kubediff of a whole stack against its last converged revision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriftReport {
+    pub schema_version: u32,
     pub stack: String,
     /// The revision the live system is compared with.
     pub revision: String,
@@ -135,11 +193,11 @@ pub struct DriftReport {
 
 impl DriftReport {
     pub fn drifted(&self) -> bool {
-        self.layers.iter().any(|l| l.state == "drifted")
+        self.layers.iter().any(|l| l.state == DriftState::Drifted)
     }
 
     pub fn errors(&self) -> bool {
-        self.layers.iter().any(|l| l.state == "error")
+        self.layers.iter().any(|l| l.state == DriftState::Error)
     }
 }
 
@@ -216,5 +274,31 @@ impl RunRecord {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_states_read_and_write_the_strings_state_files_already_hold() {
+        let all = [
+            (DriftState::InSync, "\"in_sync\""),
+            (DriftState::Drifted, "\"drifted\""),
+            (DriftState::NotChecked, "\"not_checked\""),
+            (DriftState::Error, "\"error\""),
+            (DriftState::Unknown, "\"unknown\""),
+        ];
+        for (state, json) in all {
+            assert_eq!(serde_json::to_string(&state).unwrap(), json);
+            assert_eq!(format!("\"{}\"", state.key()), json);
+            assert_eq!(serde_json::from_str::<DriftState>(json).unwrap(), state);
+        }
+        assert_eq!(
+            serde_json::from_str::<DriftState>("\"a_future_state\"").unwrap(),
+            DriftState::Unknown,
+            "a state file from a newer version still loads"
+        );
     }
 }

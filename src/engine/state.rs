@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::record::DriftState;
 use crate::stack::LayerId;
 use crate::value::Output;
 
@@ -22,8 +23,8 @@ pub struct LayerState {
     pub last_error: Option<String>,
     /// RFC 3339.
     pub last_run: Option<String>,
-    /// `in_sync`, `drifted` or `unknown`, from the last diff.
-    pub drift: Option<String>,
+    /// From the last diff.
+    pub drift: Option<DriftState>,
     /// When the current drift was first seen.
     pub drift_since: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! root cause named, and is not an error of its own; independent branches go on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::future::Future;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -10,22 +11,42 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::dag::LayerGraph;
 use crate::stack::LayerId;
 
-/// How one layer's step ended.
+/// How one layer's step ended. `H` is why a layer holds its dependents back: the caller's own
+/// type, so that it can tell one hold from another without reading text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<H = String> {
     Done,
     /// The step failed; the message is in the caller's own records.
     Failed,
-    /// Not run; the reason names the root cause (`upstream terraform.cluster failed`).
-    Skipped(String),
+    /// Not run because of the root cause named.
+    Skipped(Cause<H>),
     /// Ran but holds its dependents back (awaiting approval, waiting on unknown inputs); they are
-    /// skipped with this reason.
-    Blocked(String),
+    /// skipped with this layer and hold as their cause.
+    Blocked(H),
 }
 
-impl Outcome {
+impl<H> Outcome<H> {
     fn lets_dependents_run(&self) -> bool {
         matches!(self, Outcome::Done)
+    }
+}
+
+/// Why a layer was skipped: the first ancestor that stopped, and how. Intermediate skipped layers
+/// are never named, so every dependent points at the layer to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause<H = String> {
+    /// `upstream terraform.cluster failed`.
+    Failed(LayerId),
+    /// `upstream terraform.gate: awaiting approval`.
+    Blocked(LayerId, H),
+}
+
+impl<H: fmt::Display> fmt::Display for Cause<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Failed(layer) => write!(f, "upstream {layer} failed"),
+            Cause::Blocked(layer, why) => write!(f, "upstream {layer}: {why}"),
+        }
     }
 }
 
@@ -37,20 +58,21 @@ impl Outcome {
 /// - Dependents of a failed layer are skipped with `upstream <root cause> failed`: the first
 ///   failing ancestor is named, not the intermediate skipped layers.
 /// - At most `parallelism` steps run at once.
-pub async fn walk<F, Fut>(
+pub async fn walk<H, F, Fut>(
     graph: &LayerGraph,
     parallelism: usize,
     only: Option<&BTreeSet<LayerId>>,
     step: F,
-) -> BTreeMap<LayerId, Outcome>
+) -> BTreeMap<LayerId, Outcome<H>>
 where
+    H: Clone,
     F: Fn(LayerId) -> Fut,
-    Fut: Future<Output = Outcome>,
+    Fut: Future<Output = Outcome<H>>,
 {
     let parallelism = parallelism.max(1);
-    let mut outcomes: BTreeMap<LayerId, Outcome> = BTreeMap::new();
+    let mut outcomes: BTreeMap<LayerId, Outcome<H>> = BTreeMap::new();
     // Why a layer is blocked: the root cause travels down.
-    let mut root_cause: BTreeMap<LayerId, String> = BTreeMap::new();
+    let mut root_cause: BTreeMap<LayerId, Cause<H>> = BTreeMap::new();
     let included = |id: &LayerId| only.is_none_or(|o| o.contains(id));
     for id in graph.layers() {
         if !included(id) {
@@ -78,9 +100,11 @@ where
                             .get(bad)
                             .cloned()
                             .unwrap_or_else(|| match &outcomes[bad] {
-                                Outcome::Failed => format!("upstream {bad} failed"),
-                                Outcome::Blocked(why) => format!("upstream {bad}: {why}"),
-                                Outcome::Skipped(why) => why.clone(),
+                                Outcome::Failed => Cause::Failed((*bad).clone()),
+                                Outcome::Blocked(why) => {
+                                    Cause::Blocked((*bad).clone(), why.clone())
+                                }
+                                Outcome::Skipped(cause) => cause.clone(),
                                 Outcome::Done => unreachable!("done lets dependents run"),
                             });
                     root_cause.insert(id.clone(), cause.clone());
@@ -142,7 +166,7 @@ mod tests {
             async move {
                 ran.lock().unwrap().push(id.name.clone());
                 if id.name == "a" {
-                    Outcome::Failed
+                    Outcome::<String>::Failed
                 } else {
                     Outcome::Done
                 }
@@ -150,14 +174,12 @@ mod tests {
         })
         .await;
         assert_eq!(out[&tf("a")], Outcome::Failed);
-        assert_eq!(
-            out[&tf("b")],
-            Outcome::Skipped("upstream terraform.a failed".into())
-        );
-        assert_eq!(
-            out[&tf("c")],
-            Outcome::Skipped("upstream terraform.a failed".into())
-        );
+        assert_eq!(out[&tf("b")], Outcome::Skipped(Cause::Failed(tf("a"))));
+        assert_eq!(out[&tf("c")], Outcome::Skipped(Cause::Failed(tf("a"))));
+        let Outcome::Skipped(cause) = &out[&tf("c")] else {
+            unreachable!("asserted above")
+        };
+        assert_eq!(cause.to_string(), "upstream terraform.a failed");
         assert_eq!(out[&tf("y")], Outcome::Done);
         let mut ran = ran.lock().unwrap().clone();
         ran.sort();
@@ -183,7 +205,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 now.fetch_sub(1, Ordering::SeqCst);
                 order.lock().unwrap().push(id.name.clone());
-                Outcome::Done
+                Outcome::<String>::Done
             }
         })
         .await;
@@ -198,18 +220,17 @@ mod tests {
         let g = graph(&["m", "d", "e"], &[("m", "d"), ("e", "d")]);
         let out = walk(&g, 4, None, |id| async move {
             if id.name == "m" {
-                Outcome::Blocked("awaiting approval".into())
+                Outcome::Blocked("awaiting approval".to_string())
             } else {
                 Outcome::Done
             }
         })
         .await;
-        assert_eq!(
-            out[&tf("d")],
-            Outcome::Skipped("upstream terraform.m: awaiting approval".into())
-        );
+        let cause = Cause::Blocked(tf("m"), "awaiting approval".to_string());
+        assert_eq!(cause.to_string(), "upstream terraform.m: awaiting approval");
+        assert_eq!(out[&tf("d")], Outcome::Skipped(cause));
         let only: BTreeSet<LayerId> = [tf("d")].into();
-        let out = walk(&g, 4, Some(&only), |_| async { Outcome::Done }).await;
+        let out = walk(&g, 4, Some(&only), |_| async { Outcome::<String>::Done }).await;
         assert_eq!(out.len(), 3);
     }
 }

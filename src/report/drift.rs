@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::engine::record::DriftReport;
+use crate::engine::record::{DriftReport, DriftState};
 
 use super::run::short;
 
@@ -41,14 +41,14 @@ pub fn text(d: &DriftReport, color: bool) -> String {
         .max()
         .unwrap_or(0);
     for l in &d.layers {
-        let state = l.state.replace('_', " ");
+        let state = l.state.as_str();
         let detail = l
             .detail
             .as_ref()
             .map(|x| format!(": {x}"))
             .unwrap_or_default();
         let _ = writeln!(out, "  {:width$}  {state}{detail}", l.layer.to_string());
-        if l.state == "drifted" {
+        if l.state == DriftState::Drifted {
             if let Some(p) = &l.terraform {
                 for line in terraform_lines(p) {
                     let _ = writeln!(out, "      {line}");
@@ -68,7 +68,11 @@ pub fn text(d: &DriftReport, color: bool) -> String {
             short(p)
         );
     }
-    let drifted = d.layers.iter().filter(|l| l.state == "drifted").count();
+    let drifted = d
+        .layers
+        .iter()
+        .filter(|l| l.state == DriftState::Drifted)
+        .count();
     let _ = writeln!(
         out,
         "{}",
@@ -93,11 +97,11 @@ pub fn markdown(d: &DriftReport) -> String {
             out,
             "| `{}` | {} | {} |",
             l.layer,
-            l.state.replace('_', " "),
+            l.state.as_str(),
             details
         );
     }
-    for l in d.layers.iter().filter(|l| l.state == "drifted") {
+    for l in d.layers.iter().filter(|l| l.state == DriftState::Drifted) {
         let _ = writeln!(out, "\n### `{}`\n\n```diff", l.layer);
         if let Some(p) = &l.terraform {
             for line in terraform_lines(p) {

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::engine::record::{LayerStatus, RunReport};
+use crate::engine::change::{Change, ChangeAction};
+use crate::engine::record::{LayerReport, LayerStatus, RunReport};
 
 fn revision_line(r: &RunReport) -> String {
     let mut s = format!("stack \"{}\" at {}", r.stack, short(&r.revision));
@@ -62,7 +63,7 @@ pub fn text(r: &RunReport) -> String {
                 counts
             );
             for c in &l.changes {
-                let _ = writeln!(out, "      {c}");
+                let _ = writeln!(out, "      {}", change_line(c));
             }
             if matches!(l.status, LayerStatus::Changes | LayerStatus::Applied)
                 && !l.reasons.is_empty()
@@ -95,6 +96,46 @@ pub fn text(r: &RunReport) -> String {
     };
     let _ = writeln!(out, "\n{summary}");
     out
+}
+
+/// `+`, `~`, `-`, `-/+`, `<=`, and `!` for what is listed but left alone.
+pub fn symbol(a: ChangeAction) -> &'static str {
+    match a {
+        ChangeAction::Create => "+",
+        ChangeAction::Update => "~",
+        ChangeAction::Delete => "-",
+        ChangeAction::Replace => "-/+",
+        ChangeAction::Read => "<=",
+        ChangeAction::Noop => "!",
+    }
+}
+
+/// `-/+ null_resource.server`, `~ ConfigMap/platform/settings`; what is left alone says why.
+pub fn change_line(c: &Change) -> String {
+    match (&c.reason, c.action) {
+        (Some(why), ChangeAction::Noop) => format!("{} {} ({why})", symbol(c.action), c.target),
+        _ => format!("{} {}", symbol(c.action), c.target),
+    }
+}
+
+/// A layer's final state in one line: `applied +1 ~0 -0`, `waiting on ...`, `failed: ...`.
+pub fn final_line(r: &LayerReport) -> String {
+    match (r.status, &r.counts, &r.detail) {
+        (LayerStatus::Waiting, _, Some(d)) => d.clone(),
+        (s, _, Some(d))
+            if matches!(
+                s,
+                LayerStatus::Failed
+                    | LayerStatus::Skipped
+                    | LayerStatus::Interrupted
+                    | LayerStatus::AwaitingApproval
+            ) =>
+        {
+            format!("{}: {}", s.as_str(), d.lines().next().unwrap_or(""))
+        }
+        (s, Some(c), _) => format!("{} {c}", s.as_str()),
+        (s, None, _) => s.as_str().to_string(),
+    }
 }
 
 fn plural(n: usize, w: &str) -> String {

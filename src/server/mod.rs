@@ -1,7 +1,6 @@
 //! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
 //! API, the Git webhook (HMAC-signed) and approvals.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -118,7 +117,7 @@ impl Metrics {
         for l in &report.layers {
             self.drift
                 .get_or_create(&layer(&l.layer))
-                .set(i64::from(l.state == "drifted"));
+                .set(i64::from(l.state == crate::engine::DriftState::Drifted));
         }
     }
 
@@ -231,22 +230,11 @@ async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn approve(State(s): State<Arc<AgentHttp>>, Path(layer): Path<String>) -> Response {
-    if let Err(e) = crate::reconcile::approve(&s.state_dir, &layer) {
+    if let Err(e) = crate::state::approvals::give(&s.state_dir, &layer) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
     }
     let _ = s.trigger.try_send(Trigger::Approve(layer));
     (StatusCode::ACCEPTED, "approved").into_response()
-}
-
-/// Layers approved through the state dir.
-pub fn approvals(state_dir: &std::path::Path) -> BTreeMap<String, ()> {
-    std::fs::read_dir(state_dir.join("approvals"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().map(|n| (n.to_string(), ())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

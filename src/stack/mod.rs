@@ -3,6 +3,7 @@
 //! [`Stack::load`] reads a stack directory and reports *every* problem it finds, each with its
 //! `file:line:col`; the layer graph (and its cycles) is [`crate::graph`]'s business.
 
+mod attrs;
 pub mod diag;
 pub mod expr;
 pub mod model;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use apply::Applied;
 pub use binary::{Flavour, TerraformBinary};
 pub use error::{Step, TerraformError};
-pub use plan::{Action, Counts, LayerPlan, PlanMode, Shown};
+pub use plan::{Action, Counts, LayerPlan, OutputChange, PlanMode, ResourceChange, Shown};
 
 use crate::redact::Redactor;
 use crate::stack::{Layer, LayerId, LayerSpec};

@@ -33,7 +33,9 @@ pub enum Action {
 }
 
 impl Action {
-    /// From terraform's `actions` list.
+    /// From terraform's `actions` list: `["create"]`, `["update"]`, `["delete"]`, `["read"]`,
+    /// `["delete", "create"]` or `["create", "delete"]` (replace), `["no-op"]`. A list terraform
+    /// does not document counts as no-op.
     pub fn from_actions(actions: &[Value]) -> Action {
         let a: Vec<&str> = actions.iter().filter_map(Value::as_str).collect();
         match a.as_slice() {
@@ -100,6 +102,8 @@ pub struct ResourceChange {
     /// terraform's `action_reason`, when it gives one (`replace_because_tainted`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// terraform's own `actions` list, as given (`["delete", "create"]`).
+    pub terraform_actions: Vec<String>,
     pub attributes: Vec<AttributeChange>,
 }
 
@@ -107,6 +111,8 @@ pub struct ResourceChange {
 pub struct OutputChange {
     pub name: String,
     pub action: Action,
+    /// terraform's own `actions` list, as given.
+    pub terraform_actions: Vec<String>,
     pub sensitive: bool,
     pub before: Shown,
     pub after: Shown,
@@ -181,6 +187,7 @@ impl LayerPlan {
                 address: rc["address"].as_str().unwrap_or_default().to_string(),
                 action,
                 reason: rc["action_reason"].as_str().map(str::to_string),
+                terraform_actions: action_list(&change["actions"]),
                 attributes: attribute_changes(change),
             });
         }
@@ -213,6 +220,7 @@ impl LayerPlan {
                 outputs.push(OutputChange {
                     name: name.clone(),
                     action,
+                    terraform_actions: action_list(&oc["actions"]),
                     sensitive,
                     before,
                     after,
@@ -262,6 +270,17 @@ impl LayerPlan {
             }
         }
     }
+}
+
+/// terraform's `actions` list as strings.
+fn action_list(actions: &Value) -> Vec<String> {
+    actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether a sensitivity or unknown marker says "yes" anywhere inside.
@@ -370,6 +389,7 @@ mod tests {
         assert_eq!(p.resources.len(), 3);
         let y = &p.resources[1];
         assert_eq!(y.action, Action::Replace);
+        assert_eq!(y.terraform_actions, ["delete", "create"]);
         assert_eq!(y.attributes[0].name, "k");
         assert!(y.attributes[0].forces_replacement);
         assert_eq!(
@@ -381,6 +401,26 @@ mod tests {
                 .after,
             Shown::Unknown
         );
+    }
+
+    #[test]
+    fn every_documented_action_list_has_one_action() {
+        let cases: [(Value, Action); 7] = [
+            (json!(["create"]), Action::Create),
+            (json!(["update"]), Action::Update),
+            (json!(["delete"]), Action::Delete),
+            (json!(["delete", "create"]), Action::Replace),
+            (json!(["create", "delete"]), Action::Replace),
+            (json!(["read"]), Action::Read),
+            (json!(["no-op"]), Action::NoOp),
+        ];
+        for (list, action) in cases {
+            assert_eq!(
+                Action::from_actions(list.as_array().unwrap()),
+                action,
+                "{list}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use strata::agent::{Agent, AgentOptions, Ended};
 use strata::notify::{AgentConfig, Sink};
-use strata::reconcile::{Agent, AgentOptions, Ended};
 use strata::redact::Redacted;
 use strata::source::{SourceOptions, SourceSpec};
 use tokio_util::sync::CancellationToken;
@@ -718,7 +718,7 @@ async fn disaster_recovery_rebuilds_a_lost_cluster_from_git_without_recreating_t
     let work = tempfile::tempdir().unwrap();
     let addr = free_port();
     let token = "dr-token-0123456789".to_string();
-    let opts = || strata::devcluster::DevClusterOptions {
+    let opts = || devcluster::DevClusterOptions {
         listen: addr,
         token: Some(token.clone()),
         ..Default::default()

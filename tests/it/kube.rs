@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use devcluster::{DevClusterOptions, Fault};
 use serde_json::json;
-use strata::devcluster::{DevClusterOptions, Fault};
 use strata::kube::{self as layer, Action, ApplyOptions, DiffState, KubeError, SyncOptions};
 use strata::redact::Redacted;
 use strata::value::InputValue;

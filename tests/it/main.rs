@@ -6,6 +6,7 @@ mod agent;
 mod devcluster;
 mod engine;
 mod graph;
+mod json_output;
 mod kube;
 mod source;
 mod terraform;

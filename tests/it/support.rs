@@ -117,7 +117,7 @@ impl std::io::Write for LogWriter {
 /// A devcluster for one test, its kubeconfig on disk, and a scratch directory.
 #[allow(dead_code)]
 pub struct Cluster {
-    pub dev: strata::devcluster::DevCluster,
+    pub dev: devcluster::DevCluster,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
 }
@@ -125,11 +125,11 @@ pub struct Cluster {
 #[allow(dead_code)]
 impl Cluster {
     pub async fn start() -> Cluster {
-        Cluster::with(strata::devcluster::DevClusterOptions::default()).await
+        Cluster::with(devcluster::DevClusterOptions::default()).await
     }
 
-    pub async fn with(opts: strata::devcluster::DevClusterOptions) -> Cluster {
-        let dev = strata::devcluster::DevCluster::start(opts)
+    pub async fn with(opts: devcluster::DevClusterOptions) -> Cluster {
+        let dev = devcluster::DevCluster::start(opts)
             .await
             .expect("devcluster starts");
         let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use super::registry::{self, Registry, ResourceType};
+use crate::registry::{self, Registry, ResourceType};
 
 /// Where an object lives: group, plural, namespace (`""` for cluster-scoped), name.
 pub type ObjKey = (String, String, String, String);
@@ -31,6 +31,29 @@ pub struct Event {
     pub plural: String,
     pub namespace: String,
     pub object: Value,
+}
+
+/// The data file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DataFileError {
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Events kept for watches that resume from an older resourceVersion.
@@ -106,15 +129,7 @@ impl Store {
             self.uid_counter,
             std::time::SystemTime::now()
         );
-        let h = crate::hash::sha256(seed.as_bytes());
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        crate::ids::uid(&seed)
     }
 
     pub fn cluster_ip(&mut self) -> String {
@@ -183,14 +198,27 @@ impl Store {
 
     /// Loads a data file written by [`Store::snapshot`]. CRDs come first, so their kinds are
     /// served before their objects are placed.
-    pub fn load(&mut self, path: &Path) -> Result<(), String> {
+    ///
+    /// # Guarantees
+    /// A missing file is an empty cluster, not an error.
+    ///
+    /// # Errors
+    /// When the file can't be read or isn't a snapshot's JSON.
+    pub fn load(&mut self, path: &Path) -> Result<(), DataFileError> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("failed to read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(DataFileError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
-        let v: Value = serde_json::from_slice(&text)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        let v: Value = serde_json::from_slice(&text).map_err(|source| DataFileError::Parse {
+            path: path.into(),
+            source,
+        })?;
         self.rv = v["resourceVersion"].as_u64().unwrap_or(1);
         let items = v["objects"].as_array().cloned().unwrap_or_default();
         for item in &items {
@@ -215,7 +243,14 @@ impl Store {
     }
 
     /// Writes the data file if anything changed since the last flush.
-    pub fn flush(&mut self) -> Result<(), String> {
+    ///
+    /// # Guarantees
+    /// The file is replaced whole (written beside it, then renamed), so a reader or a crash
+    /// never sees half a snapshot.
+    ///
+    /// # Errors
+    /// When the file can't be written or renamed into place.
+    pub fn flush(&mut self) -> Result<(), DataFileError> {
         let Some(path) = self.data_file.clone() else {
             return Ok(());
         };
@@ -226,7 +261,7 @@ impl Store {
         let bytes = serde_json::to_vec(&self.snapshot()).expect("json");
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+            .map_err(|source| DataFileError::Write { path, source })?;
         self.dirty = false;
         Ok(())
     }

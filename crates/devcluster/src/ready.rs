@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::api::WriteOptions;
-use super::store::{now_rfc3339, Store};
+use crate::api::WriteOptions;
+use crate::store::{now_rfc3339, Store};
 
 /// The manager name status writes are recorded under.
 pub const MANAGER: &str = "devcluster-controller";

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::registry::Registry;
+use crate::registry::Registry;
 
 /// `/openapi/v2`: an empty Swagger document (no schemas), as protobuf when asked for (kubectl
 /// asks for nothing else) or JSON. With no schema for a kind, kubectl validates nothing on its
@@ -36,7 +36,7 @@ pub fn v2(headers: &axum::http::HeaderMap) -> axum::response::Response {
         );
         return r;
     }
-    super::server::json_response(
+    super::response::json(
         axum::http::StatusCode::OK,
         json!({"swagger": "2.0", "info": {"title": "strata devcluster", "version": "v1.33.0"}, "paths": {}, "definitions": {}}),
     )

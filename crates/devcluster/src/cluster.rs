@@ -1,29 +1,12 @@
-//! `strata devcluster`: a local Kubernetes API server, faithful enough to test strata against and
-//! checked with the real kubectl. It is an API server, not a distribution: no scheduler, no
-//! kubelet, no pods run. See docs/devcluster.md for what is and isn't covered.
-//!
-//! [`DevCluster::start`] serves on an ephemeral loopback port with a bearer token, and hands back
-//! a kubeconfig; dropping the handle stops it.
-
-mod api;
-pub mod faults;
-pub mod fields;
-mod openapi;
-mod patch;
-pub mod ready;
-pub mod registry;
-mod selector;
-mod server;
-mod store;
-mod tls;
-mod validate;
+//! The handle: start a devcluster, hand out its kubeconfig, inject faults, stop it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use faults::{Fault, FaultAction};
+use crate::faults::{self, Fault};
+use crate::{ids, kubeconfig, ready, server, store, tls};
 
 /// How a devcluster runs.
 #[derive(Debug, Clone)]
@@ -60,20 +43,20 @@ pub struct DevCluster {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn random_token() -> String {
-    let mut buf = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
-    crate::hash::hex(&buf)
-}
-
 impl DevCluster {
-    /// Starts serving.
+    /// Starts serving: binds `opts.listen`, loads `opts.data` when it exists, makes a fresh CA and
+    /// server certificate, and spawns the server and its background tick on the current Tokio
+    /// runtime.
+    ///
+    /// # Guarantees
+    /// Once this returns, the port accepts connections. Every 100 ms the simulated controllers
+    /// run and changes are flushed to the data file; it is flushed once more on [`stop`].
+    ///
+    /// [`stop`]: DevCluster::stop
     ///
     /// # Errors
-    /// When the address can't be bound or the data file can't be read.
+    /// When the address can't be bound, the data file can't be read, or the certificate can't be
+    /// made.
     pub async fn start(opts: DevClusterOptions) -> std::io::Result<DevCluster> {
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
@@ -81,7 +64,7 @@ impl DevCluster {
         if let Some(path) = &opts.data {
             store.load(path).map_err(std::io::Error::other)?;
         }
-        let token = opts.token.clone().unwrap_or_else(random_token);
+        let token = opts.token.clone().unwrap_or_else(ids::random_token);
         let tls = tls::generate().map_err(std::io::Error::other)?;
         let shared = Arc::new(server::Shared {
             store: Mutex::new(store),
@@ -156,12 +139,7 @@ impl DevCluster {
 
     /// A kubeconfig for this cluster (context `devcluster`).
     pub fn kubeconfig(&self) -> String {
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: devcluster\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\ncontexts:\n- name: devcluster\n  context:\n    cluster: devcluster\n    user: devcluster\ncurrent-context: devcluster\nusers:\n- name: devcluster\n  user:\n    token: {}\n",
-            self.url, self.token
-        )
+        kubeconfig::render(&self.url, &self.ca_pem, &self.token)
     }
 
     /// The PEM of the certificate authority that signed the server's certificate.
@@ -170,8 +148,11 @@ impl DevCluster {
     }
 
     /// Writes the kubeconfig with mode 0600.
+    ///
+    /// # Errors
+    /// When the file can't be written.
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
-        crate::util::fs::write_private(path, self.kubeconfig().as_bytes())
+        kubeconfig::write_private(path, self.kubeconfig().as_bytes())
     }
 
     /// Makes matching requests fail, hang or slow down.
@@ -193,6 +174,9 @@ impl DevCluster {
     }
 
     /// Stops serving and writes the data file.
+    ///
+    /// # Guarantees
+    /// Waits up to 5 s for the server task to flush; a dropped handle stops without that wait.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::registry::ResourceType;
+use crate::registry::ResourceType;
 
 /// One invalid field: `spec.selector: Required value`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,189 @@
+//! `strata run`: the agent. It pulls the source every `poll_interval` (or at once on a signed
+//! webhook), converges each new revision, checks for drift every `drift_interval`, corrects it
+//! where a layer says so, raises alerts, writes reports and serves metrics. It never exits on a
+//! layer or source error: it stays on the last good revision and says why.
+//!
+//! - [`run`](Agent::run) (`run.rs`): the loop — when to sync, when to check drift, shutdown.
+//! - `sync.rs`: fetch, converge a revision, record success, failure or refusal.
+//! - `drift.rs`: the periodic drift check, corrections and `diff` alerts.
+//! - `status.rs`: what the agent knows of itself (`agent.json`, `/api/v1/status`).
+//! - `writeback.rs`: the git note on a converged commit.
+
+mod drift;
+mod run;
+mod status;
+mod sync;
+mod writeback;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::EngineOptions;
+use crate::notify::{AgentConfig, Event, EventType, Notifier};
+use crate::redact::Redacted;
+use crate::server::{AgentHttp, Metrics, Trigger};
+use crate::source::{SourceOptions, SourceSpec};
+use crate::stack::LayerId;
+
+pub use status::{AgentStatus, Refused};
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub spec: SourceSpec,
+    pub source: SourceOptions,
+    pub state_dir: PathBuf,
+    /// HTTP listen address; `None` serves nothing.
+    pub listen: Option<SocketAddr>,
+    pub webhook_secret: Option<Redacted<Vec<u8>>>,
+    pub config: AgentConfig,
+    pub terraform_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// On SIGTERM, how long a running apply may go on before it is interrupted. Default 30s.
+    pub shutdown_grace: Duration,
+    /// Override the stack's `poll_interval` / `drift_interval`.
+    pub poll_interval: Option<Duration>,
+    pub drift_interval: Option<Duration>,
+    /// Converge once and return (bootstrap without --watch).
+    pub once: bool,
+    /// Plan every layer on the first sync (bootstrap).
+    pub all_first: bool,
+    pub progress: bool,
+}
+
+impl AgentOptions {
+    pub fn new(spec: SourceSpec, source: SourceOptions) -> AgentOptions {
+        let state_dir = source.state_dir.clone();
+        AgentOptions {
+            spec,
+            source,
+            state_dir,
+            listen: None,
+            webhook_secret: None,
+            config: AgentConfig::default(),
+            terraform_env: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+            poll_interval: None,
+            drift_interval: None,
+            once: false,
+            all_first: false,
+            progress: false,
+        }
+    }
+}
+
+/// How the agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Stopped cleanly (or converged, for `once`).
+    Clean,
+    /// Something running had to be interrupted at shutdown.
+    Interrupted,
+    /// `once` and the stack did not converge.
+    NotConverged,
+}
+
+pub struct Agent {
+    pub(super) opts: AgentOptions,
+    pub(super) status: AgentStatus,
+    pub(super) notifier: Notifier,
+    pub(super) http: Arc<AgentHttp>,
+    pub(super) triggers: tokio::sync::mpsc::Receiver<Trigger>,
+    /// Cancels running terraform (after the shutdown grace).
+    pub(super) interrupt: CancellationToken,
+    /// Layers for which a `diff` alert was raised in the current drift episode.
+    pub(super) alerted: BTreeSet<LayerId>,
+    pub(super) next_retry: Option<Instant>,
+    pub(super) synced_once: bool,
+    /// The settings of the stack as last opened.
+    pub(super) settings: Option<crate::stack::StackSettings>,
+}
+
+impl Agent {
+    pub fn new(opts: AgentOptions) -> Agent {
+        let status = AgentStatus::load(&opts.state_dir);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let http = Arc::new(AgentHttp {
+            metrics: Metrics::default(),
+            status: std::sync::Mutex::new(serde_json::to_value(&status).unwrap_or_default()),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            trigger: tx,
+            webhook_secret: opts.webhook_secret.clone(),
+            state_dir: opts.state_dir.clone(),
+        });
+        // The last converged revision's settings, until a sync opens a newer one.
+        let settings = status.revision.as_ref().and_then(|r| {
+            let root = crate::source::materialise::revision_dir(&opts.source.state_dir, r);
+            let dir = opts
+                .spec
+                .path
+                .as_ref()
+                .map_or(root.clone(), |p| root.join(p));
+            crate::stack::Stack::load(dir).ok().map(|s| s.settings)
+        });
+        let notifier = Notifier::new(
+            opts.config.sinks.clone(),
+            Some(opts.state_dir.join("alerts.jsonl")),
+        );
+        Agent {
+            opts,
+            status: AgentStatus {
+                ready: false,
+                ..status
+            },
+            notifier,
+            http,
+            triggers: rx,
+            interrupt: CancellationToken::new(),
+            alerted: BTreeSet::new(),
+            next_retry: None,
+            synced_once: false,
+            settings,
+        }
+    }
+
+    /// The events raised so far.
+    pub fn notifier(&self) -> Notifier {
+        self.notifier.clone()
+    }
+
+    pub(super) fn save(&self) {
+        self.status.save(&self.opts.state_dir);
+        *self.http.status.lock().expect("status") =
+            serde_json::to_value(&self.status).unwrap_or_default();
+        self.http.ready.store(self.status.ready, Ordering::Relaxed);
+    }
+
+    pub(super) fn event(
+        &self,
+        kind: EventType,
+        revision: &str,
+        layers: Vec<String>,
+        summary: String,
+    ) {
+        self.notifier.notify(Event {
+            kind,
+            stack: String::new(),
+            revision: revision.to_string(),
+            layers,
+            summary,
+            time: crate::now_rfc3339(),
+        });
+    }
+
+    pub(super) fn engine_options(&self) -> EngineOptions {
+        let mut o = EngineOptions::new(&self.opts.state_dir);
+        o.terraform_env = self.opts.terraform_env.clone();
+        o.cancel = self.interrupt.clone();
+        o.progress = self.opts.progress;
+        o.approve = crate::state::approvals::list(&self.opts.state_dir)
+            .into_iter()
+            .collect();
+        o
+    }
+}

@@ -1,0 +1,120 @@
+//! The agent's loop: wakes for a poll, a webhook, a retry or a drift check, runs one at a time,
+//! and stops on shutdown, interrupting running work after the grace period.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Agent, Ended};
+
+impl Agent {
+    /// Runs until `shutdown` (or, with `once`, until the first sync ends).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Ended {
+        if let Some(addr) = self.opts.listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    let app = crate::server::router(self.http.clone());
+                    let stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        let _ = axum::serve(l, app)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await;
+                    });
+                    tracing::info!("agent listening on http://{addr}");
+                }
+                Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),
+            }
+        }
+        let mut next_poll = Instant::now();
+        let mut next_drift: Option<Instant> = None;
+        loop {
+            enum Work {
+                Sync,
+                Drift,
+                Stop,
+            }
+            let wake = [Some(next_poll), next_drift, self.next_retry]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_poll);
+            let work = tokio::select! {
+                _ = shutdown.cancelled() => Work::Stop,
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if next_drift.is_some_and(|d| d <= Instant::now()) { Work::Drift } else { Work::Sync }
+                }
+                t = self.triggers.recv() => match t { Some(_) => Work::Sync, None => Work::Stop },
+            };
+            let ended = match work {
+                Work::Stop => return Ended::Clean,
+                Work::Sync => {
+                    let interrupted = self.guarded(&shutdown, true).await;
+                    let (poll, drift) = self.intervals();
+                    next_poll = Instant::now() + poll;
+                    if next_drift.is_none() && self.status.revision.is_some() {
+                        next_drift = Some(Instant::now() + drift);
+                    }
+                    interrupted
+                }
+                Work::Drift => {
+                    let interrupted = self.guarded(&shutdown, false).await;
+                    next_drift = Some(Instant::now() + self.intervals().1);
+                    interrupted
+                }
+            };
+            if ended {
+                return Ended::Interrupted;
+            }
+            if self.opts.once {
+                return if self.status.ready
+                    && self.status.failures == 0
+                    && self.status.refused.is_none()
+                {
+                    Ended::Clean
+                } else {
+                    Ended::NotConverged
+                };
+            }
+        }
+    }
+
+    /// The poll and drift intervals: the flags', else the stack's (as of the last revision
+    /// opened), else the defaults.
+    fn intervals(&self) -> (Duration, Duration) {
+        let settings = self.settings.clone().unwrap_or_default();
+        (
+            self.opts.poll_interval.unwrap_or(settings.poll_interval),
+            self.opts.drift_interval.unwrap_or(settings.drift_interval),
+        )
+    }
+
+    /// Runs a sync or drift check; on shutdown lets it finish within the grace period, then
+    /// interrupts it. Returns whether something had to be interrupted.
+    async fn guarded(&mut self, shutdown: &CancellationToken, sync: bool) -> bool {
+        let grace = self.opts.shutdown_grace;
+        let interrupt = self.interrupt.clone();
+        let work = async {
+            if sync {
+                self.sync().await
+            } else {
+                self.drift().await
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            _ = &mut work => false,
+            _ = shutdown.cancelled() => {
+                tracing::warn!("stopping: letting the running step finish (up to {}s)", grace.as_secs());
+                match tokio::time::timeout(grace, &mut work).await {
+                    Ok(()) => false,
+                    Err(_) => {
+                        tracing::warn!("interrupting the running step");
+                        interrupt.cancel();
+                        work.await;
+                        true
+                    }
+                }
+            }
+        }
+    }
+}

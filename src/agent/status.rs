@@ -1,0 +1,55 @@
+//! What the agent knows of itself: `agent.json` in the state dir, served as `/api/v1/status`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A revision the agent will not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub revision: String,
+    pub reason: String,
+}
+
+/// What the agent knows of itself (`agent.json` in the state dir, and `/api/v1/status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The revision last converged (or attempted).
+    pub revision: Option<String>,
+    /// The newest revision seen on the source.
+    pub latest_seen: Option<String>,
+    /// Pinned by `strata rollback`: new commits are reported, not applied.
+    pub pinned: Option<String>,
+    pub refused: Option<Refused>,
+    /// The source could not be fetched since this time (RFC 3339).
+    pub stale_since: Option<String>,
+    pub last_sync: Option<String>,
+    pub last_drift_check: Option<String>,
+    /// Consecutive failed syncs (backoff grows with it).
+    pub failures: u32,
+    pub awaiting_approval: Vec<String>,
+    pub ready: bool,
+}
+
+fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.json")
+}
+
+impl AgentStatus {
+    /// The status saved by the last agent on this state dir; empty when there is none.
+    pub fn load(state_dir: &Path) -> AgentStatus {
+        std::fs::read(path(state_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves the status, best effort: the agent keeps running on a state dir it cannot write.
+    pub fn save(&self, state_dir: &Path) {
+        let _ = std::fs::create_dir_all(state_dir);
+        let _ = std::fs::write(
+            path(state_dir),
+            serde_json::to_vec_pretty(self).expect("json"),
+        );
+    }
+}

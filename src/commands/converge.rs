@@ -1,0 +1,170 @@
+//! `strata plan`, `strata apply` and `strata diff`: one run of the engine over a stack directory
+//! or a commit of a Git repository.
+
+use std::io::IsTerminal;
+
+use super::{engine_err, out, out_json, runtime};
+use crate::cli::SourceArgs;
+use crate::engine::record::{LayerStatus, RunReport};
+use crate::engine::{Engine, EngineOptions, Mode, Source};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+
+/// Where `--stack` / `--repo` flags say the stack is.
+fn source_of(a: &SourceArgs) -> Source {
+    match &a.repo {
+        Some(url) => {
+            let spec = crate::source::SourceSpec {
+                url: url.clone(),
+                reference: a.reference.clone(),
+                path: a.path.clone(),
+            };
+            let mut opts = crate::source::SourceOptions::new(&a.state_dir);
+            opts.verify = a.verify.clone();
+            Source::Repo { spec, opts }
+        }
+        None => Source::Dir(a.stack.clone().unwrap_or_else(|| ".".into())),
+    }
+}
+
+fn options(a: &SourceArgs) -> EngineOptions {
+    let mut o = EngineOptions::new(&a.state_dir);
+    o.progress = true;
+    // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.
+    super::cancel_on_signal(
+        o.cancel.clone(),
+        "interrupting: waiting for running steps to stop",
+    );
+    o
+}
+
+/// Whether a plan leaves anything to apply (changes, or layers waiting on upstream outputs).
+fn has_changes(report: &RunReport) -> bool {
+    report
+        .layers
+        .iter()
+        .any(|l| matches!(l.status, LayerStatus::Changes | LayerStatus::Waiting))
+}
+
+fn print_run(report: &RunReport, json: bool) -> Result<(), Error> {
+    if json {
+        out_json(report)
+    } else {
+        out(&crate::report::run::text(report))
+    }
+}
+
+pub fn plan(a: &SourceArgs, all: bool, json: bool) -> Result<ExitStatus, Error> {
+    runtime()?.block_on(async {
+        let mut opts = options(a);
+        opts.all = all;
+        let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
+        let report = engine.run(Mode::Plan).await.map_err(engine_err)?;
+        print_run(&report, json)?;
+        Ok(
+            if report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted) {
+                ExitStatus::Failure
+            } else if has_changes(&report) {
+                ExitStatus::Changes
+            } else {
+                ExitStatus::Success
+            },
+        )
+    })
+}
+
+pub fn apply(
+    a: &SourceArgs,
+    auto_approve: bool,
+    approve: Vec<String>,
+    all: bool,
+    lock_timeout: &str,
+    json: bool,
+) -> Result<ExitStatus, Error> {
+    let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+    runtime()?.block_on(async {
+        let mut opts = options(a);
+        opts.all = all;
+        opts.approve = approve;
+        opts.lock_timeout = lock_timeout;
+        let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
+        if !auto_approve {
+            if !std::io::stdin().is_terminal() {
+                return Err(Error::Usage(
+                    "no terminal to confirm the apply: pass --auto-approve".into(),
+                ));
+            }
+            let plan = engine.run(Mode::Plan).await.map_err(engine_err)?;
+            out(&crate::report::run::text(&plan))?;
+            if !has_changes(&plan) {
+                out("Nothing to apply.\n")?;
+                return Ok(ExitStatus::Success);
+            }
+            eprint!("Apply these changes? Only 'yes' is accepted: ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            if answer.trim() != "yes" {
+                out("Apply cancelled.\n")?;
+                return Ok(ExitStatus::Failure);
+            }
+        }
+        let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
+        print_run(&report, json)?;
+        Ok(
+            if report.any(LayerStatus::Failed)
+                || report.any(LayerStatus::Interrupted)
+                || report.any(LayerStatus::Skipped)
+            {
+                ExitStatus::Failure
+            } else if report.any(LayerStatus::AwaitingApproval) || report.any(LayerStatus::Waiting)
+            {
+                ExitStatus::Changes
+            } else {
+                ExitStatus::Success
+            },
+        )
+    })
+}
+
+pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
+    runtime()?.block_on(async {
+        let source = source_of(a);
+        let mut engine = Engine::open(source.clone(), options(a))
+            .await
+            .map_err(engine_err)?;
+        // Drift is measured against the last converged revision; a newer commit is pending.
+        let mut pending = None;
+        if let (Source::Repo { spec, opts }, Some(converged)) =
+            (&source, engine.state().converged_revision)
+        {
+            if converged != engine.revision {
+                pending = Some(engine.revision.clone());
+                let mut pinned = spec.clone();
+                pinned.reference = Some(converged);
+                let source = Source::Repo {
+                    spec: pinned,
+                    opts: opts.clone(),
+                };
+                engine = Engine::open(source, options(a)).await.map_err(engine_err)?;
+            }
+        }
+        let report = engine.diff(pending).await.map_err(engine_err)?;
+        if json {
+            out_json(&report)?;
+        } else if markdown {
+            out(&crate::report::drift::markdown(&report))?;
+        } else {
+            out(&crate::report::drift::text(
+                &report,
+                std::io::stdout().is_terminal(),
+            ))?;
+        }
+        Ok(if report.errors() {
+            ExitStatus::Failure
+        } else if report.drifted() {
+            ExitStatus::Changes
+        } else {
+            ExitStatus::Success
+        })
+    })
+}

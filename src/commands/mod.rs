@@ -1,0 +1,116 @@
+//! Runs a parsed command line and turns its outcome into an exit status.
+//!
+//! One file per command family; each command reads its inputs, calls the library, and hands the
+//! resulting data to [`crate::report`] to be rendered. Nothing here decides how a result looks.
+
+mod agent;
+mod converge;
+mod devcluster;
+mod source;
+mod stack;
+mod state;
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command, SourceCommand};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+
+/// Runs `cli`, printing results to stdout and errors to stderr.
+pub fn run(cli: Cli) -> ExitStatus {
+    crate::logging::init(cli.verbose, cli.log_format);
+    let result = match cli.command {
+        Command::Validate(args) => stack::validate(&args),
+        Command::Graph { stack, format } => stack::graph(&stack, format),
+        Command::Devcluster(args) => devcluster::run(&args),
+        Command::Run(args) => agent::run(&args, false, true),
+        Command::Bootstrap { agent: args, watch } => agent::run(&args, true, watch),
+        Command::Approve {
+            layer,
+            state_dir,
+            agent,
+        } => agent::approve(&layer, &state_dir, agent.as_deref()),
+        Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
+        Command::Resume { state_dir } => agent::resume(&state_dir),
+        Command::Report { state_dir, format } => agent::report(&state_dir, format),
+        Command::Plan { source, all, json } => converge::plan(&source, all, json),
+        Command::Apply {
+            source,
+            auto_approve,
+            approve,
+            all,
+            lock_timeout,
+            json,
+        } => converge::apply(&source, auto_approve, approve, all, &lock_timeout, json),
+        Command::Diff {
+            source,
+            json,
+            markdown,
+        } => converge::diff(&source, json, markdown),
+        Command::Status { state_dir, json } => state::status(&state_dir, json),
+        Command::History {
+            state_dir,
+            limit,
+            json,
+        } => state::history(&state_dir, limit, json),
+        Command::Source(SourceCommand::Show { repo, since, json }) => {
+            source::show(&repo, since.as_deref(), json)
+        }
+    };
+    match result {
+        Ok(status) => status,
+        Err(err) => {
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(crate::report::error::text(&err).as_bytes());
+            err.status()
+        }
+    }
+}
+
+/// Writes `text` to stdout.
+fn out(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(Error::Output)
+}
+
+/// Writes `value` to stdout as pretty JSON.
+fn out_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    out(&crate::report::json(value))
+}
+
+fn engine_err(e: crate::engine::EngineError) -> Error {
+    Error::Engine(Box::new(e))
+}
+
+/// Cancels `token` on SIGTERM or SIGINT, saying `message` on stderr.
+fn cancel_on_signal(token: tokio_util::sync::CancellationToken, message: &'static str) {
+    tokio::spawn(async move {
+        wait_for_shutdown().await;
+        eprintln!("{message}");
+        token.cancel();
+    });
+}
+
+/// The async runtime the commands run on.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+        action: "start",
+        path: "the async runtime".into(),
+        source: e,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,38 @@
+//! `strata status` and `strata history`: what the state dir records, without touching the source
+//! or any target.
+
+use super::{out, out_json};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+
+pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
+    let state = crate::engine::state::StackState::load(state_dir);
+    if json {
+        out_json(&state)?;
+        return Ok(ExitStatus::Success);
+    }
+    if state.layers.is_empty() {
+        out(&crate::report::status::text(&state, state_dir, ""))?;
+        return Ok(ExitStatus::Success);
+    }
+    let terraform = tokio::runtime::Runtime::new()
+        .ok()
+        .and_then(|rt| {
+            rt.block_on(crate::terraform::TerraformBinary::find(None))
+                .ok()
+        })
+        .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
+        .unwrap_or_else(|| "not found on PATH".into());
+    out(&crate::report::status::text(&state, state_dir, &terraform))?;
+    Ok(ExitStatus::Success)
+}
+
+pub fn history(state_dir: &std::path::Path, limit: usize, json: bool) -> Result<ExitStatus, Error> {
+    let records = crate::engine::record::history(state_dir, limit);
+    if json {
+        out_json(&records)?;
+        return Ok(ExitStatus::Success);
+    }
+    out(&crate::report::history::text(&records, state_dir))?;
+    Ok(ExitStatus::Success)
+}

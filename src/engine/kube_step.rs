@@ -1,0 +1,137 @@
+//! A Kubernetes layer's step: resolve its cluster and vars, load its objects, then plan (dry
+//! runs) or sync them. Its inputs are shared with the drift check.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::inputs::{self, WaitingOn};
+use super::progress::Event;
+use super::record::LayerStatus;
+use super::run::{Failure, Shared, StepResult, Stepped};
+use super::{change, Engine, Mode};
+use crate::kube::{self as k8s, SyncOptions};
+use crate::stack::{DriftPolicy, Layer, LayerSpec};
+use crate::value::Outputs;
+
+/// What a Kubernetes layer works with once its inputs are known: a client for its cluster, its
+/// desired objects, and the cluster's resource types.
+pub(super) struct KubeInputs {
+    pub(super) client: ::kube::Client,
+    pub(super) desired: Vec<k8s::Desired>,
+    pub(super) resources: k8s::resolve::Resources,
+}
+
+impl Engine {
+    pub(super) fn sync_options(&self, layer: &Layer) -> SyncOptions {
+        let LayerSpec::Kubernetes(k) = &layer.spec else {
+            unreachable!("kubernetes layer")
+        };
+        let mut apply = k8s::ApplyOptions::new(&self.stack.name, &layer.id.name);
+        apply.namespace = k.namespace.clone();
+        apply.force_conflicts = layer.drift == DriftPolicy::Correct;
+        SyncOptions {
+            apply,
+            prune: k.prune,
+            wait: k.wait,
+            timeout: layer.timeout,
+        }
+    }
+
+    /// Connects to a Kubernetes layer's cluster and loads its desired objects; `Ok(Err(waits))`
+    /// while its inputs are unknown.
+    ///
+    /// # Errors
+    /// Input evaluation, an unknown or unusable cluster, connecting, and loading the manifests,
+    /// as text naming what failed.
+    pub(super) async fn kube_inputs(
+        &self,
+        layer: &Layer,
+        known: &Outputs,
+    ) -> Result<Result<KubeInputs, WaitingOn>, String> {
+        let LayerSpec::Kubernetes(k) = &layer.spec else {
+            unreachable!("kubernetes layer")
+        };
+        let vars = inputs::eval_map(&layer.vars, known)?;
+        let cluster = self
+            .stack
+            .cluster(&k.cluster)
+            .ok_or_else(|| format!("unknown cluster {}", k.cluster))?;
+        let access = inputs::cluster_access(cluster, known)?;
+        let waiting = inputs::waiting_on(vars.values());
+        let access = match (access, waiting) {
+            (Err(w), _) | (Ok(_), Some(w)) => return Ok(Err(w)),
+            (Ok(a), None) => a,
+        };
+        let client = k8s::cluster::connect(&access, &self.opts.state_dir, &cluster.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let opts = self.sync_options(layer);
+        let (desired, resources) =
+            k8s::desired(&client, &self.root, &layer.source, &vars, &opts.apply)
+                .await
+                .map_err(|e| e.to_string())?;
+        Ok(Ok(KubeInputs {
+            client,
+            desired,
+            resources,
+        }))
+    }
+
+    /// Plans (dry runs) or syncs one Kubernetes layer.
+    ///
+    /// # Guarantees
+    /// - Nothing is sent to a cluster while an input is unknown: the layer is reported waiting.
+    /// - A plan writes nothing; an apply records the layer converged once the sync succeeded.
+    ///
+    /// # Errors
+    /// Inputs, connecting, dry runs, applying, pruning and waiting, as a [`Failure`].
+    pub(super) async fn kube_step(
+        &self,
+        layer: &Layer,
+        mode: Mode,
+        shared: &Arc<Mutex<Shared>>,
+        started: Instant,
+    ) -> StepResult {
+        let id = &layer.id;
+        let known = shared.lock().expect("shared").known.clone();
+        let k = match self
+            .kube_inputs(layer, &known)
+            .await
+            .map_err(Failure::failed)?
+        {
+            Ok(k) => k,
+            Err(why) => return Ok(self.waiting(id, why, started)),
+        };
+        let opts = self.sync_options(layer);
+        let mut report = self.report(id, LayerStatus::Unchanged, started);
+        report.reasons = vec!["compared with the cluster".into()];
+        let cs = match mode {
+            Mode::Plan => {
+                self.progress(id, Event::Comparing);
+                k8s::plan(&k.client, &k.desired, &k.resources, &opts)
+                    .await
+                    .map_err(Failure::failed)?
+            }
+            Mode::Apply => {
+                self.progress(id, Event::Applying);
+                let cs = k8s::sync(&k.client, &k.desired, &k.resources, &opts)
+                    .await
+                    .map_err(Failure::failed)?;
+                self.record_converged(id, None);
+                cs
+            }
+        };
+        report.counts = Some(cs.summary());
+        report.changes = change::of_kubernetes(&cs);
+        if cs.has_changes() {
+            shared.lock().expect("shared").changed.insert(id.clone());
+            report.status = if mode == Mode::Apply {
+                LayerStatus::Applied
+            } else {
+                LayerStatus::Changes
+            };
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(Stepped::done(report))
+    }
+}

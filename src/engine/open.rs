@@ -1,0 +1,142 @@
+//! Opening a stack: pinning the source to a revision, validating the stack (with the one check
+//! that needs every layer's manifests: no object declared twice), and loading what the state dir
+//! remembers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::state::StackState;
+use super::{Engine, EngineError, EngineOptions, Source};
+use crate::kube as k8s;
+use crate::source::{Affected, Revision};
+use crate::stack::{LayerId, LayerSpec, Stack};
+
+impl Engine {
+    /// Pins the source, validates the stack and loads what the state dir remembers.
+    ///
+    /// # Errors
+    /// Source failures (unreachable without an earlier revision, refused signature, unsafe
+    /// content) and every validation problem.
+    pub async fn open(source: Source, opts: EngineOptions) -> Result<Engine, EngineError> {
+        let rev = match &source {
+            Source::Dir(_) => None,
+            Source::Repo { spec, opts: sopts } => {
+                let (spec2, sopts2) = (spec.clone(), sopts.clone());
+                let rev =
+                    tokio::task::spawn_blocking(move || crate::source::resolve(&spec2, &sopts2))
+                        .await
+                        .expect("source task")?;
+                if let Some(stale) = &rev.stale {
+                    tracing::warn!(
+                        "the source could not be fetched ({}); using revision {} fetched {}s ago",
+                        stale.error,
+                        rev.commit,
+                        stale.age_secs
+                    );
+                }
+                Some(rev)
+            }
+        };
+        Engine::open_revision(source, rev, opts).await
+    }
+
+    /// Like [`Engine::open`], with the Git revision already resolved (`None` for a directory).
+    ///
+    /// # Errors
+    /// A Git source without a revision, the mirror failing to open, and every validation problem.
+    pub async fn open_revision(
+        source: Source,
+        rev: Option<Revision>,
+        opts: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let (root, revision, commit) = match (&source, rev) {
+            (Source::Dir(d), _) => (d.clone(), dir_revision(d), None),
+            (Source::Repo { .. }, Some(rev)) => {
+                (rev.stack_dir.clone(), rev.commit.clone(), Some(rev))
+            }
+            (Source::Repo { spec, .. }, None) => {
+                return Err(EngineError::Source(crate::source::SourceError::Fetch {
+                    url: spec.url.clone(),
+                    message: "no revision resolved".into(),
+                }))
+            }
+        };
+        let v = crate::validate(&root).map_err(EngineError::Invalid)?;
+        duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
+        let state = StackState::load(&opts.state_dir);
+        let affected = match (&source, &commit, &state.converged_revision) {
+            (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {
+                let repo = crate::source::open_mirror(&sopts.state_dir, &spec.url)?;
+                let old_id = gix::ObjectId::from_hex(old.as_bytes()).ok();
+                let new_id = gix::ObjectId::from_hex(rev.commit.as_bytes()).ok();
+                match (old_id, new_id) {
+                    (Some(o), Some(n)) => Some(crate::source::affected::affected(
+                        &repo, o, n, &rev.path, &v.stack, &v.graph, &root,
+                    )),
+                    _ => None,
+                }
+            }
+            (Source::Repo { .. }, Some(rev), Some(old)) if old == &rev.commit => {
+                Some(Affected::default())
+            }
+            _ => None,
+        };
+        Ok(Engine {
+            opts,
+            source,
+            stack: v.stack,
+            graph: v.graph,
+            root,
+            revision,
+            commit,
+            affected,
+            state: Mutex::new(state),
+            terraform: tokio::sync::OnceCell::new(),
+            progress: Mutex::new(None),
+        })
+    }
+}
+
+/// The content hash that names a directory revision: `dir-<12 hex>`.
+fn dir_revision(root: &Path) -> String {
+    let mut h = crate::hash::Hasher::new();
+    let _ = h.tree("stack", root, &[".terraform", ".strata", ".git"]);
+    format!("dir-{}", &h.finish()[..12])
+}
+
+/// Two Kubernetes layers must not declare the same object: each would undo the other.
+fn duplicate_objects(stack: &Stack, root: &Path) -> Result<(), crate::stack::Diagnostics> {
+    let mut seen: BTreeMap<(String, String, String, String), (LayerId, String)> = BTreeMap::new();
+    let mut diags = crate::stack::Diagnostics::default();
+    for layer in &stack.layers {
+        let LayerSpec::Kubernetes(k) = &layer.spec else {
+            continue;
+        };
+        for (key, place) in k8s::manifest::identities(root, &layer.source, k.namespace.as_deref()) {
+            match seen.get(&key) {
+                Some((other, first)) if *other != layer.id => {
+                    let (_, kind, ns, name) = &key;
+                    let object = if ns.is_empty() {
+                        format!("{kind}/{name}")
+                    } else {
+                        format!("{kind}/{ns}/{name}")
+                    };
+                    diags.push(
+                        layer.location.clone(),
+                        format!("{object} is declared by two layers: {other} ({first}) and {} ({place})", layer.id),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (layer.id.clone(), place));
+                }
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(diags)
+    }
+}

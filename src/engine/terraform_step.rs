@@ -1,0 +1,167 @@
+//! A Terraform layer's step: resolve its inputs, skip it when nothing it depends on changed,
+//! plan it, and (for an apply) apply the plan and pass its outputs downstream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::progress::Event;
+use super::record::LayerStatus;
+use super::run::{Failure, Hold, Shared, StepResult, Stepped};
+use super::{change, inputs, state, Engine, Mode};
+use crate::stack::{ApplyPolicy, Layer, LayerId, LayerSpec};
+use crate::terraform::{LayerInput, LayerPlan, PlanMode, Prepared, Shown, Terraform};
+
+impl Engine {
+    /// Plans (and for an apply, applies) one Terraform layer.
+    ///
+    /// # Guarantees
+    /// - Nothing runs while an input is unknown: the layer is reported waiting, naming the
+    ///   outputs it waits on.
+    /// - A layer nothing changed for is not planned; its cached outputs (read from its state
+    ///   when missing) flow downstream.
+    /// - A manual layer is applied only when approved in this run.
+    /// - Applied outputs are cached (0600) before dependents see them.
+    ///
+    /// # Errors
+    /// Input evaluation, terraform (init, plan, apply, output) and caching failures, as a
+    /// [`Failure`] naming the step.
+    pub(super) async fn terraform_step(
+        &self,
+        layer: &Layer,
+        mode: Mode,
+        shared: &Arc<Mutex<Shared>>,
+        started: Instant,
+    ) -> StepResult {
+        let id = &layer.id;
+        let LayerSpec::Terraform(spec) = &layer.spec else {
+            unreachable!("terraform step")
+        };
+        let known = shared.lock().expect("shared").known.clone();
+        let vars = inputs::eval_map(&layer.vars, &known).map_err(Failure::failed)?;
+        let backend = inputs::eval_map(&spec.backend_config, &known).map_err(Failure::failed)?;
+        if let Some(why) = inputs::waiting_on(vars.values().chain(backend.values())) {
+            return Ok(self.waiting(id, why, started));
+        }
+        let tf = self.terraform().await.map_err(Failure::failed)?;
+        let mut p = tf
+            .prepare(LayerInput {
+                layer,
+                stack_root: &self.root,
+                revision: &self.revision,
+                vars,
+                backend_config: backend,
+            })
+            .await?;
+        let reasons = {
+            let sh = shared.lock().expect("shared");
+            self.reasons(layer, &p.inputs_hash, &sh)
+        };
+        if reasons.is_empty() {
+            if known.layer(id).is_none() {
+                self.read_outputs(&tf, &mut p, shared).await?;
+            }
+            let mut r = self.report(id, LayerStatus::NotAffected, started);
+            r.detail = Some("nothing it depends on changed since it last converged".into());
+            return Ok(Stepped::done(r));
+        }
+        self.progress(id, Event::Planning);
+        let plan = tf.plan(&mut p, PlanMode::Normal, &self.opts.cancel).await?;
+        let mut report = self.report(id, LayerStatus::Unchanged, started);
+        report.reasons = reasons;
+        report.counts = Some(plan.counts.to_string());
+        report.changes = change::of_terraform(&plan);
+        if plan.has_changes {
+            shared.lock().expect("shared").changed.insert(id.clone());
+        }
+        match mode {
+            Mode::Plan => {
+                if plan.has_changes {
+                    report.status = LayerStatus::Changes;
+                    self.share_planned_outputs(id, &plan, shared);
+                }
+                Ok(Stepped::done(report))
+            }
+            Mode::Apply => {
+                if !plan.has_changes {
+                    if known.layer(id).is_none() {
+                        self.read_outputs(&tf, &mut p, shared).await?;
+                    }
+                    self.record_converged(id, Some(p.inputs_hash.clone()));
+                    return Ok(Stepped::done(report));
+                }
+                if layer.apply == ApplyPolicy::Manual && !self.approved(id) {
+                    report.status = LayerStatus::AwaitingApproval;
+                    report.detail = Some(format!(
+                        "apply = \"manual\": approve with --approve {}",
+                        id.name
+                    ));
+                    return Ok(Stepped {
+                        report,
+                        hold: Some(Hold::Approval),
+                    });
+                }
+                self.progress(id, Event::Applying);
+                let applied = tf.apply(&p, &plan, &self.opts.cancel).await?;
+                state::save_outputs(&self.opts.state_dir, id, &applied.outputs)
+                    .map_err(|e| Failure::failed(format!("failed to save its outputs: {e}")))?;
+                shared
+                    .lock()
+                    .expect("shared")
+                    .known
+                    .insert(id.clone(), applied.outputs);
+                self.record_converged(id, Some(p.inputs_hash.clone()));
+                report.status = LayerStatus::Applied;
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                Ok(Stepped::done(report))
+            }
+        }
+    }
+
+    /// After a plan with changes, downstream sees the outputs this plan knows; the rest are
+    /// unknown until applied, so dependents wait instead of planning with stale values.
+    fn share_planned_outputs(&self, id: &LayerId, plan: &LayerPlan, shared: &Arc<Mutex<Shared>>) {
+        let mut sh = shared.lock().expect("shared");
+        let mut outputs = sh.known.layer(id).cloned().unwrap_or_default();
+        let mut unknown = Vec::new();
+        for o in &plan.outputs {
+            match &o.after {
+                Shown::Value(v) if !o.sensitive => {
+                    outputs.insert(o.name.clone(), crate::value::Output::plain(v.clone()));
+                }
+                Shown::Absent => {
+                    outputs.remove(&o.name);
+                }
+                _ => {
+                    outputs.remove(&o.name);
+                    unknown.push(o.name.clone());
+                }
+            }
+        }
+        sh.known.insert(id.clone(), outputs);
+        for n in unknown {
+            sh.known.mark_unknown(id, &n);
+        }
+    }
+
+    /// Reads a layer's outputs from its state (no cached copy yet), caches them and makes them
+    /// known to its dependents.
+    ///
+    /// # Errors
+    /// `terraform output` failing. A failure to cache is not an error: the next run reads the
+    /// state again.
+    async fn read_outputs(
+        &self,
+        tf: &Terraform,
+        p: &mut Prepared,
+        shared: &Arc<Mutex<Shared>>,
+    ) -> Result<(), crate::terraform::TerraformError> {
+        let outputs = tf.outputs(p, &self.opts.cancel).await?;
+        let _ = state::save_outputs(&self.opts.state_dir, &p.layer, &outputs);
+        shared
+            .lock()
+            .expect("shared")
+            .known
+            .insert(p.layer.clone(), outputs);
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! `strata status` as text: where each layer stands, from what the state dir remembers.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::run::short;
+use crate::engine::state::StackState;
+use crate::engine::DriftState;
+
+/// The stack, the terraform in use (`terraform` is already a line of text: finding it touches
+/// the machine), and one row per layer.
+pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
+    if state.layers.is_empty() {
+        return format!("no runs recorded in {}\n", state_dir.display());
+    }
+    let mut t = format!(
+        "stack \"{}\" from {}\nterraform: {terraform}\nconverged revision: {}\n\n",
+        state.stack,
+        state.source.clone().unwrap_or_default(),
+        state
+            .converged_revision
+            .as_deref()
+            .map(short)
+            .unwrap_or("none")
+    );
+    let width = state.layers.keys().map(String::len).max().unwrap_or(0);
+    let _ = writeln!(
+        t,
+        "  {:width$}  {:14}  {:14}  {:10}  last run",
+        "layer", "converged at", "last result", "drift"
+    );
+    for (name, l) in &state.layers {
+        let _ = writeln!(
+            t,
+            "  {:width$}  {:14}  {:14}  {:10}  {}",
+            name,
+            l.converged_revision.as_deref().map(short).unwrap_or("-"),
+            l.last_result.as_deref().unwrap_or("-"),
+            l.drift.map_or("unknown", DriftState::key),
+            l.last_run.as_deref().unwrap_or("-"),
+        );
+    }
+    t
+}
