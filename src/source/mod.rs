@@ -329,11 +329,59 @@ fn resolve_ref(
             return Ok((shown, id));
         }
     }
+    // Like git, a ref wins over a short commit id that happens to spell the same.
+    if let Some(id) = short_commit(repo, &spec.url, &reference)? {
+        return Ok((id.to_string(), id));
+    }
     Err(SourceError::UnknownRef {
         url: spec.url.clone(),
         reference,
         known: known_refs(repo),
     })
+}
+
+/// The commit a short id (4 to 39 hex digits) names, when exactly one commit starts with it.
+///
+/// # Errors
+/// `AmbiguousRef` naming every commit that starts with it.
+fn short_commit(
+    repo: &gix::Repository,
+    url: &str,
+    short: &str,
+) -> Result<Option<gix::ObjectId>, SourceError> {
+    if !(4..40).contains(&short.len()) || !short.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let Ok(prefix) = gix::hash::Prefix::from_hex(&short.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    let mut found = std::collections::HashSet::new();
+    if repo
+        .objects
+        .lookup_prefix(prefix, Some(&mut found))
+        .is_err()
+    {
+        return Ok(None);
+    }
+    // Trees and blobs may share the prefix; only commits can be converged to.
+    let mut commits: Vec<gix::ObjectId> = found
+        .into_iter()
+        .filter(|id| repo.find_commit(*id).is_ok())
+        .collect();
+    commits.sort();
+    match commits.len() {
+        0 => Ok(None),
+        1 => Ok(commits.pop()),
+        _ => Err(SourceError::AmbiguousRef {
+            url: url.to_string(),
+            reference: short.to_string(),
+            candidates: commits
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 fn known_refs(repo: &gix::Repository) -> String {
