@@ -242,6 +242,7 @@ pub fn resolve(spec: &SourceSpec, opts: &SourceOptions) -> Result<Revision, Sour
 /// Opens (or creates) the mirror and fetches; a mirror that fails while a fresh clone succeeds
 /// was corrupt, and is replaced, once.
 fn fetch_into(dir: &Path, url: &str) -> Result<(gix::Repository, Option<String>), SourceError> {
+    mirror::compact(dir);
     let first = mirror::open_or_init(dir, url).and_then(|repo| {
         let head = mirror::fetch(&repo, url)?;
         Ok((repo, head))
