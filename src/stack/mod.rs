@@ -7,6 +7,7 @@ mod attrs;
 pub mod diag;
 pub mod expr;
 pub mod model;
+mod outputs;
 mod parse;
 
 use std::path::{Component, Path};
@@ -71,6 +72,7 @@ impl Stack {
         };
         check_references(&stack, &mut diags);
         check_sources(&stack, &mut diags);
+        outputs::check(&stack, &mut diags);
         diags.sort();
         Ok((stack, diags))
     }

@@ -120,7 +120,7 @@ fn stack_files() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "infra/b/main.tf",
-            "module \"s\" {\n  source = \"../modules/shared\"\n}\n",
+            "module \"s\" {\n  source = \"../modules/shared\"\n}\n\noutput \"kubeconfig\" {\n  value = \"\"\n}\n",
         ),
         ("infra/c/main.tf", "# independent\n"),
         (
