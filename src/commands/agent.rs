@@ -146,11 +146,22 @@ pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitS
         ReportFormat::Markdown => "latest.md",
     };
     let path = crate::report::store::dir(state_dir).join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-        action: "read",
-        path: path.clone(),
-        source: e,
-    })?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "no drift report in {} yet: run `strata diff` or the agent (`strata run`) first",
+                state_dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                action: "read",
+                path,
+                source: e,
+            })
+        }
+    };
     out(&text)?;
     Ok(ExitStatus::Success)
 }

@@ -9,6 +9,7 @@ mod graph;
 mod json_output;
 mod kube;
 mod logging;
+mod report;
 mod source;
 mod terraform;
 mod validate;
