@@ -86,6 +86,17 @@ pub struct Revision {
     pub history_rewritten: bool,
 }
 
+impl Revision {
+    /// How the commit's stack file is named in messages: its path in the repository and the
+    /// short commit (`envs/prod/strata.hcl:5:13 (at e8d049b)`), not the materialised copy.
+    pub fn shown(&self) -> crate::stack::Shown {
+        crate::stack::Shown {
+            file: self.path.join(crate::stack::STACK_FILE),
+            revision: Some(self.commit.chars().take(7).collect()),
+        }
+    }
+}
+
 /// Fetches `spec`, pins it to a commit, verifies and materialises it.
 ///
 /// Blocking (network and disk): call it from `spawn_blocking` in async code.

@@ -254,6 +254,32 @@ fn short_commit_ids_resolve_when_unambiguous_and_name_every_candidate_otherwise(
 }
 
 #[test]
+fn a_broken_stack_file_in_a_commit_is_named_by_its_repository_path_and_commit() {
+    let up = Upstream::new();
+    let commit = up.commit(
+        "typo",
+        &[(
+            "envs/prod/strata.hcl",
+            "stack \"s\" {}\n\nterraform \"a\" {\n  sourc = \"infra\"\n}\n",
+        )],
+    );
+    let out = Strata::new([
+        "plan",
+        "--repo",
+        up.repo.to_str().unwrap(),
+        "--path",
+        "envs/prod",
+        "--state-dir",
+        up.state.to_str().unwrap(),
+    ])
+    .run()
+    .code(1);
+    let at = format!("envs/prod/strata.hcl:4:3 (at {})", &commit[..7]);
+    assert!(out.stderr.contains(&at), "{}", out.stderr);
+    assert!(!out.stderr.contains("revisions"), "{}", out.stderr);
+}
+
+#[test]
 fn a_shared_module_change_affects_its_callers_and_their_dependents_only() {
     let up = Upstream::new();
     let base = up.commit("base", &stack_files());
