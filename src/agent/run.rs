@@ -16,11 +16,8 @@ impl Agent {
                     let bound = l.local_addr().unwrap_or(addr);
                     let app = crate::server::router(self.http.clone());
                     let stop = shutdown.clone();
-                    tokio::spawn(async move {
-                        let _ = axum::serve(l, app)
-                            .with_graceful_shutdown(async move { stop.cancelled().await })
-                            .await;
-                    });
+                    let limits = crate::server::serve::Limits::default();
+                    tokio::spawn(crate::server::serve::serve(l, app, limits, stop));
                     tracing::info!("agent listening on http://{bound}");
                 }
                 Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),

@@ -12,6 +12,9 @@ use crate::engine::{Engine, EngineOptions, Mode, Source};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
+/// The shortest webhook secret the agent accepts, in bytes (after trimming whitespace).
+const MIN_WEBHOOK_SECRET: usize = 16;
+
 fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
     s.as_deref()
         .map(crate::util::duration::parse_duration)
@@ -37,6 +40,15 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
             source: e,
         })?;
         let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        // A short secret is guessed; an empty one makes every signature made with an empty key
+        // pass. Neither starts an agent. The message gives the length, never the secret.
+        if trimmed.len() < MIN_WEBHOOK_SECRET {
+            return Err(Error::Usage(format!(
+                "the webhook secret in {} is {} bytes long: use at least {MIN_WEBHOOK_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
+                f.display(),
+                trimmed.len()
+            )));
+        }
         opts.webhook_secret = Some(crate::redact::Redacted::new(trimmed));
     }
     if let Some(c) = &a.config {

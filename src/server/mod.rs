@@ -1,6 +1,8 @@
 //! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
 //! API, the Git webhook (HMAC-signed) and approvals.
 
+pub mod serve;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 

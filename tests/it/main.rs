@@ -13,3 +13,4 @@ mod report;
 mod source;
 mod terraform;
 mod validate;
+mod webhook;
