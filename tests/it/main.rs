@@ -10,6 +10,7 @@ mod json_output;
 mod kube;
 mod logging;
 mod report;
+mod shutdown;
 mod source;
 mod terraform;
 mod validate;
