@@ -106,7 +106,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(opts: AgentOptions) -> Agent {
-        let status = AgentStatus::load(&opts.state_dir);
+        let status = crate::state::agent_status::load(&opts.state_dir);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let http = Arc::new(AgentHttp {
             metrics: Metrics::default(),
@@ -126,10 +126,7 @@ impl Agent {
                 .map_or(root.clone(), |p| root.join(p));
             crate::stack::Stack::load(dir).ok().map(|s| s.settings)
         });
-        let notifier = Notifier::new(
-            opts.config.sinks.clone(),
-            Some(opts.state_dir.join("alerts.jsonl")),
-        );
+        let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
         Agent {
             opts,
             status: AgentStatus {
@@ -153,7 +150,7 @@ impl Agent {
     }
 
     pub(super) fn save(&self) {
-        self.status.save(&self.opts.state_dir);
+        crate::state::agent_status::save(&self.opts.state_dir, &self.status);
         *self.http.status.lock().expect("status") =
             serde_json::to_value(&self.status).unwrap_or_default();
         self.http.ready.store(self.status.ready, Ordering::Relaxed);

@@ -145,7 +145,7 @@ pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitS
         ReportFormat::Json => "latest.json",
         ReportFormat::Markdown => "latest.md",
     };
-    let path = crate::report::store::dir(state_dir).join(file);
+    let path = crate::state::reports::dir(state_dir).join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
         action: "read",
         path: path.clone(),

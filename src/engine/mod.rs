@@ -10,12 +10,10 @@ pub mod change;
 mod drift;
 pub mod inputs;
 mod kube_step;
-pub mod lock;
 mod open;
 pub mod progress;
 pub mod record;
 mod run;
-pub mod state;
 mod terraform_step;
 
 use std::collections::BTreeSet;
@@ -29,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 use crate::graph::LayerGraph;
 use crate::source::{Affected, Revision, SourceOptions, SourceSpec};
 use crate::stack::{LayerId, LayerKind, Stack};
+use crate::state::stack_status::StackState;
 use crate::terraform::{Terraform, TerraformBinary, TerraformOptions};
 use crate::value::Outputs;
 use record::CommitInfo;
-use state::StackState;
 
 pub use change::{Change, ChangeAction, Target};
 pub use inputs::{Waiting, WaitingOn};
@@ -99,7 +97,7 @@ pub enum EngineError {
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
-    Lock(#[from] lock::LockError),
+    Lock(#[from] crate::state::lock::LockError),
     #[error("failed to write {}: {source}", path.display())]
     State {
         path: PathBuf,
@@ -207,7 +205,7 @@ impl Engine {
             .iter()
             .filter(|l| l.id.kind == LayerKind::Terraform)
         {
-            if let Some(o) = state::load_outputs(&self.opts.state_dir, &l.id) {
+            if let Some(o) = crate::state::outputs::load(&self.opts.state_dir, &l.id) {
                 known.insert(l.id.clone(), o);
             }
         }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::state::StackState;
 use super::{Engine, EngineError, EngineOptions, Source};
 use crate::kube as k8s;
 use crate::source::{Affected, Revision};
 use crate::stack::{LayerId, LayerSpec, Stack};
+use crate::state::stack_status::StackState;
 
 impl Engine {
     /// Pins the source, validates the stack and loads what the state dir remembers.

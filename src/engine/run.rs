@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::inputs::{self, WaitingOn};
 use super::progress::Event;
 use super::record::{self, LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
-use super::{lock, Engine, EngineError, Mode, Source};
+use super::{Engine, EngineError, Mode, Source};
 use crate::graph::walk::{walk, Cause, Outcome};
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::value::Outputs;
@@ -100,8 +100,12 @@ impl Engine {
     pub async fn run(&self, mode: Mode) -> Result<RunReport, EngineError> {
         let _lock = match mode {
             Mode::Apply => Some(
-                lock::Lock::acquire(&self.opts.state_dir, "strata apply", self.opts.lock_timeout)
-                    .await?,
+                crate::state::lock::Lock::acquire(
+                    &self.opts.state_dir,
+                    "strata apply",
+                    self.opts.lock_timeout,
+                )
+                .await?,
             ),
             Mode::Plan => None,
         };
@@ -262,12 +266,11 @@ impl Engine {
         } else {
             "ok"
         };
-        record::append(&self.opts.state_dir, &record::RunRecord::of(report, result)).map_err(
-            |source| EngineError::State {
+        crate::state::history::append(&self.opts.state_dir, &record::RunRecord::of(report, result))
+            .map_err(|source| EngineError::State {
                 path: self.opts.state_dir.join("history.jsonl"),
                 source,
-            },
-        )
+            })
     }
 
     /// An empty report of a layer in `status`, timed from `started`.

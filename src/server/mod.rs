@@ -201,7 +201,7 @@ async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
 
 async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
     let mut v = s.status.lock().expect("status").clone();
-    v["stack"] = serde_json::to_value(crate::engine::state::StackState::load(&s.state_dir))
+    v["stack"] = serde_json::to_value(crate::state::stack_status::StackState::load(&s.state_dir))
         .unwrap_or_default();
     axum::Json(v).into_response()
 }

@@ -26,8 +26,11 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> std::io::Re
     }
     std::fs::write(&file, &json)?;
     std::fs::write(d.join("latest.json"), &json)?;
-    std::fs::write(d.join("latest.md"), super::drift::markdown(report))?;
-    std::fs::write(d.join("latest.txt"), super::drift::text(report, false))?;
+    std::fs::write(d.join("latest.md"), crate::report::drift::markdown(report))?;
+    std::fs::write(
+        d.join("latest.txt"),
+        crate::report::drift::text(report, false),
+    )?;
     let mut old: Vec<PathBuf> = std::fs::read_dir(&d)?
         .flatten()
         .map(|e| e.path())

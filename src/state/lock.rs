@@ -235,7 +235,7 @@ mod tests {
             std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "engine::lock::tests::a_lock_held_by_a_process_killed_with_sigkill_is_free_afterwards",
+                    "state::lock::tests::a_lock_held_by_a_process_killed_with_sigkill_is_free_afterwards",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -1,15 +1,13 @@
-//! What the engine remembers per stack between runs (`status.json` in the state dir): per layer
-//! the last converged revision and inputs hash, the last result and drift state; plus each
-//! Terraform layer's outputs (0600, beside its state) so unaffected layers need no terraform run.
+//! `status.json`: what the engine remembers per stack between runs: per layer the last converged
+//! revision and inputs hash, the last result and drift state.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::DriftState;
+use crate::engine::record::DriftState;
 use crate::stack::LayerId;
-use crate::value::Output;
 
 /// One layer's memory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,36 +67,4 @@ impl StackState {
     pub fn layer_mut(&mut self, id: &LayerId) -> &mut LayerState {
         self.layers.entry(id.to_string()).or_default()
     }
-}
-
-fn outputs_path(state_dir: &Path, id: &LayerId) -> PathBuf {
-    state_dir.join("layers").join(&id.name).join("outputs.json")
-}
-
-/// The outputs cached after the layer's last apply (or refresh), if any.
-pub fn load_outputs(state_dir: &Path, id: &LayerId) -> Option<BTreeMap<String, Output>> {
-    let bytes = std::fs::read(outputs_path(state_dir, id)).ok()?;
-    let raw: BTreeMap<String, (serde_json::Value, bool)> = serde_json::from_slice(&bytes).ok()?;
-    Some(
-        raw.into_iter()
-            .map(|(k, (value, sensitive))| (k, Output { value, sensitive }))
-            .collect(),
-    )
-}
-
-/// Caches outputs (mode 0600: they may hold secrets, like the Terraform state beside them).
-pub fn save_outputs(
-    state_dir: &Path,
-    id: &LayerId,
-    outputs: &BTreeMap<String, Output>,
-) -> std::io::Result<()> {
-    let path = outputs_path(state_dir, id);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let raw: BTreeMap<&String, (&serde_json::Value, bool)> = outputs
-        .iter()
-        .map(|(k, o)| (k, (&o.value, o.sensitive)))
-        .collect();
-    crate::util::fs::write_private(&path, &serde_json::to_vec(&raw).expect("json"))
 }
