@@ -98,11 +98,8 @@ pub enum EngineError {
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Lock(#[from] crate::state::lock::LockError),
-    #[error("failed to write {}: {source}", path.display())]
-    State {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// A stack pinned to a revision, ready to plan, apply or diff.
@@ -221,17 +218,19 @@ impl Engine {
             .is_some_and(|s| s.converged_revision.is_some())
     }
 
-    /// Saves what the state dir remembers.
+    /// Records what this run owns in `status.json` through `change`, and keeps the merged
+    /// result as this engine's view.
+    ///
+    /// # Guarantees
+    /// Fields `change` does not set keep what is on disk now, whoever wrote them since this
+    /// engine opened: a plan or diff never reverts what an apply recorded in between.
     ///
     /// # Errors
-    /// `status.json` could not be written; the error names it.
-    fn save_state(&self, state: &StackState) -> Result<(), EngineError> {
-        state
-            .save(&self.opts.state_dir)
-            .map_err(|source| EngineError::State {
-                path: StackState::path(&self.opts.state_dir),
-                source,
-            })
+    /// `status.json` is corrupt or could not be written; the error names it.
+    fn record_state(&self, change: impl FnOnce(&mut StackState)) -> Result<(), EngineError> {
+        let merged = StackState::update(&self.opts.state_dir, change)?;
+        *self.state.lock().expect("state") = merged;
+        Ok(())
     }
 
     /// What the state dir remembers.

@@ -64,7 +64,7 @@ impl Engine {
         };
         let v = crate::validate(&root).map_err(EngineError::Invalid)?;
         duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
-        let state = StackState::load(&opts.state_dir);
+        let state = StackState::load(&opts.state_dir)?;
         let affected = match (&source, &commit, &state.converged_revision) {
             (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {
                 let repo = crate::source::open_mirror(&sopts.state_dir, &spec.url)?;

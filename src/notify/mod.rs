@@ -180,7 +180,10 @@ impl Notifier {
     pub fn notify(&self, event: Event) {
         tracing::info!(kind = ?event.kind, revision = %event.revision, "{}", event.summary);
         if let Some(state_dir) = &self.state_dir {
-            crate::state::alerts::append(state_dir, &event);
+            // The alert still goes out: a log that cannot be written must not silence it.
+            if let Err(e) = crate::state::alerts::append(state_dir, &event) {
+                tracing::error!("alert not logged: {e}");
+            }
         }
         self.sent.lock().expect("sent").push(event.clone());
         for sink in self.sinks.clone() {

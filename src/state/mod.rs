@@ -19,15 +19,24 @@
 //!   alerts.jsonl                every alert the agent raised (alerts.rs)
 //! ```
 //!
+//! Every file here is replaced atomically (temporary file, fsync, rename, fsync of the dir) with
+//! mode 0600, in dirs of mode 0700; every read-modify-write happens under a kernel lock on a
+//! `.lock` file beside the data, which dies with its holder and is never deleted; logs are
+//! appended one whole line at a time under the same kind of lock. A file that does not parse is
+//! an error naming it and the way out, never an empty state.
+//!
 //! Mirrors and revisions belong to [`crate::source`], `layers/<name>/` (but `outputs.json`) and
 //! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`].
 
 pub mod agent_status;
 pub mod alerts;
 pub mod approvals;
+mod file;
 pub mod history;
 pub mod lock;
 pub mod outputs;
 pub mod pin;
 pub mod reports;
 pub mod stack_status;
+
+pub use file::StateError;

@@ -1,37 +1,67 @@
-//! Drift reports kept in the state dir: `reports/<time>.json`, and `reports/latest.json` +
-//! `reports/latest.md`, keeping the last `keep`.
+//! Drift reports kept in the state dir: `reports/<time>.json`, and `reports/latest.json`,
+//! `reports/latest.md` and `reports/latest.txt`, keeping the last `keep`.
 
 use std::path::{Path, PathBuf};
 
+use super::file::{self, StateError};
 use crate::engine::record::DriftReport;
 
 /// Reports kept by default.
 pub const KEEP: usize = 50;
 
-pub fn dir(state_dir: &Path) -> PathBuf {
+fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("reports")
 }
 
+/// The latest report's file in each format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latest {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Where the latest report is in `format`.
+pub fn latest_path(state_dir: &Path, format: Latest) -> PathBuf {
+    dir(state_dir).join(match format {
+        Latest::Text => "latest.txt",
+        Latest::Json => "latest.json",
+        Latest::Markdown => "latest.md",
+    })
+}
+
 /// Writes a report and drops the oldest beyond `keep`. Returns the timestamped file.
-pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> std::io::Result<PathBuf> {
+///
+/// # Guarantees
+/// Every file is replaced atomically with mode 0600 (a reader never sees half a report); the
+/// `latest` files are written after the timestamped one.
+///
+/// # Errors
+/// [`StateError::Io`] naming the file that could not be written.
+pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<PathBuf, StateError> {
+    file::ensure_state_dir(state_dir)?;
     let d = dir(state_dir);
-    std::fs::create_dir_all(&d)?;
+    file::ensure_dir(&d)?;
     let json = serde_json::to_vec_pretty(report).expect("json");
     let stamp = report.checked_at.replace(':', "");
-    let mut file = d.join(format!("{stamp}.json"));
+    let mut path = d.join(format!("{stamp}.json"));
     let mut n = 1;
-    while file.exists() {
-        file = d.join(format!("{stamp}-{n}.json"));
+    while path.exists() {
+        path = d.join(format!("{stamp}-{n}.json"));
         n += 1;
     }
-    std::fs::write(&file, &json)?;
-    std::fs::write(d.join("latest.json"), &json)?;
-    std::fs::write(d.join("latest.md"), crate::report::drift::markdown(report))?;
-    std::fs::write(
-        d.join("latest.txt"),
-        crate::report::drift::text(report, false),
+    file::write(&path, &json)?;
+    file::write(&latest_path(state_dir, Latest::Json), &json)?;
+    file::write(
+        &latest_path(state_dir, Latest::Markdown),
+        crate::report::drift::markdown(report).as_bytes(),
     )?;
-    let mut old: Vec<PathBuf> = std::fs::read_dir(&d)?
+    file::write(
+        &latest_path(state_dir, Latest::Text),
+        crate::report::drift::text(report, false).as_bytes(),
+    )?;
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&d)
+        .map_err(StateError::io("list", &d))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("latest.json"))
@@ -39,12 +69,10 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> std::io::Re
     old.sort();
     let excess = old.len().saturating_sub(keep);
     for p in old.into_iter().take(excess) {
-        let _ = std::fs::remove_file(p);
+        // An old report that will not go away only takes room; the new one is written.
+        if let Err(e) = std::fs::remove_file(&p) {
+            tracing::warn!("failed to remove the old report {}: {e}", p.display());
+        }
     }
-    Ok(file)
-}
-
-/// The latest report's JSON, if any.
-pub fn latest(state_dir: &Path) -> Option<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(dir(state_dir).join("latest.json")).ok()?).ok()
+    Ok(path)
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::file::{self, StateError};
 use crate::engine::record::DriftState;
 use crate::stack::LayerId;
 
@@ -40,24 +41,46 @@ pub struct StackState {
     pub layers: BTreeMap<String, LayerState>,
 }
 
+/// What to do about a corrupt `status.json`.
+const RECOVERY: &str = "restore it from a backup, or move it aside and strata will treat every \
+layer as never applied (planning all of them; Terraform state and Kubernetes inventories are kept \
+elsewhere and stay intact)";
+
 impl StackState {
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("status.json")
     }
 
-    pub fn load(state_dir: &Path) -> StackState {
-        std::fs::read(StackState::path(state_dir))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// What the state dir remembers; empty when the stack never ran from it.
+    ///
+    /// # Errors
+    /// [`StateError::Corrupt`] naming the file and how to recover when it exists but does not
+    /// parse (never an empty state in its place); [`StateError::Io`] when it cannot be read.
+    pub fn load(state_dir: &Path) -> Result<StackState, StateError> {
+        Ok(file::read_json(&StackState::path(state_dir), RECOVERY)?.unwrap_or_default())
     }
 
-    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(state_dir)?;
-        crate::util::fs::write_atomic(
-            &StackState::path(state_dir),
-            &serde_json::to_vec_pretty(self).expect("json"),
-        )
+    /// Re-reads `status.json` under its lock, lets `change` set the fields its caller owns, and
+    /// writes the result back; returns it.
+    ///
+    /// # Guarantees
+    /// Two updates never lose each other's fields: each reads what the other wrote (the lock
+    /// orders them), so a caller that sets only its own fields never reverts anyone else's. The
+    /// file is replaced atomically (0600); a crash leaves the old one or the new one.
+    ///
+    /// # Errors
+    /// The file is corrupt or cannot be read, locked or written; nothing is written then.
+    pub fn update(
+        state_dir: &Path,
+        change: impl FnOnce(&mut StackState),
+    ) -> Result<StackState, StateError> {
+        file::ensure_state_dir(state_dir)?;
+        let path = StackState::path(state_dir);
+        let _lock = file::FileLock::beside(&path)?;
+        let mut state = StackState::load(state_dir)?;
+        change(&mut state);
+        file::write(&path, &serde_json::to_vec_pretty(&state).expect("json"))?;
+        Ok(state)
     }
 
     pub fn layer(&self, id: &LayerId) -> Option<&LayerState> {

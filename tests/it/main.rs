@@ -9,5 +9,6 @@ mod graph;
 mod json_output;
 mod kube;
 mod source;
+mod state;
 mod terraform;
 mod validate;
