@@ -91,3 +91,44 @@ impl StackState {
         self.layers.entry(id.to_string()).or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_updates_of_different_fields_lose_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for n in 0..25 {
+                        StackState::update(&dir, |s| {
+                            s.layers.entry(format!("layer{i}")).or_default().last_run =
+                                Some(n.to_string());
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let state = StackState::load(dir.path()).unwrap();
+        assert_eq!(state.layers.len(), 8);
+        assert!(state
+            .layers
+            .values()
+            .all(|l| l.last_run.as_deref() == Some("24")));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(".strata-tmp-")),
+            "{names:?}"
+        );
+    }
+}
