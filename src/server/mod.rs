@@ -203,8 +203,10 @@ async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
 
 async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
     let mut v = s.status.lock().expect("status").clone();
-    v["stack"] = serde_json::to_value(crate::engine::state::StackState::load(&s.state_dir))
-        .unwrap_or_default();
+    match crate::state::stack_status::StackState::load(&s.state_dir) {
+        Ok(stack) => v["stack"] = serde_json::to_value(stack).unwrap_or_default(),
+        Err(e) => v["stack_error"] = e.to_string().into(),
+    }
     axum::Json(v).into_response()
 }
 

@@ -12,6 +12,7 @@ mod logging;
 mod report;
 mod shutdown;
 mod source;
+mod state;
 mod terraform;
 mod validate;
 mod webhook;

@@ -22,7 +22,7 @@ async fn an_agent_asked_to_stop_starts_no_sync() {
         o.drift_interval = Some(Duration::from_secs(3600));
         let stop = CancellationToken::new();
         stop.cancel();
-        let agent = Agent::new(o);
+        let agent = Agent::new(o).expect("agent state");
         let notifier = agent.notifier();
         let ended = agent.run(stop).await;
         assert_eq!(ended, Ended::Clean);
