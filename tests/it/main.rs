@@ -11,6 +11,7 @@ mod kube;
 mod logging;
 mod report;
 mod shutdown;
+mod sops;
 mod source;
 mod state;
 mod terraform;
