@@ -9,6 +9,7 @@
 pub mod change;
 mod drift;
 pub mod inputs;
+mod kube_prune;
 mod kube_step;
 pub mod lock;
 mod open;
