@@ -29,6 +29,7 @@ impl Engine {
         };
         let mut apply = k8s::ApplyOptions::new(&self.stack.name, &layer.id.name);
         apply.stack_id = self.stack_id();
+        apply.adopt = self.opts.adopt;
         apply.namespace = k.namespace.clone();
         apply.force_conflicts = layer.drift == DriftPolicy::Correct;
         SyncOptions {

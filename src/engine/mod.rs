@@ -74,6 +74,8 @@ pub struct EngineOptions {
     pub only: Option<BTreeSet<LayerId>>,
     /// Plan these Terraform layers even when nothing they depend on changed (drift correction).
     pub force_plan: BTreeSet<LayerId>,
+    /// Take over Kubernetes objects another stack, or no stack, manages (`apply --adopt`).
+    pub adopt: bool,
 }
 
 impl EngineOptions {
@@ -89,6 +91,7 @@ impl EngineOptions {
             progress: false,
             only: None,
             force_plan: BTreeSet::new(),
+            adopt: false,
         }
     }
 }

@@ -72,6 +72,10 @@ fn layer(root: &Path, name: &str, files: &[(&str, &str)]) {
 }
 
 async fn run(root: &Path, verb: &str) -> Output {
+    run_with(root, verb, &[]).await
+}
+
+async fn run_with(root: &Path, verb: &str, extra: &[&str]) -> Output {
     let state = root.join("state");
     let mut args = vec![
         verb,
@@ -83,6 +87,7 @@ async fn run(root: &Path, verb: &str) -> Output {
     if verb == "apply" {
         args.push("--auto-approve");
     }
+    args.extend(extra);
     strata_cli(root, &args).await
 }
 
@@ -144,6 +149,11 @@ async fn a_namespace_that_still_holds_declared_objects_is_kept_and_never_recreat
     assert_eq!(uid(&c, "namespace", "shop", None).await, ns);
     assert_eq!(uid(&c, "cm", "settings", Some("shop")).await, settings);
     assert_eq!(uid(&c, "cm", "orders", Some("shop")).await, orders);
+
+    // Converged: another apply writes nothing, inventories included.
+    let rv = c.dev.resource_version();
+    run(&root, "apply").await.code(0);
+    assert_eq!(c.dev.resource_version(), rv, "a no-op apply wrote");
 
     // A ConfigMap moved downstream in one commit is handed over too.
     layer(&root, "platform", &[("ns.yaml", NS)]);
@@ -267,7 +277,7 @@ async fn two_stacks_sharing_a_name_never_prune_or_silently_take_over_each_other(
         "{all}"
     );
 
-    // With consent it is adopted, and the apply says so.
+    // With consent (an annotation, or `--adopt`) it is adopted, and the apply says so.
     let adopt = "  annotations:\n    strata.dev/adopt: \"true\"\n";
     layer(
         &b,
@@ -275,7 +285,6 @@ async fn two_stacks_sharing_a_name_never_prune_or_silently_take_over_each_other(
         &[
             ("b.yaml", &cm("b-config", "")),
             ("common.yaml", &cm("common", adopt)),
-            ("h.yaml", &cm("by-hand", adopt)),
         ],
     );
     let out = run(&b, "apply").await;
@@ -285,6 +294,17 @@ async fn two_stacks_sharing_a_name_never_prune_or_silently_take_over_each_other(
             .contains("~ ConfigMap/default/common (adopted: it was managed by stack \"demo\" (id "),
         "{out:?}"
     );
+    layer(
+        &b,
+        "apps",
+        &[
+            ("b.yaml", &cm("b-config", "")),
+            ("common.yaml", &cm("common", adopt)),
+            ("h.yaml", &cm("by-hand", "")),
+        ],
+    );
+    let out = run_with(&b, "apply", &["--adopt"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout
             .contains("~ ConfigMap/default/by-hand (adopted: it was created outside strata)"),
@@ -399,4 +419,99 @@ fn spawn_apply(root: &Path) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// An inventory and objects written before stack ids existed (named and labelled by the stack
+/// name alone) are taken over by the stack, not orphaned: what left Git is still pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inventory_from_before_stack_ids_is_taken_over() {
+    use strata::kube::{self as k8s, ApplyOptions, SyncOptions};
+    let c = Cluster::start().await;
+    let client = c.client().await;
+    let legacy = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    strata.dev/stack: demo\n    strata.dev/layer: apps\n")
+    };
+    let entries = r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"default","name":"kept"},{"group":"","version":"v1","kind":"ConfigMap","namespace":"default","name":"gone"}]"#;
+    let inventory = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inventory.demo.apps\n  namespace: strata-system\ndata:\n  entries: '{entries}'\n"
+    );
+    let files = [
+        (
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strata-system\n".to_string(),
+        ),
+        ("inv.yaml", inventory),
+        ("kept.yaml", legacy("kept")),
+        ("gone.yaml", legacy("gone")),
+    ];
+    for (f, text) in &files {
+        let path = c.dir.path().join(f);
+        std::fs::write(&path, text).unwrap();
+        c.kubectl(&["create", "-f", path.to_str().unwrap()])
+            .await
+            .code(0);
+    }
+
+    let dir = c.manifests(
+        "apps",
+        &[(
+            "kept.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\n",
+        )],
+    );
+    let mut apply = ApplyOptions::new("demo", "apps");
+    apply.stack_id = "0123456789abcdef".into();
+    let opts = SyncOptions {
+        apply,
+        prune: true,
+        wait: false,
+        timeout: Duration::from_secs(10),
+    };
+    let (desired, resources) = k8s::desired(
+        &client,
+        c.dir.path(),
+        &dir,
+        &Default::default(),
+        &opts.apply,
+    )
+    .await
+    .unwrap();
+    let cs = k8s::sync(&client, &desired, &resources, &opts)
+        .await
+        .unwrap();
+    assert_eq!(cs.summary(), "+0 ~1 -1", "{cs:?}");
+    let label = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "kept",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.metadata.labels.strata\\.dev/stack-id}",
+        ])
+        .await;
+    assert_eq!(label.stdout, "0123456789abcdef");
+    assert_ne!(
+        c.kubectl(&["get", "cm", "gone", "-n", "default"])
+            .await
+            .code,
+        0
+    );
+    assert_ne!(
+        c.kubectl(&["get", "cm", "inventory.demo.apps", "-n", "strata-system"])
+            .await
+            .code,
+        0,
+        "the old inventory is replaced"
+    );
+    c.kubectl(&[
+        "get",
+        "cm",
+        "inventory.0123456789abcdef.apps",
+        "-n",
+        "strata-system",
+    ])
+    .await
+    .code(0);
 }
