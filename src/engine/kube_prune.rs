@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::progress::Event;
 use super::record::LayerStatus;
 use super::run::Shared;
 use super::{change, Engine, Mode};
@@ -96,9 +97,11 @@ impl Engine {
     /// the whole stack's desired objects, and completes their reports.
     ///
     /// # Guarantees
-    /// - Runs after the walk: every layer's desired set is known (or the layer is named as
-    ///   unknown and nothing is pruned on its behalf's uncertainty).
+    /// - Runs after the walk: every layer's desired set is known, or the layer is named as
+    ///   unknown and nothing is pruned on that cluster while it is.
     /// - A layer is recorded converged only once its prune succeeded.
+    /// - A cancelled run prunes nothing: its layers are reported interrupted, their objects stay
+    ///   in their inventories for the next run.
     pub(super) async fn prune_kubernetes(&self, mode: Mode, shared: &Arc<Mutex<Shared>>) {
         let mut pending = std::mem::take(&mut shared.lock().expect("shared").pending);
         if pending.is_empty() {
@@ -120,6 +123,16 @@ impl Engine {
             let Some(p) = pending.remove(&id) else {
                 continue;
             };
+            if mode == Mode::Apply && self.opts.cancel.is_cancelled() {
+                let mut sh = shared.lock().expect("shared");
+                if let Some(report) = sh.reports.get_mut(&id) {
+                    report.status = LayerStatus::Interrupted;
+                    report.detail = Some(
+                        "interrupted before pruning: the next apply prunes what left Git".into(),
+                    );
+                }
+                continue;
+            }
             let layer = self
                 .stack
                 .layer(&id)
@@ -141,6 +154,7 @@ impl Engine {
             let Some(report) = sh.reports.get_mut(&id) else {
                 continue;
             };
+            let before = report.clone();
             match result {
                 Ok(cs) => {
                     report.counts = Some(cs.summary());
@@ -160,6 +174,12 @@ impl Engine {
                 Err(e) => {
                     report.status = LayerStatus::Failed;
                     report.detail = Some(e.to_string());
+                }
+            }
+            // The layer's line said what its apply did; now it says what its prune did too.
+            if let Some(report) = shared.lock().expect("shared").reports.get(&id) {
+                if *report != before {
+                    self.progress(&id, Event::Done(Box::new(report.clone())));
                 }
             }
         }

@@ -80,11 +80,14 @@ impl Engine {
         }))
     }
 
-    /// The stack's identity on its clusters: derived from where the stack comes from (the
+    /// The stack's identity on its clusters: its `id` setting, else derived from where the stack comes from (the
     /// repository URL and path, or the stack directory) and its name, so that two stacks that
     /// share a name never own each other's objects, and a new state dir for the same source owns
     /// the same ones.
     pub(super) fn stack_id(&self) -> String {
+        if let Some(id) = &self.stack.settings.id {
+            return id.clone();
+        }
         let source = match &self.source {
             Source::Dir(d) => {
                 let dir = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());

@@ -35,8 +35,13 @@ const WIDGET: &str =
 
 /// A stack `demo` with the layers `platform` and `apps` (which depends on it), on the cluster.
 fn stack(root: &Path, c: &Cluster) {
+    stack_with(root, c, "")
+}
+
+fn stack_with(root: &Path, c: &Cluster, settings: &str) {
     let hcl = format!(
-        r#"stack "demo" {{}}
+        r#"stack "demo" {{
+{settings}}}
 
 cluster "main" {{
   kubeconfig_path = "{}"
@@ -514,4 +519,59 @@ async fn an_inventory_from_before_stack_ids_is_taken_over() {
     ])
     .await
     .code(0);
+}
+
+/// A state dir rebuilt for a stack that also moved (another directory, or another URL for the
+/// same repository) owns its objects again only under an explicit, unchanged stack `id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_stack_owns_its_objects_through_its_explicit_id() {
+    let c = Cluster::start().await;
+    let old = c.dir.path().join("old");
+    let new = c.dir.path().join("new");
+    for root in [&old, &new] {
+        stack_with(root, &c, "  id = \"shop-prod\"\n");
+        layer(root, "platform", &[("ns.yaml", NS)]);
+        layer(
+            root,
+            "apps",
+            &[("orders.yaml", ORDERS), ("settings.yaml", SETTINGS)],
+        );
+    }
+    run(&old, "apply").await.code(0);
+    let orders = uid(&c, "cm", "orders", Some("shop")).await;
+    let label = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "orders",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.labels.strata\\.dev/stack-id}",
+        ])
+        .await;
+    assert_eq!(label.stdout, "shop-prod");
+
+    // The new copy, with a fresh state dir, applies without adopting and prunes as the old did.
+    layer(&new, "apps", &[("orders.yaml", ORDERS)]);
+    let out = run(&new, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("- ConfigMap/shop/settings"), "{out:?}");
+    assert!(!out.stdout.contains("adopted"), "{out:?}");
+    assert_eq!(uid(&c, "cm", "orders", Some("shop")).await, orders);
+
+    // Without the id, the moved copy is another stack: refused, not silently taken over.
+    let other = c.dir.path().join("other");
+    stack(&other, &c);
+    layer(&other, "platform", &[]);
+    layer(&other, "apps", &[("orders.yaml", ORDERS)]);
+    let out = run(&other, "apply").await;
+    assert_ne!(out.code, 0, "{out:?}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains(
+            "ConfigMap/shop/orders: it already exists, managed by stack \"demo\" (id shop-prod)"
+        ),
+        "{all}"
+    );
 }
