@@ -16,8 +16,9 @@ use super::object::ObjRef;
 use super::order;
 use super::owner::{adopt_annotated, owner_of, Owner, LABEL_STACK_ID};
 use super::resolve::{Resolved, Resources};
-use super::retry::{retry, Backoff};
+use super::retry::retry;
 use super::sanitize::comparable;
+use crate::util::retry::Backoff;
 
 /// Labels strata puts on every object it applies.
 pub const LABEL_STACK: &str = "strata.dev/stack";

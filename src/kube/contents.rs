@@ -10,7 +10,8 @@ use super::object::ObjRef;
 use super::owner::{owner_of, Owner};
 use super::prune::{Stackwide, ANNOTATION_PRUNE};
 use super::resolve::{Resolved, Resources};
-use super::retry::{retry, Backoff};
+use super::retry::retry;
+use crate::util::retry::Backoff;
 
 /// Whether deleting `r` deletes other objects with it.
 pub fn cascades(r: &ObjRef) -> bool {

@@ -16,8 +16,9 @@ use super::object::ObjRef;
 use super::order;
 use super::owner::{owner_of, Owner};
 use super::resolve::Resources;
-use super::retry::{retry, Backoff};
+use super::retry::retry;
 use super::ApplyOptions;
+use crate::util::retry::Backoff;
 
 pub const ANNOTATION_PRUNE: &str = "strata.dev/prune";
 

@@ -9,6 +9,8 @@ mod graph;
 mod json_output;
 mod kube;
 mod kube_safety;
+mod logging;
+mod report;
 mod source;
 mod terraform;
 mod validate;
