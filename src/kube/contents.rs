@@ -2,6 +2,8 @@
 //! it, and every custom resource of a CRD with it: before strata prunes either, it lists what
 //! they hold, so that pruning never destroys an object Git still declares or strata does not own.
 
+use std::collections::BTreeSet;
+
 use ::kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
@@ -21,18 +23,30 @@ pub fn cascades(r: &ObjRef) -> bool {
     )
 }
 
-/// Objects the cluster creates by itself in every namespace, or that another object owns: they
-/// go with what made them, and never keep a namespace alive.
-fn incidental(obj: &Value) -> bool {
+/// Objects the cluster creates by itself (in every namespace, or for a Service), or that another
+/// object owns: they go with what made them, and never keep a namespace alive. `services` are
+/// the names of the Services beside `obj`.
+fn incidental(obj: &Value, services: &BTreeSet<String>) -> bool {
     let md = &obj["metadata"];
+    let group = obj["apiVersion"]
+        .as_str()
+        .unwrap_or("")
+        .split('/')
+        .rev()
+        .nth(1);
     let kind = obj["kind"].as_str().unwrap_or("");
     let name = md["name"].as_str().unwrap_or("");
     md["ownerReferences"]
         .as_array()
         .is_some_and(|o| !o.is_empty())
         || kind == "Event"
+        // Live readings, not stored objects.
+        || group == Some("metrics.k8s.io")
         || (kind == "ServiceAccount" && name == "default")
         || (kind == "ConfigMap" && name == "kube-root-ca.crt")
+        || (kind == "Endpoints" && group.is_none() && services.contains(name))
+        || (obj["type"] == "kubernetes.io/service-account-token"
+            && md["annotations"]["kubernetes.io/service-account.name"] == "default")
 }
 
 async fn list(
@@ -73,8 +87,14 @@ async fn list(
 
 /// Why an object held by a Namespace or CRD stops it being pruned; `None` when it is pruned too
 /// (or goes with its owner anyway).
-fn blocks(obj: &Value, stack: &Stackwide, name: &str, id: &str) -> Option<String> {
-    if incidental(obj) {
+fn blocks(
+    obj: &Value,
+    services: &BTreeSet<String>,
+    stack: &Stackwide,
+    name: &str,
+    id: &str,
+) -> Option<String> {
+    if incidental(obj, services) {
         return None;
     }
     let r = ObjRef::of(obj);
@@ -106,23 +126,28 @@ pub async fn held(
     (name, id): (&str, &str),
     backoff: Backoff,
 ) -> Result<Vec<String>, KubeError> {
-    let mut held = Vec::new();
+    let mut objects = Vec::new();
     if r.kind == "Namespace" {
         for res in served.listable_kinds().into_iter().filter(|r| r.namespaced) {
-            for obj in list(client, res, Some(&r.name), backoff).await? {
-                held.extend(blocks(&obj, stack, name, id));
-            }
+            objects.extend(list(client, res, Some(&r.name), backoff).await?);
         }
     } else {
         let spec = &live["spec"];
         let group = spec["group"].as_str().unwrap_or("");
         let kind = spec["names"]["kind"].as_str().unwrap_or("");
         if let Some(res) = served.any_version(group, kind) {
-            for obj in list(client, res, None, backoff).await? {
-                held.extend(blocks(&obj, stack, name, id));
-            }
+            objects.extend(list(client, res, None, backoff).await?);
         }
     }
+    let services: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Service" && o["apiVersion"] == "v1")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    let mut held: Vec<String> = objects
+        .iter()
+        .filter_map(|o| blocks(o, &services, stack, name, id))
+        .collect();
     held.sort();
     Ok(held)
 }
@@ -135,6 +160,12 @@ mod tests {
     #[test]
     fn what_the_cluster_makes_or_an_owner_holds_never_blocks() {
         let stack = Stackwide::default();
+        let none = BTreeSet::new();
+        let web = BTreeSet::from(["web".to_string()]);
+        let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
+                               "metadata": {"name": "web", "namespace": "shop"}});
+        assert_eq!(blocks(&endpoints, &web, &stack, "demo", "aa"), None);
+        assert!(blocks(&endpoints, &none, &stack, "demo", "aa").is_some());
         let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
                         "metadata": {"name": "default", "namespace": "shop"}});
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -142,10 +173,10 @@ mod tests {
                                      "ownerReferences": [{"kind": "Deployment", "name": "web"}]}});
         let by_hand = json!({"apiVersion": "v1", "kind": "ConfigMap",
                              "metadata": {"name": "notes", "namespace": "shop"}});
-        assert_eq!(blocks(&sa, &stack, "demo", "aa"), None);
-        assert_eq!(blocks(&rs, &stack, "demo", "aa"), None);
+        assert_eq!(blocks(&sa, &none, &stack, "demo", "aa"), None);
+        assert_eq!(blocks(&rs, &none, &stack, "demo", "aa"), None);
         assert_eq!(
-            blocks(&by_hand, &stack, "demo", "aa").unwrap(),
+            blocks(&by_hand, &none, &stack, "demo", "aa").unwrap(),
             "ConfigMap/shop/notes (created outside strata)"
         );
     }

@@ -1,7 +1,8 @@
-//! What strata must never destroy: objects Git still declares (a pruned Namespace or CRD would
-//! take them along), objects of another stack that happens to share a name, and objects a crashed
-//! apply created. Each test is the repro of one way strata lost objects, run with the real strata
-//! binary against devcluster.
+//! What pruning must never destroy, and must never forget: objects Git still declares (a pruned
+//! Namespace or CRD would take them along, and so would a layer pruning an object another layer
+//! took over), and objects a crashed apply created. Each test is the repro of one way strata lost
+//! objects, run with the real strata binary against devcluster. The helpers here drive a stack
+//! `demo` of two Kubernetes layers; kube_ownership uses them too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,10 +11,10 @@ use devcluster::{Fault, FaultAction};
 
 use crate::support::{strata_cli, Cluster, Output};
 
-const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
-const SETTINGS: &str =
+pub(crate) const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+pub(crate) const SETTINGS: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  color: blue\n";
-const ORDERS: &str =
+pub(crate) const ORDERS: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: orders\n  namespace: shop\ndata:\n  size: \"3\"\n";
 const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -34,11 +35,11 @@ const WIDGET: &str =
     "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: shop\nspec:\n  size: 3\n";
 
 /// A stack `demo` with the layers `platform` and `apps` (which depends on it), on the cluster.
-fn stack(root: &Path, c: &Cluster) {
+pub(crate) fn stack(root: &Path, c: &Cluster) {
     stack_with(root, c, "")
 }
 
-fn stack_with(root: &Path, c: &Cluster, settings: &str) {
+pub(crate) fn stack_with(root: &Path, c: &Cluster, settings: &str) {
     let hcl = format!(
         r#"stack "demo" {{
 {settings}}}
@@ -67,7 +68,7 @@ kubernetes "apps" {{
 }
 
 /// Replaces a layer's files.
-fn layer(root: &Path, name: &str, files: &[(&str, &str)]) {
+pub(crate) fn layer(root: &Path, name: &str, files: &[(&str, &str)]) {
     let dir = root.join("k8s").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -76,11 +77,11 @@ fn layer(root: &Path, name: &str, files: &[(&str, &str)]) {
     }
 }
 
-async fn run(root: &Path, verb: &str) -> Output {
+pub(crate) async fn run(root: &Path, verb: &str) -> Output {
     run_with(root, verb, &[]).await
 }
 
-async fn run_with(root: &Path, verb: &str, extra: &[&str]) -> Output {
+pub(crate) async fn run_with(root: &Path, verb: &str, extra: &[&str]) -> Output {
     let state = root.join("state");
     let mut args = vec![
         verb,
@@ -96,7 +97,7 @@ async fn run_with(root: &Path, verb: &str, extra: &[&str]) -> Output {
     strata_cli(root, &args).await
 }
 
-async fn uid(c: &Cluster, kind: &str, name: &str, ns: Option<&str>) -> String {
+pub(crate) async fn uid(c: &Cluster, kind: &str, name: &str, ns: Option<&str>) -> String {
     let mut args = vec!["get", kind, name, "-o", "jsonpath={.metadata.uid}"];
     if let Some(ns) = ns {
         args.extend(["-n", ns]);
@@ -213,121 +214,6 @@ async fn a_crd_whose_custom_resources_are_still_declared_is_kept() {
     assert_eq!(uid(&c, "widgets.example.com", "w1", Some("shop")).await, w1);
 }
 
-/// Two teams, two stack directories and state dirs, both `stack "demo"` with a layer `apps`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stacks_sharing_a_name_never_prune_or_silently_take_over_each_other() {
-    let c = Cluster::start().await;
-    let a = c.dir.path().join("team-a");
-    let b = c.dir.path().join("team-b");
-    for root in [&a, &b] {
-        stack(root, &c);
-        layer(root, "platform", &[]);
-    }
-    let cm = |name: &str, extra: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\n{extra}data:\n  team: x\n")
-    };
-    layer(
-        &a,
-        "apps",
-        &[
-            ("a.yaml", &cm("a-config", "")),
-            ("common.yaml", &cm("common", "")),
-        ],
-    );
-    run(&a, "apply").await.code(0);
-    let a_uid = uid(&c, "cm", "a-config", Some("default")).await;
-
-    // B's first apply prunes nothing of A's.
-    layer(&b, "apps", &[("b.yaml", &cm("b-config", ""))]);
-    let out = run(&b, "apply").await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(uid(&c, "cm", "a-config", Some("default")).await, a_uid);
-    // Nor does A's next apply prune B's.
-    let out = run(&a, "apply").await;
-    assert_eq!(out.code, 0, "{out:?}");
-    uid(&c, "cm", "b-config", Some("default")).await;
-
-    // B declaring A's object is refused, naming it and its owner.
-    layer(
-        &b,
-        "apps",
-        &[
-            ("b.yaml", &cm("b-config", "")),
-            ("common.yaml", &cm("common", "")),
-        ],
-    );
-    let out = run(&b, "apply").await;
-    assert_ne!(out.code, 0, "{out:?}");
-    let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(
-        all.contains("ConfigMap/default/common: it already exists, managed by stack \"demo\" (id "),
-        "{all}"
-    );
-    assert!(all.contains("strata.dev/adopt"), "{all}");
-
-    // An object made by hand is refused too.
-    by_hand(&c, "by-hand", "default").await;
-    layer(
-        &b,
-        "apps",
-        &[
-            ("b.yaml", &cm("b-config", "")),
-            ("h.yaml", &cm("by-hand", "")),
-        ],
-    );
-    let out = run(&b, "apply").await;
-    let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(
-        all.contains("ConfigMap/default/by-hand: it already exists, created outside strata"),
-        "{all}"
-    );
-
-    // With consent (an annotation, or `--adopt`) it is adopted, and the apply says so.
-    let adopt = "  annotations:\n    strata.dev/adopt: \"true\"\n";
-    layer(
-        &b,
-        "apps",
-        &[
-            ("b.yaml", &cm("b-config", "")),
-            ("common.yaml", &cm("common", adopt)),
-        ],
-    );
-    let out = run(&b, "apply").await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stdout
-            .contains("~ ConfigMap/default/common (adopted: it was managed by stack \"demo\" (id "),
-        "{out:?}"
-    );
-    layer(
-        &b,
-        "apps",
-        &[
-            ("b.yaml", &cm("b-config", "")),
-            ("common.yaml", &cm("common", adopt)),
-            ("h.yaml", &cm("by-hand", "")),
-        ],
-    );
-    let out = run_with(&b, "apply", &["--adopt"]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stdout
-            .contains("~ ConfigMap/default/by-hand (adopted: it was created outside strata)"),
-        "{out:?}"
-    );
-    let report = run(&b, "plan").await;
-    assert_eq!(report.code, 0, "{report:?}");
-    // A now neither takes it back silently nor prunes it when it leaves A's Git.
-    layer(&a, "apps", &[("a.yaml", &cm("a-config", ""))]);
-    let out = run(&a, "apply").await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        !out.stdout.contains("- ConfigMap/default/common"),
-        "{out:?}"
-    );
-    uid(&c, "cm", "common", Some("default")).await;
-}
-
 /// `kill -9` of strata while a layer applies 300 ConfigMaps, then the commit is reverted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_of_an_apply_killed_midway_are_found_diffed_and_pruned() {
@@ -399,7 +285,7 @@ async fn objects_of_an_apply_killed_midway_are_found_diffed_and_pruned() {
 }
 
 /// A ConfigMap made with kubectl, as someone outside strata would.
-async fn by_hand(c: &Cluster, name: &str, ns: &str) {
+pub(crate) async fn by_hand(c: &Cluster, name: &str, ns: &str) {
     let file = c.dir.path().join(format!("{name}.yaml"));
     let text =
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n");
@@ -426,152 +312,52 @@ fn spawn_apply(root: &Path) -> tokio::process::Child {
         .unwrap()
 }
 
-/// An inventory and objects written before stack ids existed (named and labelled by the stack
-/// name alone) are taken over by the stack, not orphaned: what left Git is still pruned.
+/// A layer whose manifests do not load might declare anything: while it is broken, nothing is
+/// pruned on its cluster (an object moved into it would otherwise be deleted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inventory_from_before_stack_ids_is_taken_over() {
-    use strata::kube::{self as k8s, ApplyOptions, SyncOptions};
+async fn nothing_is_pruned_while_a_layer_s_desired_set_is_unknown() {
     let c = Cluster::start().await;
-    let client = c.client().await;
-    let legacy = |name: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    strata.dev/stack: demo\n    strata.dev/layer: apps\n")
-    };
-    let entries = r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"default","name":"kept"},{"group":"","version":"v1","kind":"ConfigMap","namespace":"default","name":"gone"}]"#;
-    let inventory = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inventory.demo.apps\n  namespace: strata-system\ndata:\n  entries: '{entries}'\n"
+    let root = c.dir.path().join("stack");
+    stack(&root, &c);
+    layer(
+        &root,
+        "platform",
+        &[("ns.yaml", NS), ("settings.yaml", SETTINGS)],
     );
-    let files = [
-        (
-            "ns.yaml",
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strata-system\n".to_string(),
-        ),
-        ("inv.yaml", inventory),
-        ("kept.yaml", legacy("kept")),
-        ("gone.yaml", legacy("gone")),
-    ];
-    for (f, text) in &files {
-        let path = c.dir.path().join(f);
-        std::fs::write(&path, text).unwrap();
-        c.kubectl(&["create", "-f", path.to_str().unwrap()])
-            .await
-            .code(0);
-    }
+    layer(&root, "apps", &[("orders.yaml", ORDERS)]);
+    run(&root, "apply").await.code(0);
+    let settings = uid(&c, "cm", "settings", Some("shop")).await;
 
-    let dir = c.manifests(
+    // settings moves to apps, in a commit where apps does not load.
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  namespace: shop\ndata:\n  x: ${nope}\n";
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    layer(
+        &root,
         "apps",
-        &[(
-            "kept.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\n",
-        )],
+        &[
+            ("orders.yaml", ORDERS),
+            ("settings.yaml", SETTINGS),
+            ("broken.yaml", broken),
+        ],
     );
-    let mut apply = ApplyOptions::new("demo", "apps");
-    apply.stack_id = "0123456789abcdef".into();
-    let opts = SyncOptions {
-        apply,
-        prune: true,
-        wait: false,
-        timeout: Duration::from_secs(10),
-    };
-    let (desired, resources) = k8s::desired(
-        &client,
-        c.dir.path(),
-        &dir,
-        &Default::default(),
-        &opts.apply,
-    )
-    .await
-    .unwrap();
-    let cs = k8s::sync(&client, &desired, &resources, &opts)
-        .await
-        .unwrap();
-    assert_eq!(cs.summary(), "+0 ~1 -1", "{cs:?}");
-    let label = c
-        .kubectl(&[
-            "get",
-            "cm",
-            "kept",
-            "-n",
-            "default",
-            "-o",
-            "jsonpath={.metadata.labels.strata\\.dev/stack-id}",
-        ])
-        .await;
-    assert_eq!(label.stdout, "0123456789abcdef");
-    assert_ne!(
-        c.kubectl(&["get", "cm", "gone", "-n", "default"])
-            .await
-            .code,
-        0
-    );
-    assert_ne!(
-        c.kubectl(&["get", "cm", "inventory.demo.apps", "-n", "strata-system"])
-            .await
-            .code,
-        0,
-        "the old inventory is replaced"
-    );
-    c.kubectl(&[
-        "get",
-        "cm",
-        "inventory.0123456789abcdef.apps",
-        "-n",
-        "strata-system",
-    ])
-    .await
-    .code(0);
-}
-
-/// A state dir rebuilt for a stack that also moved (another directory, or another URL for the
-/// same repository) owns its objects again only under an explicit, unchanged stack `id`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_moved_stack_owns_its_objects_through_its_explicit_id() {
-    let c = Cluster::start().await;
-    let old = c.dir.path().join("old");
-    let new = c.dir.path().join("new");
-    for root in [&old, &new] {
-        stack_with(root, &c, "  id = \"shop-prod\"\n");
-        layer(root, "platform", &[("ns.yaml", NS)]);
-        layer(
-            root,
-            "apps",
-            &[("orders.yaml", ORDERS), ("settings.yaml", SETTINGS)],
-        );
-    }
-    run(&old, "apply").await.code(0);
-    let orders = uid(&c, "cm", "orders", Some("shop")).await;
-    let label = c
-        .kubectl(&[
-            "get",
-            "cm",
-            "orders",
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.metadata.labels.strata\\.dev/stack-id}",
-        ])
-        .await;
-    assert_eq!(label.stdout, "shop-prod");
-
-    // The new copy, with a fresh state dir, applies without adopting and prunes as the old did.
-    layer(&new, "apps", &[("orders.yaml", ORDERS)]);
-    let out = run(&new, "apply").await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("- ConfigMap/shop/settings"), "{out:?}");
-    assert!(!out.stdout.contains("adopted"), "{out:?}");
-    assert_eq!(uid(&c, "cm", "orders", Some("shop")).await, orders);
-
-    // Without the id, the moved copy is another stack: refused, not silently taken over.
-    let other = c.dir.path().join("other");
-    stack(&other, &c);
-    layer(&other, "platform", &[]);
-    layer(&other, "apps", &[("orders.yaml", ORDERS)]);
-    let out = run(&other, "apply").await;
+    let out = run(&root, "apply").await;
     assert_ne!(out.code, 0, "{out:?}");
-    let all = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        all.contains(
-            "ConfigMap/shop/orders: it already exists, managed by stack \"demo\" (id shop-prod)"
+        out.stdout.contains(
+            "! kept ConfigMap/shop/settings: what other layers declare is unknown in this run (kubernetes.apps: "
         ),
-        "{all}"
+        "{out:?}"
     );
+    assert_eq!(uid(&c, "cm", "settings", Some("shop")).await, settings);
+
+    // Fixed: a hand-over, still nothing deleted.
+    layer(
+        &root,
+        "apps",
+        &[("orders.yaml", ORDERS), ("settings.yaml", SETTINGS)],
+    );
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("- ConfigMap"), "{out:?}");
+    assert_eq!(uid(&c, "cm", "settings", Some("shop")).await, settings);
 }
