@@ -383,7 +383,7 @@ fn bench_latency(rows: &mut Vec<[String; 5]>) {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "v0"]);
     let secret = dir.path().join("secret");
-    write(&secret, "bench-secret");
+    write(&secret, "bench-webhook-secret-0123");
     for (mode, poll) in [("webhook", "1h"), ("poll (5s interval)", "5s")] {
         let state = dir.path().join(format!("state-{poll}"));
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
@@ -426,7 +426,10 @@ fn bench_latency(rows: &mut Vec<[String; 5]>) {
             let t = Instant::now();
             if mode == "webhook" {
                 let body = b"{}";
-                let sig = strata::hash::hex(&strata::server::hmac_sha256(b"bench-secret", body));
+                let sig = strata::hash::hex(&strata::server::hmac_sha256(
+                    b"bench-webhook-secret-0123",
+                    body,
+                ));
                 let _ = Command::new("curl")
                     .args([
                         "-s",

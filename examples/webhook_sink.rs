@@ -48,5 +48,5 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
         ctrl_c.cancel();
     });
-    Agent::new(opts).run(stop).await;
+    Agent::new(opts).expect("agent state").run(stop).await;
 }

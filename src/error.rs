@@ -25,6 +25,9 @@ pub enum Error {
     #[error(transparent)]
     Engine(Box<crate::engine::EngineError>),
 
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+
     #[error("{0}")]
     Usage(String),
 

@@ -82,7 +82,7 @@ impl Agent {
             }
         }
         if let Err(e) =
-            crate::report::store::write(&self.opts.state_dir, &report, crate::report::store::KEEP)
+            crate::state::reports::write(&self.opts.state_dir, &report, crate::state::reports::KEEP)
         {
             tracing::warn!("failed to write the drift report: {e}");
         }

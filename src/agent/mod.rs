@@ -105,8 +105,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(opts: AgentOptions) -> Agent {
-        let status = AgentStatus::load(&opts.state_dir);
+    /// An agent on the state dir of `opts`, with the status the last agent there saved.
+    ///
+    /// # Errors
+    /// `agent.json` is corrupt or unreadable; the error names it and how to recover.
+    pub fn new(opts: AgentOptions) -> Result<Agent, crate::state::StateError> {
+        let status = crate::state::agent_status::load(&opts.state_dir)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let http = Arc::new(AgentHttp {
             metrics: Metrics::default(),
@@ -126,11 +130,8 @@ impl Agent {
                 .map_or(root.clone(), |p| root.join(p));
             crate::stack::Stack::load(dir).ok().map(|s| s.settings)
         });
-        let notifier = Notifier::new(
-            opts.config.sinks.clone(),
-            Some(opts.state_dir.join("alerts.jsonl")),
-        );
-        Agent {
+        let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
+        Ok(Agent {
             opts,
             status: AgentStatus {
                 ready: false,
@@ -144,7 +145,7 @@ impl Agent {
             next_retry: None,
             synced_once: false,
             settings,
-        }
+        })
     }
 
     /// The events raised so far.
@@ -153,9 +154,14 @@ impl Agent {
     }
 
     pub(super) fn save(&self) {
-        self.status.save(&self.opts.state_dir);
-        *self.http.status.lock().expect("status") =
-            serde_json::to_value(&self.status).unwrap_or_default();
+        let mut shown = serde_json::to_value(&self.status).unwrap_or_default();
+        // The agent keeps running on a state dir it cannot write, but says so loudly: a
+        // restart would start from the last status that was written.
+        if let Err(e) = crate::state::agent_status::save(&self.opts.state_dir, &self.status) {
+            tracing::error!("{e}");
+            shown["state_error"] = e.to_string().into();
+        }
+        *self.http.status.lock().expect("status") = shown;
         self.http.ready.store(self.status.ready, Ordering::Relaxed);
     }
 

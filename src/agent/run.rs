@@ -16,11 +16,8 @@ impl Agent {
                     let bound = l.local_addr().unwrap_or(addr);
                     let app = crate::server::router(self.http.clone());
                     let stop = shutdown.clone();
-                    tokio::spawn(async move {
-                        let _ = axum::serve(l, app)
-                            .with_graceful_shutdown(async move { stop.cancelled().await })
-                            .await;
-                    });
+                    let limits = crate::server::serve::Limits::default();
+                    tokio::spawn(crate::server::serve::serve(l, app, limits, stop));
                     tracing::info!("agent listening on http://{bound}");
                 }
                 Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),
@@ -29,6 +26,10 @@ impl Agent {
         let mut next_poll = Instant::now();
         let mut next_drift: Option<Instant> = None;
         loop {
+            // Once a stop is asked for, no new work starts, whatever else is due.
+            if shutdown.is_cancelled() {
+                return Ended::Clean;
+            }
             enum Work {
                 Sync,
                 Drift,
@@ -40,6 +41,8 @@ impl Agent {
                 .min()
                 .unwrap_or(next_poll);
             let work = tokio::select! {
+                // Polled first: a stop wins over a poll, retry or webhook that is due as well.
+                biased;
                 _ = shutdown.cancelled() => Work::Stop,
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if next_drift.is_some_and(|d| d <= Instant::now()) { Work::Drift } else { Work::Sync }

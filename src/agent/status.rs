@@ -1,6 +1,5 @@
-//! What the agent knows of itself: `agent.json` in the state dir, served as `/api/v1/status`.
-
-use std::path::{Path, PathBuf};
+//! What the agent knows of itself, served as `/api/v1/status` and kept in the state dir by
+//! [`crate::state::agent_status`].
 
 use serde::{Deserialize, Serialize};
 
@@ -29,27 +28,4 @@ pub struct AgentStatus {
     pub failures: u32,
     pub awaiting_approval: Vec<String>,
     pub ready: bool,
-}
-
-fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("agent.json")
-}
-
-impl AgentStatus {
-    /// The status saved by the last agent on this state dir; empty when there is none.
-    pub fn load(state_dir: &Path) -> AgentStatus {
-        std::fs::read(path(state_dir))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    /// Saves the status, best effort: the agent keeps running on a state dir it cannot write.
-    pub fn save(&self, state_dir: &Path) {
-        let _ = std::fs::create_dir_all(state_dir);
-        let _ = std::fs::write(
-            path(state_dir),
-            serde_json::to_vec_pretty(self).expect("json"),
-        );
-    }
 }

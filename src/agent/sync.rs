@@ -24,7 +24,16 @@ impl Agent {
     /// Fetches, and converges a new (or failed, or newly approved) revision.
     pub async fn sync(&mut self) {
         self.status.last_sync = Some(crate::now_rfc3339());
-        let pin = crate::state::pin::read(&self.opts.state_dir);
+        let pin = match crate::state::pin::read(&self.opts.state_dir) {
+            Ok(pin) => pin,
+            Err(e) => {
+                // Neither following the branch nor guessing the pin: nothing is applied until an
+                // operator resolves it.
+                let at = self.status.revision.clone().unwrap_or_default();
+                self.failed(&at, vec![], e.to_string());
+                return;
+            }
+        };
         self.status.pinned = pin.clone();
         // Always fetch the branch itself, so new commits are seen (and reported) while pinned.
         let (spec, sopts) = (self.opts.spec.clone(), self.opts.source.clone());
@@ -100,6 +109,11 @@ impl Agent {
                         .join("; ")
                 );
                 self.refuse(&commit, reason);
+                return;
+            }
+            // The state dir's fault, not the revision's: retried, never refused.
+            Err(e @ EngineError::State(_)) => {
+                self.failed(&commit, vec![], e.to_string());
                 return;
             }
             Err(e) => {

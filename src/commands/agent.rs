@@ -12,6 +12,9 @@ use crate::engine::{Engine, EngineOptions, Mode, Source};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
+/// The shortest webhook secret the agent accepts, in bytes (after trimming whitespace).
+const MIN_WEBHOOK_SECRET: usize = 16;
+
 fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
     s.as_deref()
         .map(crate::util::duration::parse_duration)
@@ -37,6 +40,15 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
             source: e,
         })?;
         let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        // A short secret is guessed; an empty one makes every signature made with an empty key
+        // pass. Neither starts an agent. The message gives the length, never the secret.
+        if trimmed.len() < MIN_WEBHOOK_SECRET {
+            return Err(Error::Usage(format!(
+                "the webhook secret in {} is {} bytes long: use at least {MIN_WEBHOOK_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
+                f.display(),
+                trimmed.len()
+            )));
+        }
         opts.webhook_secret = Some(crate::redact::Redacted::new(trimmed));
     }
     if let Some(c) = &a.config {
@@ -45,7 +57,7 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
-        match Agent::new(opts).run(shutdown).await {
+        match Agent::new(opts)?.run(shutdown).await {
             Ended::Clean => Ok(ExitStatus::Success),
             Ended::NotConverged => Ok(ExitStatus::Failure),
             Ended::Interrupted => Ok(ExitStatus::Interrupted),
@@ -98,11 +110,7 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
         let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts)
             .await
             .map_err(engine_err)?;
-        crate::state::pin::write(&r.state_dir, &engine.revision).map_err(|e| Error::Io {
-            action: "write",
-            path: r.state_dir.join("pin"),
-            source: e,
-        })?;
+        crate::state::pin::write(&r.state_dir, &engine.revision)?;
         let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
         if json {
             out_json(&report)?;
@@ -124,12 +132,9 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
 }
 
 pub fn resume(state_dir: &std::path::Path) -> Result<ExitStatus, Error> {
-    let was = crate::state::pin::read(state_dir);
-    crate::state::pin::remove(state_dir).map_err(|e| Error::Io {
-        action: "remove",
-        path: state_dir.join("pin"),
-        source: e,
-    })?;
+    // A pin that does not parse is removed all the same: resuming is how to get rid of it.
+    let was = crate::state::pin::read(state_dir).unwrap_or_else(|e| Some(e.to_string()));
+    crate::state::pin::remove(state_dir)?;
     match was {
         Some(p) => out(&format!(
             "unpinned (was {p}); the agent follows the source again\n"
@@ -140,12 +145,15 @@ pub fn resume(state_dir: &std::path::Path) -> Result<ExitStatus, Error> {
 }
 
 pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitStatus, Error> {
-    let file = match format {
-        ReportFormat::Text => "latest.txt",
-        ReportFormat::Json => "latest.json",
-        ReportFormat::Markdown => "latest.md",
-    };
-    let path = crate::report::store::dir(state_dir).join(file);
+    use crate::state::reports::{latest_path, Latest};
+    let path = latest_path(
+        state_dir,
+        match format {
+            ReportFormat::Text => Latest::Text,
+            ReportFormat::Json => Latest::Json,
+            ReportFormat::Markdown => Latest::Markdown,
+        },
+    );
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

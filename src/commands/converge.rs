@@ -154,12 +154,9 @@ pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Er
         // `strata report` shows the latest check, whoever ran it; failing to keep it is not
         // worth failing the diff that was just printed.
         if let Err(e) =
-            crate::report::store::write(&a.state_dir, &report, crate::report::store::KEEP)
+            crate::state::reports::write(&a.state_dir, &report, crate::state::reports::KEEP)
         {
-            tracing::warn!(
-                "failed to keep the drift report in {}: {e}",
-                crate::report::store::dir(&a.state_dir).display()
-            );
+            tracing::warn!("failed to keep the drift report: {e}");
         }
         if json {
             out_json(&report)?;

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 
 pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
-    let state = crate::engine::state::StackState::load(state_dir);
+    let state = crate::state::stack_status::StackState::load(state_dir)?;
     if json {
         out_json(&state)?;
         return Ok(ExitStatus::Success);
@@ -28,7 +28,7 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
 }
 
 pub fn history(state_dir: &std::path::Path, limit: usize, json: bool) -> Result<ExitStatus, Error> {
-    let records = crate::engine::record::history(state_dir, limit);
+    let records = crate::state::history::read(state_dir, limit)?;
     if json {
         out_json(&records)?;
         return Ok(ExitStatus::Success);

@@ -66,19 +66,20 @@ impl Engine {
     /// # Errors
     /// `status.json` could not be written.
     fn record_drift(&self, layers: &[LayerDrift], now: &str) -> Result<(), EngineError> {
-        let mut state = self.state.lock().expect("state");
-        for l in layers {
-            let ls = state.layer_mut(&l.layer);
-            let before = ls.drift.replace(l.state);
-            if l.state == DriftState::Drifted {
-                if before != Some(DriftState::Drifted) {
-                    ls.drift_since = Some(now.to_string());
+        // Only the drift fields: the converged revision and results belong to `apply`.
+        self.record_state(|state| {
+            for l in layers {
+                let ls = state.layer_mut(&l.layer);
+                let before = ls.drift.replace(l.state);
+                if l.state == DriftState::Drifted {
+                    if before != Some(DriftState::Drifted) {
+                        ls.drift_since = Some(now.to_string());
+                    }
+                } else {
+                    ls.drift_since = None;
                 }
-            } else {
-                ls.drift_since = None;
             }
-        }
-        self.save_state(&state)
+        })
     }
 
     async fn diff_layer(&self, layer: &Layer, known: &Outputs) -> LayerDrift {

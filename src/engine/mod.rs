@@ -11,12 +11,10 @@ mod drift;
 pub mod inputs;
 mod kube_prune;
 mod kube_step;
-pub mod lock;
 mod open;
 pub mod progress;
 pub mod record;
 mod run;
-pub mod state;
 mod terraform_step;
 
 use std::collections::BTreeSet;
@@ -30,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 use crate::graph::LayerGraph;
 use crate::source::{Affected, Revision, SourceOptions, SourceSpec};
 use crate::stack::{LayerId, LayerKind, Stack};
+use crate::state::stack_status::StackState;
 use crate::terraform::{Terraform, TerraformBinary, TerraformOptions};
 use crate::value::Outputs;
 use record::CommitInfo;
-use state::StackState;
 
 pub use change::{Change, ChangeAction, Target};
 pub use inputs::{Waiting, WaitingOn};
@@ -103,12 +101,9 @@ pub enum EngineError {
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
-    Lock(#[from] lock::LockError),
-    #[error("failed to write {}: {source}", path.display())]
-    State {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Lock(#[from] crate::state::lock::LockError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// A stack pinned to a revision, ready to plan, apply or diff.
@@ -211,7 +206,7 @@ impl Engine {
             .iter()
             .filter(|l| l.id.kind == LayerKind::Terraform)
         {
-            if let Some(o) = state::load_outputs(&self.opts.state_dir, &l.id) {
+            if let Some(o) = crate::state::outputs::load(&self.opts.state_dir, &l.id) {
                 known.insert(l.id.clone(), o);
             }
         }
@@ -227,17 +222,19 @@ impl Engine {
             .is_some_and(|s| s.converged_revision.is_some())
     }
 
-    /// Saves what the state dir remembers.
+    /// Records what this run owns in `status.json` through `change`, and keeps the merged
+    /// result as this engine's view.
+    ///
+    /// # Guarantees
+    /// Fields `change` does not set keep what is on disk now, whoever wrote them since this
+    /// engine opened: a plan or diff never reverts what an apply recorded in between.
     ///
     /// # Errors
-    /// `status.json` could not be written; the error names it.
-    fn save_state(&self, state: &StackState) -> Result<(), EngineError> {
-        state
-            .save(&self.opts.state_dir)
-            .map_err(|source| EngineError::State {
-                path: StackState::path(&self.opts.state_dir),
-                source,
-            })
+    /// `status.json` is corrupt or could not be written; the error names it.
+    fn record_state(&self, change: impl FnOnce(&mut StackState)) -> Result<(), EngineError> {
+        let merged = StackState::update(&self.opts.state_dir, change)?;
+        *self.state.lock().expect("state") = merged;
+        Ok(())
     }
 
     /// What the state dir remembers.

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::state::StackState;
 use super::{Engine, EngineError, EngineOptions, Source};
 use crate::kube as k8s;
 use crate::source::{Affected, Revision};
 use crate::stack::{LayerId, LayerSpec, Stack};
+use crate::state::stack_status::StackState;
 
 impl Engine {
     /// Pins the source, validates the stack and loads what the state dir remembers.
@@ -70,7 +70,7 @@ impl Engine {
         };
         let v = crate::validate_shown(&root, &shown).map_err(EngineError::Invalid)?;
         duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
-        let state = StackState::load(&opts.state_dir);
+        let state = StackState::load(&opts.state_dir)?;
         let affected = match (&source, &commit, &state.converged_revision) {
             (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {
                 let repo = crate::source::open_mirror(&sopts.state_dir, &spec.url)?;

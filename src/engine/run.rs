@@ -10,9 +10,10 @@ use std::time::Instant;
 use super::inputs::{self, WaitingOn};
 use super::progress::Event;
 use super::record::{self, LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
-use super::{lock, Engine, EngineError, Mode, Source};
+use super::{Engine, EngineError, Mode, Source};
 use crate::graph::walk::{walk, Cause, Outcome};
 use crate::stack::{Layer, LayerId, LayerSpec};
+use crate::state::stack_status::StackState;
 use crate::value::Outputs;
 
 /// Why a layer that ran holds its dependents back.
@@ -96,18 +97,26 @@ impl Engine {
     /// - A failed layer's dependents are skipped, naming the root cause; other branches go on.
     /// - A layer whose inputs are still unknown is shown waiting, never with made-up values.
     /// - `apply` holds the stack's lock for its whole run; `plan` writes nothing but terraform's
-    ///   own caches.
+    ///   own caches and its own run record.
     ///
     /// # Errors
     /// The lock is held by another writer, or the run could not be recorded.
     pub async fn run(&self, mode: Mode) -> Result<RunReport, EngineError> {
         let _lock = match mode {
             Mode::Apply => Some(
-                lock::Lock::acquire(&self.opts.state_dir, "strata apply", self.opts.lock_timeout)
-                    .await?,
+                crate::state::lock::Lock::acquire(
+                    &self.opts.state_dir,
+                    "strata apply",
+                    self.opts.lock_timeout,
+                )
+                .await?,
             ),
             Mode::Plan => None,
         };
+        if mode == Mode::Apply {
+            // Opened before the lock was ours: another apply may have converged layers since.
+            *self.state.lock().expect("state") = StackState::load(&self.opts.state_dir)?;
+        }
         let started = crate::now_rfc3339();
         let _progress = self.start_progress();
         let shared = Arc::new(Mutex::new(Shared {
@@ -210,52 +219,70 @@ impl Engine {
         inputs::waiting_on(values.iter())
     }
 
-    /// Records the run: per-layer state, the stack's converged revision, the history line.
+    /// Records the run: per-layer results and the converged revision (apply), the history line
+    /// (both).
     ///
     /// # Guarantees
-    /// The stack's converged revision moves only when an apply converged every layer.
+    /// - The stack's converged revision moves only when an apply converged every layer.
+    /// - `plan` records only its own run (the history line, when it last ran); it never writes a
+    ///   converged revision, result or inputs hash, so a plan overlapping an apply cannot revert
+    ///   what the apply recorded.
+    /// - `status.json` is re-read under its lock and only the fields this run owns are set.
     ///
     /// # Errors
-    /// `status.json` or `history.jsonl` could not be written.
+    /// `status.json` or `history.jsonl` could not be read or written; the error names the file.
     fn finish(&self, report: &RunReport, mode: Mode) -> Result<(), EngineError> {
         let failed = report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted);
-        let mut state = self.state.lock().expect("state");
-        state.stack = self.stack.name.clone();
-        state.source = Some(match &self.source {
+        let source = match &self.source {
             Source::Dir(d) => d.display().to_string(),
             Source::Repo { spec, .. } => format!(
                 "{}@{}",
                 spec.url,
                 spec.reference.clone().unwrap_or_else(|| "HEAD".into())
             ),
-        });
-        state.last_revision = Some(self.revision.clone());
-        for l in &report.layers {
-            let ls = state.layer_mut(&l.layer);
-            ls.last_run = Some(report.finished.clone());
-            if mode == Mode::Apply || matches!(l.status, LayerStatus::Failed) {
-                ls.last_result = Some(match l.status {
-                    LayerStatus::Applied | LayerStatus::Unchanged | LayerStatus::NotAffected => {
-                        "converged".into()
-                    }
-                    other => other.as_str().replace(' ', "_"),
+        };
+        let converged = |s: LayerStatus| {
+            matches!(
+                s,
+                LayerStatus::Applied | LayerStatus::Unchanged | LayerStatus::NotAffected
+            )
+        };
+        let converged_all =
+            mode == Mode::Apply && report.layers.iter().all(|l| converged(l.status));
+        // What this apply's steps recorded as converged (`record_converged`), to merge in.
+        let mine = self.state();
+        self.record_state(|state| {
+            state.stack = self.stack.name.clone();
+            state.source = Some(source);
+            state.last_revision = Some(self.revision.clone());
+            for l in &report.layers {
+                let ls = state.layer_mut(&l.layer);
+                ls.last_run = Some(report.finished.clone());
+                if mode == Mode::Plan {
+                    continue;
+                }
+                ls.last_result = Some(if converged(l.status) {
+                    "converged".into()
+                } else {
+                    l.status.as_str().replace(' ', "_")
                 });
                 ls.last_error = matches!(l.status, LayerStatus::Failed | LayerStatus::Interrupted)
                     .then(|| l.detail.clone())
                     .flatten();
+                if let Some(m) = mine
+                    .layer(&l.layer)
+                    .filter(|m| m.converged_revision.as_deref() == Some(&self.revision))
+                {
+                    ls.converged_revision = m.converged_revision.clone();
+                    if m.inputs_hash.is_some() {
+                        ls.inputs_hash = m.inputs_hash.clone();
+                    }
+                }
             }
-        }
-        let converged_all = mode == Mode::Apply
-            && report.layers.iter().all(|l| {
-                matches!(
-                    l.status,
-                    LayerStatus::Applied | LayerStatus::Unchanged | LayerStatus::NotAffected
-                )
-            });
-        if converged_all {
-            state.converged_revision = Some(self.revision.clone());
-        }
-        self.save_state(&state)?;
+            if converged_all {
+                state.converged_revision = Some(self.revision.clone());
+            }
+        })?;
         let result = if failed {
             "failed"
         } else if mode == Mode::Plan
@@ -268,12 +295,11 @@ impl Engine {
         } else {
             "ok"
         };
-        record::append(&self.opts.state_dir, &record::RunRecord::of(report, result)).map_err(
-            |source| EngineError::State {
-                path: self.opts.state_dir.join("history.jsonl"),
-                source,
-            },
-        )
+        crate::state::history::append(
+            &self.opts.state_dir,
+            &record::RunRecord::of(report, result),
+        )?;
+        Ok(())
     }
 
     /// An empty report of a layer in `status`, timed from `started`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::progress::Event;
 use super::record::LayerStatus;
 use super::run::{Failure, Hold, Shared, StepResult, Stepped};
-use super::{change, inputs, state, Engine, Mode};
+use super::{change, inputs, Engine, Mode};
 use crate::stack::{ApplyPolicy, Layer, LayerId, LayerSpec};
 use crate::terraform::{LayerInput, LayerPlan, PlanMode, Prepared, Shown, Terraform};
 
@@ -102,7 +102,7 @@ impl Engine {
                 }
                 self.progress(id, Event::Applying);
                 let applied = tf.apply(&p, &plan, &self.opts.cancel).await?;
-                state::save_outputs(&self.opts.state_dir, id, &applied.outputs)
+                crate::state::outputs::save(&self.opts.state_dir, id, &applied.outputs)
                     .map_err(|e| Failure::failed(format!("failed to save its outputs: {e}")))?;
                 shared
                     .lock()
@@ -156,7 +156,7 @@ impl Engine {
         shared: &Arc<Mutex<Shared>>,
     ) -> Result<(), crate::terraform::TerraformError> {
         let outputs = tf.outputs(p, &self.opts.cancel).await?;
-        let _ = state::save_outputs(&self.opts.state_dir, &p.layer, &outputs);
+        let _ = crate::state::outputs::save(&self.opts.state_dir, &p.layer, &outputs);
         shared
             .lock()
             .expect("shared")

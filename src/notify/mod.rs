@@ -159,11 +159,12 @@ pub struct Notifier {
     client: reqwest::Client,
     /// Every event raised, newest last (for the status API and tests).
     pub sent: Arc<Mutex<Vec<Event>>>,
-    log: Option<PathBuf>,
+    /// The state dir whose alert log records every event.
+    state_dir: Option<PathBuf>,
 }
 
 impl Notifier {
-    pub fn new(sinks: Vec<Sink>, log: Option<PathBuf>) -> Notifier {
+    pub fn new(sinks: Vec<Sink>, state_dir: Option<PathBuf>) -> Notifier {
         Notifier {
             sinks,
             client: reqwest::Client::builder()
@@ -171,21 +172,17 @@ impl Notifier {
                 .build()
                 .expect("http client"),
             sent: Arc::new(Mutex::new(Vec::new())),
-            log,
+            state_dir,
         }
     }
 
     /// Raises an event: recorded at once, delivered in the background.
     pub fn notify(&self, event: Event) {
         tracing::info!(kind = ?event.kind, revision = %event.revision, "{}", event.summary);
-        if let Some(log) = &self.log {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = writeln!(f, "{}", serde_json::to_string(&event).expect("json"));
+        if let Some(state_dir) = &self.state_dir {
+            // The alert still goes out: a log that cannot be written must not silence it.
+            if let Err(e) = crate::state::alerts::append(state_dir, &event) {
+                tracing::error!("alert not logged: {e}");
             }
         }
         self.sent.lock().expect("sent").push(event.clone());

@@ -8,7 +8,6 @@ pub mod history;
 pub mod run;
 pub mod source;
 pub mod status;
-pub mod store;
 
 /// Any result as pretty JSON, with a final newline.
 pub fn json<T: serde::Serialize>(value: &T) -> String {

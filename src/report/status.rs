@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::run::short;
-use crate::engine::state::StackState;
 use crate::engine::DriftState;
+use crate::state::stack_status::StackState;
 
 /// The stack, the terraform in use (`terraform` is already a line of text: finding it touches
 /// the machine), and one row per layer.

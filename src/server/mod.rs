@@ -1,6 +1,8 @@
 //! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
 //! API, the Git webhook (HMAC-signed) and approvals.
 
+pub mod serve;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -201,8 +203,10 @@ async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
 
 async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
     let mut v = s.status.lock().expect("status").clone();
-    v["stack"] = serde_json::to_value(crate::engine::state::StackState::load(&s.state_dir))
-        .unwrap_or_default();
+    match crate::state::stack_status::StackState::load(&s.state_dir) {
+        Ok(stack) => v["stack"] = serde_json::to_value(stack).unwrap_or_default(),
+        Err(e) => v["stack_error"] = e.to_string().into(),
+    }
     axum::Json(v).into_response()
 }
 

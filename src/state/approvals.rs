@@ -22,9 +22,9 @@ pub fn give(state_dir: &Path, layer: &str) -> Result<(), String> {
     {
         return Err(format!("invalid layer name \"{layer}\""));
     }
-    let dir = dir(state_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(name), crate::now_rfc3339()).map_err(|e| e.to_string())
+    super::file::ensure_state_dir(state_dir).map_err(|e| e.to_string())?;
+    super::file::write(&dir(state_dir).join(name), crate::now_rfc3339().as_bytes())
+        .map_err(|e| e.to_string())
 }
 
 /// The names of the layers approved now.
@@ -33,6 +33,8 @@ pub fn list(state_dir: &Path) -> BTreeSet<String> {
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                // Temporary files of a write in progress, or left by a crash, are no approvals.
+                .filter(|n| !n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default()

@@ -1,5 +1,42 @@
-//! The state dir's small control files that several modules share: the rollback pin and layer
-//! approvals. Each file has one reader/writer API here; nobody else opens these paths.
+//! The state dir: every file strata keeps between runs has one reader/writer API here, and nobody
+//! else builds paths to these files.
+//!
+//! ```text
+//! .strata/
+//!   mirrors/<hash>/             bare Git mirror per source URL (+ strata-source.json)
+//!   revisions/<commit>/         materialised, read-only trees (last 5 kept)
+//!   layers/<name>/              TF_DATA_DIR, local state, lock file copy, init stamp
+//!   layers/<name>/outputs.json  the layer's cached outputs (outputs.rs)
+//!   plugin-cache/               shared TF_PLUGIN_CACHE_DIR
+//!   clusters/<name>.kubeconfig  kubeconfig content from outputs
+//!   status.json                 per-layer memory: converged revision, inputs hash, results, drift (stack_status.rs)
+//!   history.jsonl               one RunRecord per plan/apply (history.rs)
+//!   lock                        the one writer's kernel lock, naming its pid, host, command, since (lock.rs)
+//!   agent.json                  the agent's status (agent_status.rs)
+//!   pin                         the revision `strata rollback` pinned the agent to (pin.rs)
+//!   approvals/<layer>           approvals of manual layers (approvals.rs)
+//!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
+//!   alerts.jsonl                every alert the agent raised (alerts.rs)
+//! ```
+//!
+//! Every file here is replaced atomically (temporary file, fsync, rename, fsync of the dir) with
+//! mode 0600, in dirs of mode 0700; every read-modify-write happens under a kernel lock on a
+//! `.lock` file beside the data, which dies with its holder and is never deleted; logs are
+//! appended one whole line at a time under the same kind of lock. A file that does not parse is
+//! an error naming it and the way out, never an empty state.
+//!
+//! Mirrors and revisions belong to [`crate::source`], `layers/<name>/` (but `outputs.json`) and
+//! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`].
 
+pub mod agent_status;
+pub mod alerts;
 pub mod approvals;
+mod file;
+pub mod history;
+pub mod lock;
+pub mod outputs;
 pub mod pin;
+pub mod reports;
+pub mod stack_status;
+
+pub use file::StateError;

@@ -3,28 +3,53 @@
 
 use std::path::{Path, PathBuf};
 
-fn path(state_dir: &Path) -> PathBuf {
+use super::file::{self, StateError};
+
+pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("pin")
 }
 
 /// The pinned revision, if `strata rollback` set one.
-pub fn read(state_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(path(state_dir))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+///
+/// # Errors
+/// [`StateError::Corrupt`] when the file holds something other than a commit id: the agent must
+/// not guess which revision it is pinned to. `strata resume` removes it.
+pub fn read(state_dir: &Path) -> Result<Option<String>, StateError> {
+    let p = path(state_dir);
+    let text = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::io("read", &p)(e)),
+    };
+    let text = String::from_utf8_lossy(&text);
+    let revision = text.trim();
+    if revision.is_empty() || !revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(StateError::Corrupt {
+            path: p,
+            reason: "it does not hold a commit id".into(),
+            recovery: "run `strata resume` to remove it, then `strata rollback` to pin again",
+        });
+    }
+    Ok(Some(revision.to_string()))
 }
 
 /// Pins the agent to `revision`.
-pub fn write(state_dir: &Path, revision: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    std::fs::write(path(state_dir), revision)
+///
+/// # Errors
+/// [`StateError::Io`] naming the file.
+pub fn write(state_dir: &Path, revision: &str) -> Result<(), StateError> {
+    file::ensure_state_dir(state_dir)?;
+    file::write(&path(state_dir), revision.as_bytes())
 }
 
 /// Removes the pin; no pin is not an error.
-pub fn remove(state_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path(state_dir)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+///
+/// # Errors
+/// [`StateError::Io`] naming the file.
+pub fn remove(state_dir: &Path) -> Result<(), StateError> {
+    let p = path(state_dir);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::io("remove", &p)(e)),
         _ => Ok(()),
     }
 }

@@ -36,18 +36,49 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Any error from creating, writing, syncing or renaming the temporary file, or from syncing the
 /// directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomic`] for a file readable by its owner only.
+///
+/// # Guarantees
+/// As [`write_atomic`], and the file (the temporary one too, from its creation) has mode 0600.
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".strata-tmp-")
-        .permissions(std::fs::Permissions::from_mode(0o666))
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents readable by their owner only (0700).
+///
+/// # Guarantees
+/// Every directory this creates has mode 0700 from the moment it exists; existing ones are left
+/// as they are.
+///
+/// # Errors
+/// Any error from creating a directory.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]
@@ -81,6 +112,20 @@ mod tests {
         std::fs::write(&plain, b"").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&path), mode(&plain), "the mode std::fs::write gives");
+    }
+
+    #[test]
+    fn private_atomic_writes_and_dirs_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        create_private_dir_all(&nested).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&nested), 0o700);
+        let path = nested.join("status.json");
+        write_atomic_private(&path, b"{}").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
     }
 
     #[test]

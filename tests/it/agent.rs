@@ -179,7 +179,7 @@ async fn signed_webhooks_trigger_a_sync_and_unsigned_ones_are_rejected() {
     o.webhook_secret = Some(Redacted::new(b"s3cret-hook".to_vec()));
     let addr = o.listen.unwrap();
     let stop = CancellationToken::new();
-    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
     until("the first sync converged", 90, || {
         kinds(&got).contains(&"converged".to_string())
     })
@@ -301,7 +301,7 @@ async fn polling_picks_up_commits_and_a_broken_one_keeps_the_last_good_revision(
     o.poll_interval = Some(Duration::from_secs(1));
     let addr = o.listen.unwrap();
     let stop = CancellationToken::new();
-    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
     until("the first sync converged", 90, || {
         kinds(&got).contains(&"converged".to_string())
     })
@@ -353,7 +353,7 @@ async fn drift_is_reported_under_report_and_reverted_under_correct() {
     o.drift_interval = Some(Duration::from_secs(1));
     let addr = o.listen.unwrap();
     let stop = CancellationToken::new();
-    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
     until("the first sync converged", 90, || {
         kinds(&got).contains(&"converged".to_string())
     })
@@ -499,7 +499,7 @@ async fn rollback_pins_an_earlier_revision_and_resume_follows_main_again() {
     repo.write("k8s/watched/cm.yaml", &cm("watched", "yellow"));
     let third = repo.commit("yellow");
     let stop = CancellationToken::new();
-    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
     until("a sync", 60, || !kinds(&got).is_empty()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status: Value = reqwest::get(format!("http://{addr}/api/v1/status"))
@@ -585,7 +585,7 @@ async fn sigterm_during_a_long_apply_stops_cleanly_leaving_no_terraform() {
         .collect();
     assert!(left.is_empty(), "left running: {left:?}");
     assert!(
-        strata::engine::lock::Lock::try_acquire(&dir.path().join("state"), "the test")
+        strata::state::lock::Lock::try_acquire(&dir.path().join("state"), "the test")
             .unwrap()
             .is_some(),
         "the lock is released"
@@ -832,7 +832,7 @@ async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
     let o = options(&r, &state, &alerts);
     let addr = o.listen.unwrap();
     let stop = CancellationToken::new();
-    let agent = tokio::spawn(Agent::new(o).run(stop.clone()));
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
     until("the first sync", 90, || {
         kinds(&got).contains(&"converged".to_string())
     })

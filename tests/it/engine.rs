@@ -381,7 +381,7 @@ async fn a_second_apply_waits_for_or_names_the_lock_holder_and_manual_layers_nee
     ]);
     let state = dir.path().join(".strata");
     let held =
-        strata::engine::lock::Lock::acquire(&state, "a test holding the lock", Duration::ZERO)
+        strata::state::lock::Lock::acquire(&state, "a test holding the lock", Duration::ZERO)
             .await
             .unwrap();
     let out = strata(dir.path(), &["apply", "--stack", "stack", "--auto-approve"]).await;

@@ -7,7 +7,7 @@
 //! never stale and never needs taking over.
 
 use std::fs::{File, TryLockError};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -89,13 +89,14 @@ impl Lock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
+        crate::util::fs::create_private_dir_all(state_dir).map_err(io)?;
         // Not truncated on open: the file holds the current holder's name until we hold it.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(io)?;
         match file.try_lock() {
@@ -235,7 +236,7 @@ mod tests {
             std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "engine::lock::tests::a_lock_held_by_a_process_killed_with_sigkill_is_free_afterwards",
+                    "state::lock::tests::a_lock_held_by_a_process_killed_with_sigkill_is_free_afterwards",
                     "--nocapture",
                     "--test-threads=1",
                 ])

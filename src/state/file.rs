@@ -1,0 +1,258 @@
+//! How every state file is read and written: private dirs and files, atomic replacement, a kernel
+//! lock beside each file that is read, modified and written back, whole-line appends, and errors
+//! that name the file and the way out.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A state file that could not be read, understood or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file exists but does not hold what strata wrote there.
+    #[error("{} is corrupt ({reason}); {recovery}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        /// What is wrong, with serde's line and column when it is JSON.
+        reason: String,
+        /// What the operator can do about it.
+        recovery: &'static str,
+    },
+    #[error("failed to {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateError {
+    pub(super) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| StateError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Makes sure the state dir exists and only its owner can enter it: it holds Terraform state,
+/// kubeconfigs and outputs that may be secret.
+///
+/// # Guarantees
+/// A state dir this creates has mode 0700 from the start; an existing one readable by others is
+/// narrowed to 0700.
+///
+/// # Errors
+/// [`StateError::Io`] when the dir cannot be created or its mode changed.
+pub fn ensure_state_dir(state_dir: &Path) -> Result<(), StateError> {
+    let io = StateError::io("create the state dir", state_dir);
+    crate::util::fs::create_private_dir_all(state_dir).map_err(io)?;
+    let mode = std::fs::metadata(state_dir)
+        .map_err(StateError::io("read the mode of", state_dir))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(StateError::io("narrow the mode of", state_dir))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (inside the state dir) 0700 when it is missing.
+///
+/// # Errors
+/// [`StateError::Io`] naming the dir.
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    crate::util::fs::create_private_dir_all(dir).map_err(StateError::io("create", dir))
+}
+
+/// Replaces `path` with `bytes`: a reader, or the next run after a crash, sees the old content or
+/// the new, never a mix.
+///
+/// # Guarantees
+/// Temporary file in the same dir, fsync, rename, fsync of the dir; mode 0600 throughout. The
+/// parent dir is created 0700 when missing.
+///
+/// # Errors
+/// [`StateError::Io`] naming `path`; the old file is then untouched.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir)?;
+    }
+    crate::util::fs::write_atomic_private(path, bytes).map_err(StateError::io("write", path))
+}
+
+/// Reads a JSON state file; `None` when it does not exist.
+///
+/// # Errors
+/// [`StateError::Corrupt`] when it is not the JSON strata writes (empty, truncated, edited),
+/// naming the file, serde's line and column, and `recovery`; [`StateError::Io`] when it cannot be
+/// read.
+pub fn read_json<T: DeserializeOwned>(
+    path: &Path,
+    recovery: &'static str,
+) -> Result<Option<T>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::io("read", path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: if bytes.is_empty() {
+                "the file is empty".into()
+            } else {
+                e.to_string()
+            },
+            recovery,
+        })
+}
+
+/// An exclusive kernel lock on `<file>.lock` beside a state file, held while it is read, modified
+/// and written back. Released when dropped, or by the kernel when the holder dies.
+pub struct FileLock {
+    /// Never deleted: a waiter may have the path open already; a new file at the same path would
+    /// give a third process a lock of its own.
+    _file: File,
+}
+
+impl FileLock {
+    /// Waits for the lock beside `path`; holders keep it only for a read and a write.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the lock file cannot be created or locked.
+    pub fn beside(path: &Path) -> Result<FileLock, StateError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        if let Some(dir) = lock.parent() {
+            ensure_dir(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock)
+            .map_err(StateError::io("open the lock", &lock))?;
+        file.lock().map_err(StateError::io("lock", &lock))?;
+        Ok(FileLock { _file: file })
+    }
+}
+
+/// Appends `line` (one JSON record, no newline) to a log file, under the lock beside it.
+///
+/// # Guarantees
+/// The record lands as one complete line, even with other writers: the lock orders them. A torn
+/// last line left by a crash is ended first, so it cannot swallow this record; readers skip it.
+/// The file is 0600 and its data synced before this returns.
+///
+/// # Errors
+/// [`StateError::Io`] naming the file.
+pub fn append_line(path: &Path, line: &str) -> Result<(), StateError> {
+    let _lock = FileLock::beside(path)?;
+    let io = || StateError::io("append to", path);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io())?;
+    let mut record = String::with_capacity(line.len() + 2);
+    let len = f.metadata().map_err(io())?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).map_err(io())?;
+        f.read_exact(&mut last).map_err(io())?;
+        if last[0] != b'\n' {
+            record.push('\n');
+        }
+    }
+    record.push_str(line);
+    record.push('\n');
+    // One write of the whole record: with O_APPEND it lands at the end in one piece.
+    f.write_all(record.as_bytes()).map_err(io())?;
+    f.sync_data().map_err(io())
+}
+
+/// The records of a JSON-lines log, oldest first; `[]` when it does not exist. A line that does
+/// not parse (a record torn by a crash, or from a newer version) is skipped with a warning naming
+/// the file and line, never failing the whole read.
+///
+/// # Errors
+/// [`StateError::Io`] when the file exists but cannot be read.
+pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StateError> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StateError::io("read", path)(e)),
+    };
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .filter_map(|(i, l)| match serde_json::from_str(l) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(
+                    "skipping line {} of {}: not a complete record ({e})",
+                    i + 1,
+                    path.display()
+                );
+                None
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_never_swallows_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("history.jsonl");
+        append_line(&log, r#"{"n":1}"#).unwrap();
+        // A crash half-way through a record (as a writer without whole-line appends could leave).
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(br#"{"n":2, "pad"#).unwrap();
+        append_line(&log, r#"{"n":3}"#).unwrap();
+        let read: Vec<serde_json::Value> = read_lines(&log).unwrap();
+        assert_eq!(
+            read,
+            [serde_json::json!({"n": 1}), serde_json::json!({"n": 3})]
+        );
+    }
+
+    #[test]
+    fn an_empty_or_truncated_json_file_is_corrupt_naming_the_file_and_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        std::fs::write(&path, b"").unwrap();
+        let err = read_json::<serde_json::Value>(&path, "move it aside").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("status.json is corrupt (the file is empty); move it aside"),
+            "{err}"
+        );
+        std::fs::write(&path, b"{\n  \"stack\": \"de").unwrap();
+        let err = read_json::<serde_json::Value>(&path, "move it aside").unwrap_err();
+        assert!(err.to_string().contains("line 2 column"), "{err}");
+        assert!(
+            read_json::<serde_json::Value>(&dir.path().join("none"), "-")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
