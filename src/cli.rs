@@ -64,6 +64,10 @@ pub enum Command {
         /// How long to wait for another apply's lock ("30s").
         #[arg(long, default_value = "0s")]
         lock_timeout: String,
+        /// Take over existing Kubernetes objects that another stack, or no stack, manages (each
+        /// one is reported); without it only objects annotated strata.dev/adopt: "true" are.
+        #[arg(long)]
+        adopt: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

@@ -79,6 +79,7 @@ pub fn apply(
     approve: Vec<String>,
     all: bool,
     lock_timeout: &str,
+    adopt: bool,
     json: bool,
 ) -> Result<ExitStatus, Error> {
     let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
@@ -87,6 +88,7 @@ pub fn apply(
         opts.all = all;
         opts.approve = approve;
         opts.lock_timeout = lock_timeout;
+        opts.adopt = adopt;
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
         if !auto_approve {
             if !std::io::stdin().is_terminal() {

@@ -44,8 +44,17 @@ pub fn run(cli: Cli) -> ExitStatus {
             approve,
             all,
             lock_timeout,
+            adopt,
             json,
-        } => converge::apply(&source, auto_approve, approve, all, &lock_timeout, json),
+        } => converge::apply(
+            &source,
+            auto_approve,
+            approve,
+            all,
+            &lock_timeout,
+            adopt,
+            json,
+        ),
         Command::Diff {
             source,
             json,

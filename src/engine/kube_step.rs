@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::inputs::{self, WaitingOn};
+use super::kube_prune::{Pending, Stage};
 use super::progress::Event;
 use super::record::LayerStatus;
 use super::run::{Failure, Shared, StepResult, Stepped};
-use super::{change, Engine, Mode};
+use super::{change, Engine, Mode, Source};
 use crate::kube::{self as k8s, SyncOptions};
 use crate::stack::{DriftPolicy, Layer, LayerSpec};
 use crate::value::Outputs;
@@ -27,6 +28,8 @@ impl Engine {
             unreachable!("kubernetes layer")
         };
         let mut apply = k8s::ApplyOptions::new(&self.stack.name, &layer.id.name);
+        apply.stack_id = self.stack_id();
+        apply.adopt = self.opts.adopt;
         apply.namespace = k.namespace.clone();
         apply.force_conflicts = layer.drift == DriftPolicy::Correct;
         SyncOptions {
@@ -77,11 +80,37 @@ impl Engine {
         }))
     }
 
-    /// Plans (dry runs) or syncs one Kubernetes layer.
+    /// The stack's identity on its clusters: its `id` setting, else derived from where the stack comes from (the
+    /// repository URL and path, or the stack directory) and its name, so that two stacks that
+    /// share a name never own each other's objects, and a new state dir for the same source owns
+    /// the same ones.
+    pub(super) fn stack_id(&self) -> String {
+        if let Some(id) = &self.stack.settings.id {
+            return id.clone();
+        }
+        let source = match &self.source {
+            Source::Dir(d) => {
+                let dir = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+                format!("dir:{}", dir.display())
+            }
+            Source::Repo { spec, .. } => format!(
+                "repo:{}:{}",
+                spec.url,
+                spec.path
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            ),
+        };
+        k8s::owner::derive_id(&source, &self.stack.name)
+    }
+
+    /// Plans (dry runs) or applies one Kubernetes layer; its prune comes once every layer ran
+    /// ([`Engine::prune_kubernetes`]).
     ///
     /// # Guarantees
     /// - Nothing is sent to a cluster while an input is unknown: the layer is reported waiting.
-    /// - A plan writes nothing; an apply records the layer converged once the sync succeeded.
+    /// - A plan writes nothing; an apply records the layer converged once its prune succeeded.
     ///
     /// # Errors
     /// Inputs, connecting, dry runs, applying, pruning and waiting, as a [`Failure`].
@@ -103,24 +132,47 @@ impl Engine {
             Err(why) => return Ok(self.waiting(id, why, started)),
         };
         let opts = self.sync_options(layer);
+        let LayerSpec::Kubernetes(spec) = &layer.spec else {
+            unreachable!("kubernetes layer")
+        };
+        let refs = k.desired.iter().map(|d| d.r.clone()).collect();
+        shared
+            .lock()
+            .expect("shared")
+            .declared
+            .insert(id.clone(), Ok((spec.cluster.clone(), refs)));
         let mut report = self.report(id, LayerStatus::Unchanged, started);
         report.reasons = vec!["compared with the cluster".into()];
-        let cs = match mode {
+        let inventory = k8s::read_inventory(&k.client, &opts.apply)
+            .await
+            .map_err(Failure::failed)?;
+        let previous = inventory.entries.clone();
+        let (cs, stage) = match mode {
             Mode::Plan => {
                 self.progress(id, Event::Comparing);
-                k8s::plan(&k.client, &k.desired, &k.resources, &opts)
+                let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
                     .await
-                    .map_err(Failure::failed)?
+                    .map_err(Failure::failed)?;
+                (cs.clone(), Stage::Planned(cs))
             }
             Mode::Apply => {
                 self.progress(id, Event::Applying);
-                let cs = k8s::sync(&k.client, &k.desired, &k.resources, &opts)
+                let applied = k8s::apply_layer(&k.client, &k.desired, inventory, &opts)
                     .await
                     .map_err(Failure::failed)?;
-                self.record_converged(id, None);
-                cs
+                (applied.cs.clone(), Stage::Applied(applied))
             }
         };
+        shared.lock().expect("shared").pending.insert(
+            id.clone(),
+            Pending {
+                client: k.client,
+                desired: k.desired,
+                resources: k.resources,
+                previous,
+                stage,
+            },
+        );
         report.counts = Some(cs.summary());
         report.changes = change::of_kubernetes(&cs);
         if cs.has_changes() {

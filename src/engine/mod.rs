@@ -9,6 +9,7 @@
 pub mod change;
 mod drift;
 pub mod inputs;
+mod kube_prune;
 mod kube_step;
 mod open;
 pub mod progress;
@@ -71,6 +72,8 @@ pub struct EngineOptions {
     pub only: Option<BTreeSet<LayerId>>,
     /// Plan these Terraform layers even when nothing they depend on changed (drift correction).
     pub force_plan: BTreeSet<LayerId>,
+    /// Take over Kubernetes objects another stack, or no stack, manages (`apply --adopt`).
+    pub adopt: bool,
 }
 
 impl EngineOptions {
@@ -86,6 +89,7 @@ impl EngineOptions {
             progress: false,
             only: None,
             force_plan: BTreeSet::new(),
+            adopt: false,
         }
     }
 }

@@ -38,9 +38,12 @@ impl fmt::Display for Hold {
 /// What a run shares between its layers.
 pub(super) struct Shared {
     pub(super) known: Outputs,
-    reports: BTreeMap<LayerId, LayerReport>,
+    pub(super) reports: BTreeMap<LayerId, LayerReport>,
     /// Layers planned with changes (or applied with changes) in this run.
     pub(super) changed: BTreeSet<LayerId>,
+    /// What each Kubernetes layer declares, once loaded; and the layers whose prune is to come.
+    pub(super) declared: super::kube_prune::Declared,
+    pub(super) pending: BTreeMap<LayerId, super::kube_prune::Pending>,
 }
 
 /// A layer step that did not fail: its report, and whether it holds its dependents back.
@@ -120,6 +123,8 @@ impl Engine {
             known: self.cached_outputs(),
             reports: BTreeMap::new(),
             changed: BTreeSet::new(),
+            declared: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }));
         let parallelism = self.stack.settings.parallelism;
         let outcomes = walk(&self.graph, parallelism, self.opts.only.as_ref(), |id| {
@@ -127,6 +132,7 @@ impl Engine {
             async move { self.step(&id, mode, &shared).await }
         })
         .await;
+        self.prune_kubernetes(mode, &shared).await;
         let mut sh = shared.lock().expect("shared");
         let mut layers = Vec::new();
         for id in self.graph.layers() {

@@ -14,6 +14,7 @@ use super::error::KubeError;
 use super::manifest::Manifest;
 use super::object::ObjRef;
 use super::order;
+use super::owner::{adopt_annotated, owner_of, Owner, LABEL_STACK_ID};
 use super::resolve::{Resolved, Resources};
 use super::retry::retry;
 use super::sanitize::comparable;
@@ -36,6 +37,12 @@ pub struct ApplyOptions {
     /// Namespace for namespaced objects that name none; `default` when unset.
     pub namespace: Option<String>,
     pub stack: String,
+    /// The stack's id ([`super::owner::derive_id`]), on every object as
+    /// [`super::owner::LABEL_STACK_ID`]; the stack name when unset.
+    pub stack_id: String,
+    /// Take over objects another stack or no stack manages (`strata apply --adopt`); without it
+    /// only desired objects annotated [`super::owner::ANNOTATION_ADOPT`] are taken over.
+    pub adopt: bool,
     pub layer: String,
     /// How long to wait for new CRDs to be established. Default 60s.
     pub crd_timeout: Duration,
@@ -49,6 +56,8 @@ impl ApplyOptions {
             force_conflicts: false,
             namespace: None,
             stack: stack.into(),
+            stack_id: stack.into(),
+            adopt: false,
             layer: layer.into(),
             crd_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
@@ -120,6 +129,7 @@ pub fn prepare(
             .or_insert_with(|| Value::Object(Default::default()));
         if let Some(l) = labels.as_object_mut() {
             l.insert(LABEL_STACK.into(), Value::String(opts.stack.clone()));
+            l.insert(LABEL_STACK_ID.into(), Value::String(opts.stack_id.clone()));
             l.insert(LABEL_LAYER.into(), Value::String(opts.layer.clone()));
         }
         let r = ObjRef::of(&obj);
@@ -146,6 +156,8 @@ pub fn prepare(
 enum Planned {
     Create,
     Configure,
+    /// It exists and another stack (or nobody strata knows) manages it; consent was given.
+    Adopt(Owner),
     Unchanged,
     /// Its CRD or namespace is created in this run: it can only be dry-run once that exists.
     AfterCrd,
@@ -216,9 +228,25 @@ async fn plan_one(
         return Ok(Planned::AfterCrd);
     }
     let current = live(d, client, opts).await.map_err(|e| e.to_string())?;
-    let result = match server_apply(d, client, opts, opts.force_conflicts, true).await {
+    let adopting = match current
+        .as_ref()
+        .map(|l| owner_of(&to_value(l), &opts.stack, &opts.stack_id))
+    {
+        None | Some(Owner::Ours) => None,
+        Some(owner) if opts.adopt || adopt_annotated(&d.object) => Some(owner),
+        Some(owner) => {
+            return Err(format!(
+                "it already exists, {owner}; strata does not take it over silently: \
+                 annotate it {}: \"true\" in Git or run `strata apply --adopt` to adopt it",
+                super::owner::ANNOTATION_ADOPT
+            ));
+        }
+    };
+    // Adopting takes the fields over from their old managers: consent covers the conflicts.
+    let force = opts.force_conflicts || adopting.is_some();
+    let result = match server_apply(d, client, opts, force, true).await {
         Ok(r) => r,
-        Err(e) if is_conflict(&e) && !opts.force_conflicts => {
+        Err(e) if is_conflict(&e) && !force => {
             return Err(format!(
                 "{} (drift = \"report\": strata does not force field-manager conflicts)",
                 reason(&e)
@@ -236,6 +264,9 @@ async fn plan_one(
         }
         Err(e) => return Err(reason(&e)),
     };
+    if let Some(owner) = adopting {
+        return Ok(Planned::Adopt(owner));
+    }
     Ok(match current {
         None => Planned::Create,
         Some(l) if comparable(&to_value(&l)) == comparable(&to_value(&result)) => {
@@ -264,9 +295,13 @@ async fn plan_all(
         .await
 }
 
-/// Applies (or with `dry_run`, plans) the desired objects.
+/// Applies (or with `dry_run`, plans) the desired objects. `ahead` is the inventory to record
+/// before the first write (and whether it replaces one named by the stack name alone); `None`
+/// when the recorded one already covers every desired object.
 ///
 /// # Guarantees
+/// - The inventory in `ahead` is recorded after every dry run passed and before the first write:
+///   a crash at any point leaves every object this apply created in an inventory.
 /// - Every object of a stage is dry-run before any of the stage is written; one failure and
 ///   nothing of the stage is applied, and the error lists every failure as `Kind/ns/name: reason`.
 /// - Objects whose dry-run result equals the live object are not written (no resourceVersion
@@ -281,6 +316,7 @@ pub async fn apply(
     desired: &[Desired],
     opts: &ApplyOptions,
     dry_run: bool,
+    ahead: Option<(&[ObjRef], bool)>,
 ) -> Result<ChangeSet, KubeError> {
     let mut cs = ChangeSet {
         dry_run,
@@ -329,6 +365,9 @@ pub async fn apply(
     }
     if !failures.is_empty() {
         return Err(KubeError::DryRun { failures });
+    }
+    if let (Some((entries, legacy)), false) = (ahead, dry_run) {
+        super::inventory::write(client, opts, entries, legacy).await?;
     }
 
     apply_stage(client, &first, plans_first, opts, dry_run, &mut cs).await?;
@@ -411,20 +450,20 @@ async fn apply_one(
             Action::Created,
             Some("planned after its CRD or namespace, which this layer creates first".into()),
         ),
-        Planned::Create | Planned::Configure => {
+        Planned::Create | Planned::Configure | Planned::Adopt(_) => {
+            let force = opts.force_conflicts || matches!(plan, Planned::Adopt(_));
             if !dry_run {
-                server_apply(d, client, opts, opts.force_conflicts, false)
+                server_apply(d, client, opts, force, false)
                     .await
                     .map_err(failed)?;
             }
-            (
-                if matches!(plan, Planned::Create) {
-                    Action::Created
-                } else {
-                    Action::Configured
-                },
-                None,
-            )
+            match plan {
+                Planned::Create => (Action::Created, None),
+                Planned::Adopt(owner) => {
+                    (Action::Configured, Some(format!("adopted: it was {owner}")))
+                }
+                _ => (Action::Configured, None),
+            }
         }
         Planned::Recreate => {
             if !dry_run {

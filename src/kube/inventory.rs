@@ -1,5 +1,11 @@
 //! A layer's inventory: the objects it applied, kept in the cluster as a ConfigMap in
-//! `strata-system`, so the next run knows what left Git.
+//! `strata-system`, so the next run knows what left Git. It is named by the stack's id, not its
+//! name, so two stacks that share a name never share an inventory; an inventory named by the
+//! stack name alone (written before stack ids existed) is taken over on the next write.
+//!
+//! An apply records the inventory ahead of its first write (everything it had plus everything it
+//! is about to apply) and narrows it once pruning is done: whenever strata stops, every object it
+//! created is in an inventory.
 
 use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
 use ::kube::core::{ApiResource, GroupVersionKind};
@@ -12,8 +18,16 @@ use crate::util::retry::Backoff;
 
 pub const NAMESPACE: &str = "strata-system";
 
-fn name(stack: &str, layer: &str) -> String {
-    format!("inventory.{stack}.{layer}")
+fn name(stack_id: &str, layer: &str) -> String {
+    format!("inventory.{stack_id}.{layer}")
+}
+
+/// What a layer's inventory holds, and where it was found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub entries: Vec<ObjRef>,
+    /// It was found under the stack name only (written before stack ids): the next write moves it.
+    pub legacy: bool,
 }
 
 fn cm_api(client: &::kube::Client) -> Api<DynamicObject> {
@@ -24,44 +38,81 @@ fn cm_api(client: &::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), NAMESPACE, &ar)
 }
 
-/// The objects the last successful apply of the layer recorded; empty when there is none yet.
+/// The objects the layer's applies recorded; empty when there is none yet.
 ///
 /// # Errors
 /// When the inventory exists but can't be read or parsed: callers must not prune then.
 pub async fn read(
     client: &::kube::Client,
     stack: &str,
+    stack_id: &str,
     layer: &str,
     backoff: Backoff,
-) -> Result<Vec<ObjRef>, KubeError> {
+) -> Result<Inventory, KubeError> {
+    let entries = read_named(client, &name(stack_id, layer), backoff).await?;
+    if let Some(entries) = entries {
+        return Ok(Inventory {
+            entries,
+            legacy: false,
+        });
+    }
+    let old = name(stack, layer);
+    if old == name(stack_id, layer) {
+        return Ok(Inventory::default());
+    }
+    Ok(match read_named(client, &old, backoff).await? {
+        Some(entries) => Inventory {
+            entries,
+            legacy: true,
+        },
+        None => Inventory::default(),
+    })
+}
+
+/// The entries of the inventory ConfigMap `n`, `None` when there is none.
+async fn read_named(
+    client: &::kube::Client,
+    n: &str,
+    backoff: Backoff,
+) -> Result<Option<Vec<ObjRef>>, KubeError> {
     let api = cm_api(client);
-    let n = name(stack, layer);
     let fail = |m: String| KubeError::Read {
         what: format!("the inventory ConfigMap/{NAMESPACE}/{n}"),
         message: m,
     };
-    let found = retry(backoff, || api.get_opt(&n)).await;
+    let found = retry(backoff, || api.get_opt(n)).await;
     let obj = match found {
         Ok(Some(o)) => o,
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => return Ok(None),
         // Its namespace not existing yet means no inventory yet.
-        Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(None),
         Err(e) => return Err(fail(e.to_string())),
     };
     let text = obj.data["data"]["entries"].as_str().unwrap_or("[]");
-    serde_json::from_str(text).map_err(|e| fail(format!("its entries are not valid JSON: {e}")))
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| fail(format!("its entries are not valid JSON: {e}")))
 }
 
-/// Records the layer's objects.
+/// Records the layer's objects; with `legacy`, then deletes the inventory named by the stack
+/// name alone, which this one replaces.
+///
+/// # Guarantees
+/// The new inventory is written before the old one is deleted: a crash in between leaves both,
+/// and the next read takes the new one.
+///
+/// # Errors
+/// The namespace or the ConfigMap could not be written (after retries), naming it.
 pub async fn write(
     client: &::kube::Client,
-    stack: &str,
-    layer: &str,
+    opts: &super::ApplyOptions,
     entries: &[ObjRef],
-    backoff: Backoff,
+    legacy: bool,
 ) -> Result<(), KubeError> {
+    let (stack, stack_id, layer, backoff) =
+        (&opts.stack, &opts.stack_id, &opts.layer, opts.backoff);
     let fail = |e: ::kube::Error| KubeError::Apply {
-        object: format!("ConfigMap/{NAMESPACE}/{}", name(stack, layer)),
+        object: format!("ConfigMap/{NAMESPACE}/{}", name(stack_id, layer)),
         message: e.to_string(),
     };
     let ns_ar = ApiResource::from_gvk_with_plural(
@@ -79,15 +130,31 @@ pub async fn write(
     sorted.sort();
     let cm = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name(stack, layer), "namespace": NAMESPACE,
-                     "labels": {super::apply::LABEL_STACK: stack, super::apply::LABEL_LAYER: layer}},
+        "metadata": {"name": name(stack_id, layer), "namespace": NAMESPACE,
+                     "labels": {super::apply::LABEL_STACK: stack,
+                                super::owner::LABEL_STACK_ID: stack_id,
+                                super::apply::LABEL_LAYER: layer}},
         "data": {"entries": serde_json::to_string(&sorted).expect("json")},
     });
     let api = cm_api(client);
     let patch = Patch::Apply(&cm);
-    let n = name(stack, layer);
+    let n = name(stack_id, layer);
     retry(backoff, || api.patch(&n, &pp, &patch))
         .await
         .map_err(fail)?;
+    let old = name(stack, layer);
+    if legacy && old != n {
+        let dp = ::kube::api::DeleteParams::default();
+        match retry(backoff, || api.delete(&old, &dp)).await {
+            Ok(_) => {}
+            Err(::kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(KubeError::Prune {
+                    object: format!("ConfigMap/{NAMESPACE}/{old} (the inventory before stack ids)"),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
     Ok(())
 }

@@ -6,12 +6,14 @@
 pub mod apply;
 pub mod changeset;
 pub mod cluster;
+pub mod contents;
 pub mod diff;
 pub mod error;
 pub mod inventory;
 pub mod manifest;
 pub mod object;
 pub mod order;
+pub mod owner;
 pub mod prune;
 pub mod resolve;
 pub mod retry;
@@ -58,75 +60,195 @@ pub async fn desired(
     Ok((desired, resources))
 }
 
-/// Converges a layer: apply, then (when asked) prune against the previous inventory, record the
-/// new inventory, and wait.
+/// A layer applied, its prune (and the narrowing of its inventory) still to come.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub cs: ChangeSet,
+    /// The inventory before this apply.
+    pub previous: Vec<ObjRef>,
+    /// The inventory as recorded now (sorted): `previous` plus every desired object.
+    recorded: Vec<ObjRef>,
+}
+
+/// `previous` plus the desired objects (in the version Git names them), sorted.
+fn union(previous: &[ObjRef], desired: &[Desired]) -> Vec<ObjRef> {
+    let mut all: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
+    let keys: std::collections::BTreeSet<_> = all.iter().map(ObjRef::key).collect();
+    all.extend(
+        previous
+            .iter()
+            .filter(|r| !keys.contains(&r.key()))
+            .cloned(),
+    );
+    all.sort();
+    all
+}
+
+/// Reads the layer's inventory.
+///
+/// # Errors
+/// It exists but can't be read or parsed: nothing may be applied or pruned then.
+pub async fn read_inventory(
+    client: &::kube::Client,
+    opts: &ApplyOptions,
+) -> Result<inventory::Inventory, KubeError> {
+    inventory::read(
+        client,
+        &opts.stack,
+        &opts.stack_id,
+        &opts.layer,
+        opts.backoff,
+    )
+    .await
+}
+
+/// Applies a layer and waits for it; its prune comes after, in [`finish`].
 ///
 /// # Guarantees
 /// - Nothing is applied when the desired set failed to load or any dry run failed.
-/// - Pruning happens only after a successful apply and a successful inventory read.
+/// - Write-ahead inventory: before the first write, the inventory records everything it held
+///   plus every desired object, so a crash at any point leaves every object strata created
+///   findable by the next run.
 /// - Idempotent: a second run with the same desired set makes zero writes, the inventory
 ///   included.
+///
+/// # Errors
+/// Dry-run, inventory, apply and wait failures, each naming objects.
+pub async fn apply_layer(
+    client: &::kube::Client,
+    desired: &[Desired],
+    inventory: inventory::Inventory,
+    opts: &SyncOptions,
+) -> Result<Applied, KubeError> {
+    let mut stored = inventory.entries.clone();
+    stored.sort();
+    let recorded = union(&inventory.entries, desired);
+    let ahead =
+        (recorded != stored || inventory.legacy).then_some((&recorded[..], inventory.legacy));
+    let cs = apply::apply(client, desired, &opts.apply, false, ahead).await?;
+    if opts.wait {
+        let all: Vec<&Desired> = desired.iter().collect();
+        wait::ready(client, &all, opts.timeout).await?;
+    }
+    Ok(Applied {
+        cs,
+        previous: inventory.entries,
+        recorded,
+    })
+}
+
+/// Prunes an applied layer (when its `prune` is on) against what the whole stack declares, then
+/// narrows its inventory to what it declares and what was kept.
+///
+/// # Guarantees
+/// - Runs only on a layer whose apply succeeded; never deletes what any layer of `stack`
+///   declares, what another stack owns, or a Namespace or CRD holding anything not pruned.
+/// - The inventory is narrowed only after pruning succeeded; unchanged, it is not written.
+///
+/// # Errors
+/// Discovery, read, listing, deletion and inventory failures, each naming the object.
+pub async fn finish(
+    client: &::kube::Client,
+    applied: Applied,
+    desired: &[Desired],
+    stack: &prune::Stackwide,
+    opts: &SyncOptions,
+) -> Result<ChangeSet, KubeError> {
+    let a = &opts.apply;
+    let Applied {
+        mut cs,
+        previous,
+        recorded,
+    } = applied;
+    if !opts.prune {
+        return Ok(cs);
+    }
+    // The apply may have added kinds (new CRDs): prune with what the cluster serves now.
+    let resources = resolve::Resources::discover(client).await?;
+    let kept = prune::prune(client, &previous, stack, &resources, a, &mut cs).await?;
+    let mut record: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
+    record.extend(kept);
+    record.sort();
+    if record != recorded {
+        inventory::write(client, a, &record, false).await?;
+    }
+    Ok(cs)
+}
+
+/// Converges one layer on its own: apply, then prune what it alone no longer declares.
+///
+/// # Guarantees
+/// As [`apply_layer`] and [`finish`]; pruning happens only after a successful apply and a
+/// successful inventory read.
 ///
 /// # Errors
 /// Load, dry-run, apply, prune and wait failures, each naming objects.
 pub async fn sync(
     client: &::kube::Client,
     desired: &[Desired],
-    resources: &resolve::Resources,
+    _resources: &resolve::Resources,
     opts: &SyncOptions,
 ) -> Result<ChangeSet, KubeError> {
-    let a = &opts.apply;
-    let previous = inventory::read(client, &a.stack, &a.layer, a.backoff).await?;
-    let mut stored = previous.clone();
-    stored.sort();
-    let mut cs = apply::apply(client, desired, a, false).await?;
+    let inv = read_inventory(client, &opts.apply).await?;
+    let layer = format!("kubernetes.{}", opts.apply.layer);
     let refs: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
-    let mut record = refs.clone();
-    if opts.prune {
-        let resources = resolve::Resources::discover(client)
-            .await
-            .unwrap_or_else(|_| resources.clone());
-        let kept = prune::prune(
-            client, &previous, &refs, &resources, &a.layer, a.backoff, &mut cs,
-        )
-        .await?;
-        record.extend(kept);
-    } else {
-        let keys: std::collections::BTreeSet<_> = refs.iter().map(ObjRef::key).collect();
-        record.extend(previous.into_iter().filter(|r| !keys.contains(&r.key())));
-    }
-    record.sort();
-    if record != stored {
-        inventory::write(client, &a.stack, &a.layer, &record, a.backoff).await?;
-    }
-    if opts.wait {
-        let all: Vec<&Desired> = desired.iter().collect();
-        wait::ready(client, &all, opts.timeout).await?;
-    }
-    Ok(cs)
+    let stack = prune::Stackwide::of_layer(&layer, &refs, &inv.entries);
+    let applied = apply_layer(client, desired, inv, opts).await?;
+    finish(client, applied, desired, &stack, opts).await
 }
 
-/// Plans a layer: what `sync` would do, from dry runs; writes nothing.
+/// Plans a layer's apply: what [`apply_layer`] would do, from dry runs; writes nothing.
+///
+/// # Errors
+/// Dry-run failures, naming objects.
+pub async fn plan_apply(
+    client: &::kube::Client,
+    desired: &[Desired],
+    opts: &SyncOptions,
+) -> Result<ChangeSet, KubeError> {
+    apply::apply(client, desired, &opts.apply, true, None).await
+}
+
+/// Plans a layer's prune into `cs` (when its `prune` is on): what [`finish`] would delete and
+/// keep, with the same words; writes nothing.
+///
+/// # Errors
+/// Read and listing failures, naming objects.
+pub async fn plan_prune(
+    client: &::kube::Client,
+    previous: &[ObjRef],
+    resources: &resolve::Resources,
+    stack: &prune::Stackwide,
+    opts: &SyncOptions,
+    cs: &mut ChangeSet,
+) -> Result<(), KubeError> {
+    if opts.prune {
+        prune::prune(client, previous, stack, resources, &opts.apply, cs).await?;
+    }
+    Ok(())
+}
+
+/// Plans one layer on its own: what `sync` would do, from dry runs; writes nothing.
+///
+/// # Errors
+/// Inventory, dry-run and read failures, naming objects.
 pub async fn plan(
     client: &::kube::Client,
     desired: &[Desired],
     resources: &resolve::Resources,
     opts: &SyncOptions,
 ) -> Result<ChangeSet, KubeError> {
-    let a = &opts.apply;
-    let previous = inventory::read(client, &a.stack, &a.layer, a.backoff).await?;
-    let mut cs = apply::apply(client, desired, a, true).await?;
-    if opts.prune {
-        let refs: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
-        prune::prune(
-            client, &previous, &refs, resources, &a.layer, a.backoff, &mut cs,
-        )
-        .await?;
-    }
+    let inv = read_inventory(client, &opts.apply).await?;
+    let mut cs = plan_apply(client, desired, opts).await?;
+    let layer = format!("kubernetes.{}", opts.apply.layer);
+    let refs: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
+    let stack = prune::Stackwide::of_layer(&layer, &refs, &inv.entries);
+    plan_prune(client, &inv.entries, resources, &stack, opts, &mut cs).await?;
     Ok(cs)
 }
 
-/// kubediff of a layer.
+/// kubediff of a layer: desired objects against the cluster, and objects of its inventory that
+/// Git no longer declares but the cluster still holds (including those a crashed apply left).
 pub async fn diff(
     client: &::kube::Client,
     desired: &[Desired],
@@ -134,6 +256,6 @@ pub async fn diff(
     opts: &SyncOptions,
 ) -> Result<KubeDiff, KubeError> {
     let a = &opts.apply;
-    let previous = inventory::read(client, &a.stack, &a.layer, a.backoff).await?;
+    let previous = read_inventory(client, a).await?.entries;
     diff::diff(client, desired, &previous, resources, a).await
 }

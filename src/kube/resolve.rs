@@ -14,6 +14,8 @@ use super::error::KubeError;
 pub struct Resolved {
     pub resource: ApiResource,
     pub namespaced: bool,
+    /// The server lists it (some types only take creates, like `TokenReview`).
+    pub listable: bool,
 }
 
 /// The resource types a cluster serves, by (group, version, kind).
@@ -44,6 +46,7 @@ impl Resources {
                         (ar.group.clone(), ar.version.clone(), ar.kind.clone()),
                         Resolved {
                             namespaced: caps.scope == Scope::Namespaced,
+                            listable: caps.supports_operation(::kube::discovery::verbs::LIST),
                             resource: ar,
                         },
                     );
@@ -56,6 +59,26 @@ impl Resources {
     pub fn get(&self, group: &str, version: &str, kind: &str) -> Option<&Resolved> {
         self.types
             .get(&(group.to_string(), version.to_string(), kind.to_string()))
+    }
+
+    /// One listable resource type per group and kind (the same objects are served in every
+    /// version of a kind).
+    pub fn listable_kinds(&self) -> Vec<&Resolved> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.types
+            .iter()
+            .filter(|(_, r)| r.listable)
+            .filter(|((g, _, k), _)| seen.insert((g.clone(), k.clone())))
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    /// A served version of a kind, whichever.
+    pub fn any_version(&self, group: &str, kind: &str) -> Option<&Resolved> {
+        self.types
+            .iter()
+            .find(|((g, _, k), _)| g == group && k == kind)
+            .map(|(_, r)| r)
     }
 
     /// Adds the kinds that CRDs in the desired set will serve, so their objects can be placed
@@ -84,6 +107,7 @@ impl Resources {
                         plural,
                     ),
                     namespaced,
+                    listable: true,
                 });
             }
         }

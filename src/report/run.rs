@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::engine::change::{Change, ChangeAction};
+use crate::engine::change::{Change, ChangeAction, Target};
 use crate::engine::record::{LayerReport, LayerStatus, RunReport};
 
 fn revision_line(r: &RunReport) -> String {
@@ -110,10 +110,18 @@ pub fn symbol(a: ChangeAction) -> &'static str {
     }
 }
 
-/// `-/+ null_resource.server`, `~ ConfigMap/platform/settings`; what is left alone says why.
+/// `-/+ null_resource.server`, `~ ConfigMap/platform/settings`; what is left alone says why, a
+/// Kubernetes object as `! kept Namespace/shop: still holds ...`.
 pub fn change_line(c: &Change) -> String {
     match (&c.reason, c.action) {
+        (Some(why), ChangeAction::Noop) if matches!(c.target, Target::Object { .. }) => {
+            format!("{} kept {}: {why}", symbol(c.action), c.target)
+        }
         (Some(why), ChangeAction::Noop) => format!("{} {} ({why})", symbol(c.action), c.target),
+        // Only an adoption gives a Kubernetes update a reason: it must be seen.
+        (Some(why), ChangeAction::Update) if matches!(c.target, Target::Object { .. }) => {
+            format!("{} {} ({why})", symbol(c.action), c.target)
+        }
         _ => format!("{} {}", symbol(c.action), c.target),
     }
 }

@@ -382,4 +382,18 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_stack_id_must_be_a_label_value() {
+        let (s, d) = parse("stack \"x\" {\n  id = \"shop-prod\"\n}\n");
+        assert!(d.is_empty(), "{d}");
+        assert_eq!(s.settings.id.as_deref(), Some("shop-prod"));
+        let (s, d) = parse("stack \"x\" {\n  id = \"shop prod/\"\n}\n");
+        assert!(
+            d.to_string()
+                .contains("s/strata.hcl:2:8: id must be 1 to 63 letters"),
+            "{d}"
+        );
+        assert_eq!(s.settings.id, None);
+    }
 }

@@ -124,6 +124,9 @@ pub struct StackSettings {
     pub alert_after: Duration,
     /// The terraform (or tofu) binary to run, instead of the one found on PATH.
     pub terraform_bin: Option<String>,
+    /// The stack's identity on its clusters, instead of one derived from its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl Default for StackSettings {
@@ -134,6 +137,7 @@ impl Default for StackSettings {
             drift_interval: Duration::from_secs(600),
             alert_after: Duration::ZERO,
             terraform_bin: None,
+            id: None,
         }
     }
 }

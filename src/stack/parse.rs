@@ -12,12 +12,13 @@ use super::expr::Expr;
 use super::model::*;
 
 const BLOCK_TYPES: [&str; 4] = ["stack", "terraform", "cluster", "kubernetes"];
-const STACK_ATTRS: [&str; 5] = [
+const STACK_ATTRS: [&str; 6] = [
     "parallelism",
     "poll_interval",
     "drift_interval",
     "alert_after",
     "terraform_bin",
+    "id",
 ];
 const LAYER_ATTRS: [&str; 6] = ["source", "vars", "depends_on", "drift", "apply", "timeout"];
 const TERRAFORM_ATTRS: [&str; 3] = ["workspace", "backend_config", "lock_timeout"];
@@ -266,6 +267,25 @@ impl Parser<'_> {
             }
         }
         s.terraform_bin = f.get("terraform_bin").and_then(|a| self.string(a));
+        if let Some(a) = f.get("id") {
+            if let Some(id) = self.string(a) {
+                // It is a label value on every object the stack applies.
+                let ok = (1..=63).contains(&id.len())
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && id.ends_with(|c: char| c.is_ascii_alphanumeric());
+                if ok {
+                    s.id = Some(id);
+                } else {
+                    self.err(
+                        a.value.span(),
+                        "id must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+                    );
+                }
+            }
+        }
         s
     }
 

@@ -8,6 +8,8 @@ mod engine;
 mod graph;
 mod json_output;
 mod kube;
+mod kube_ownership;
+mod kube_safety;
 mod logging;
 mod report;
 mod shutdown;
