@@ -4,13 +4,21 @@
 //! A run of one layer is: [`Terraform::prepare`] (a writable working copy of the layer and its
 //! local modules, a 0600 var file) → [`Terraform::plan`] (init when needed, workspace, plan,
 //! show) → [`Terraform::apply`] (the saved plan, then outputs).
+//!
+//! terraform outlives strata: its output goes to files, not pipes, so a strata killed mid-apply
+//! leaves a terraform that finishes and saves its state; the next strata waits for it
+//! ([`orphans`]). State terraform could not save to its backend is kept ([`errored`]) and blocks
+//! the layer until [`Terraform::push_state`] has pushed it.
 
 pub mod apply;
 pub mod binary;
 pub mod error;
+pub mod errored;
 mod exec;
 pub mod modules;
+mod orphans;
 pub mod plan;
+mod recovery;
 pub mod workdir;
 
 use std::collections::BTreeMap;
@@ -26,6 +34,7 @@ pub use apply::Applied;
 pub use binary::{Flavour, TerraformBinary};
 pub use error::{Step, TerraformError};
 pub use plan::{Action, Counts, LayerPlan, OutputChange, PlanMode, ResourceChange, Shown};
+pub use recovery::{PushedState, StatePush};
 
 use crate::redact::Redactor;
 use crate::stack::{duration::format_duration, Layer, LayerId, LayerSpec};
@@ -296,9 +305,9 @@ impl Terraform {
                 FileLock::acquire(&self.cache_dir().join(".lock"), false).await,
             )),
         };
-        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let seq = self.invocations.fetch_add(1, Ordering::Relaxed);
         let env = self.env(p);
-        exec::run(
+        let out = exec::run(
             &self.bin.path,
             Invocation {
                 layer: &p.layer,
@@ -307,11 +316,17 @@ impl Terraform {
                 cwd: &p.work_dir,
                 env: &env,
                 log_stdout,
+                run_dir: p.run.path(),
+                seq,
             },
             limits,
             &p.redactor,
         )
-        .await
+        .await?;
+        match recovery::keep_errored_state(p, step, &out) {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     fn failed(p: &Prepared, step: Step, out: &exec::Finished) -> TerraformError {
@@ -427,11 +442,16 @@ impl Terraform {
     /// layer's drift check (terradiff).
     ///
     /// # Guarantees
-    /// Changes nothing but terraform's own caches and the state lock; bounded by the layer's
-    /// `timeout`; on timeout or cancellation terraform is interrupted and nothing is left running.
+    /// - Changes nothing but terraform's own caches and the state lock; bounded by the layer's
+    ///   `timeout`; on timeout or cancellation terraform is interrupted and nothing is left
+    ///   running.
+    /// - Never runs beside a terraform an earlier strata left running for the layer: waits for it
+    ///   first (within the timeout), so the plan sees what it did.
+    /// - Refuses a layer with unsaved state (`errored.tfstate`) until it is pushed.
     ///
     /// # Errors
-    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted.
+    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted;
+    /// `UnsavedState`; `EarlierRunStillRunning`.
     pub async fn plan(
         &self,
         p: &mut Prepared,
@@ -439,6 +459,7 @@ impl Terraform {
         cancel: &CancellationToken,
     ) -> Result<LayerPlan, TerraformError> {
         let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
         self.init(p, &limits).await?;
         let plan_file = p.run.path().join("layer.tfplan");
         let mut args: Vec<OsString> = vec![
@@ -498,6 +519,10 @@ impl Terraform {
     /// - Refuses a plan made from another revision or other inputs than `p`'s.
     /// - Bounded by the layer's `timeout`; on timeout or cancellation terraform gets SIGINT (it
     ///   stops cleanly and writes state), then SIGKILL after the grace period.
+    /// - If strata dies meanwhile, terraform is not killed: it finishes the apply and writes its
+    ///   state, and the next strata waits for it.
+    /// - State terraform could not write to its backend is never lost: it is kept in the layer's
+    ///   state dir and the apply fails with `UnsavedState` naming it.
     ///
     /// # Errors
     /// A stale plan, or the failing step (apply, output) with terraform's error text, redacted.
@@ -520,6 +545,7 @@ impl Terraform {
         }
         let started = std::time::Instant::now();
         let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
         let args = vec![
             "apply".into(),
             "-input=false".into(),
@@ -549,6 +575,7 @@ impl Terraform {
         cancel: &CancellationToken,
     ) -> Result<BTreeMap<String, Output>, TerraformError> {
         let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
         if p.init == InitOutcome::Pending {
             self.init(p, &limits).await?;
         }

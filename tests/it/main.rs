@@ -10,4 +10,5 @@ mod json_output;
 mod kube;
 mod source;
 mod terraform;
+mod terraform_recovery;
 mod validate;
