@@ -16,6 +16,7 @@ pub mod progress;
 pub mod record;
 mod run;
 pub mod state;
+mod state_push;
 mod terraform_step;
 
 use std::collections::BTreeSet;
@@ -100,6 +101,10 @@ pub enum EngineError {
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Terraform(#[from] Box<crate::terraform::TerraformError>),
+    #[error("no terraform layer \"{0}\" in this stack")]
+    NoSuchLayer(String),
     #[error("failed to write {}: {source}", path.display())]
     State {
         path: PathBuf,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{tf_env, Output};
+use crate::support::{tf_env, Output, Postgres};
 
 /// A stack of one terraform layer in a temp dir, with its own state dir.
 struct Fixture {
@@ -172,4 +172,98 @@ resource \"null_resource\" \"slow\" {{
     let third = fx.strata(&["plan"]);
     assert_eq!(third.code, 0, "nothing left to do\n{third:?}");
     assert_eq!(lines(&started), 1);
+}
+
+#[test]
+fn state_terraform_could_not_save_to_a_stopped_postgres_is_kept_refused_and_pushed() {
+    use std::os::unix::fs::MetadataExt;
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let ran = scratch.path().join("ran");
+    // The provisioner stops the backend mid-apply: the resource is created, its state cannot be
+    // saved.
+    let module = format!(
+        "terraform {{
+  backend \"pg\" {{}}
+  required_providers {{
+    null = {{ source = \"hashicorp/null\" }}
+  }}
+}}
+resource \"null_resource\" \"db\" {{
+  provisioner \"local-exec\" {{
+    command = \"{}; echo ran >> {}\"
+  }}
+}}
+",
+        pg.stop_command(),
+        ran.display()
+    );
+    let fx = Fixture::new(
+        "db",
+        &module,
+        &format!(
+            "  backend_config = {{ conn_str = \"{}\" }}\n",
+            pg.conn_str()
+        ),
+    );
+    let kept = fx.state.join("layers/db/errored.tfstate");
+
+    let first = fx.strata(&["apply", "--auto-approve"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert_eq!(lines(&ran), 1);
+    assert!(kept.exists(), "errored.tfstate is kept\n{first:?}");
+    assert_eq!(std::fs::metadata(&kept).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        state_resources(&kept),
+        ["null_resource.db"],
+        "it records what the apply did"
+    );
+    let said = format!(
+        "terraform.db has unsaved state in {}: run \"strata state push terraform.db\"",
+        kept.display()
+    );
+    assert!(
+        first.stdout.contains(&said),
+        "the layer fails naming the file and the fix\n{first:?}"
+    );
+    let runs = fx.state.join("layers/db/runs");
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+
+    pg.restart();
+    let refused = fx.strata(&["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stdout.contains(&said), "{refused:?}");
+    assert_eq!(lines(&ran), 1, "nothing ran on the out-of-date state");
+    let plan = fx.strata(&["plan"]);
+    assert_eq!(plan.code, 1, "plans are refused too\n{plan:?}");
+    assert!(plan.stdout.contains(&said), "{plan:?}");
+
+    let pushed = fx.strata(&["state", "push", "db"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert!(
+        pushed.stdout.contains("terraform.db: pushed ")
+            && pushed
+                .stdout
+                .contains("terraform.db can be planned and applied again."),
+        "{pushed:?}"
+    );
+    assert!(!kept.exists());
+    let aside: Vec<String> = std::fs::read_dir(fx.state.join("layers/db"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("errored.tfstate.pushed-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the pushed file is kept aside");
+
+    let after = fx.strata(&["apply", "--auto-approve"]);
+    assert_eq!(after.code, 0, "{after:?}");
+    assert_eq!(
+        lines(&ran),
+        1,
+        "the backend knows the resource: nothing is created again"
+    );
+    let again = fx.strata(&["state", "push", "terraform.db"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.stdout, "terraform.db: no unsaved state to push.\n");
 }
