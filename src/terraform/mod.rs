@@ -38,7 +38,7 @@ pub use recovery::{PushedState, StatePush};
 
 use crate::redact::Redactor;
 use crate::stack::{duration::format_duration, Layer, LayerId, LayerSpec};
-use crate::value::{InputValue, Output};
+use crate::value::InputValue;
 use exec::{Invocation, Limits};
 use modules::ConfigInfo;
 use workdir::{LayerPaths, RunDir};
@@ -558,7 +558,7 @@ impl Terraform {
             return Err(Self::failed(p, Step::Apply, &out));
         }
         let mut outputs = self.read_outputs(p, &limits).await?;
-        taint(&mut outputs, &p.redactor);
+        apply::taint(&mut outputs, &p.redactor);
         Ok(Applied {
             layer: p.layer.clone(),
             revision: p.revision.clone(),
@@ -566,49 +566,6 @@ impl Terraform {
             outputs,
             duration: started.elapsed(),
         })
-    }
-
-    /// The layer's current outputs, from its state (for a layer that need not be applied).
-    pub async fn outputs(
-        &self,
-        p: &mut Prepared,
-        cancel: &CancellationToken,
-    ) -> Result<BTreeMap<String, Output>, TerraformError> {
-        let limits = self.limits(p, cancel);
-        self.settle(p, &limits, false).await?;
-        if p.init == InitOutcome::Pending {
-            self.init(p, &limits).await?;
-        }
-        let mut outputs = self.read_outputs(p, &limits).await?;
-        taint(&mut outputs, &p.redactor);
-        Ok(outputs)
-    }
-
-    async fn read_outputs(
-        &self,
-        p: &Prepared,
-        limits: &Limits<'_>,
-    ) -> Result<BTreeMap<String, Output>, TerraformError> {
-        let args = vec!["output".into(), "-json".into(), "-no-color".into()];
-        let out = self.run(p, Step::Output, args, false, limits).await?;
-        if out.code != 0 {
-            return Err(Self::failed(p, Step::Output, &out));
-        }
-        apply::parse_outputs(&out.stdout).map_err(|message| TerraformError::Failed {
-            layer: p.layer.clone(),
-            step: Step::Output,
-            message,
-        })
-    }
-}
-
-/// An output that carries a sensitive input's value is sensitive too, whether or not the module
-/// says so.
-fn taint(outputs: &mut BTreeMap<String, Output>, redactor: &Redactor) {
-    for o in outputs.values_mut() {
-        if !o.sensitive && redactor.contains_secret(&o.value.to_string()) {
-            o.sensitive = true;
-        }
     }
 }
 
