@@ -12,7 +12,8 @@ use crate::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about, long_about = None)]
 pub struct Cli {
-    /// More log output: -v info, -vv debug, -vvv trace (STRATA_LOG overrides).
+    /// More log output, a level per -v: warnings → info → debug → trace. The agent (run,
+    /// bootstrap) starts at info. STRATA_LOG overrides; colour only on a terminal (NO_COLOR).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 

@@ -24,6 +24,7 @@ pub mod source;
 pub mod stack;
 pub mod state;
 pub mod terraform;
+pub mod util;
 pub mod value;
 
 use std::path::Path;
@@ -51,7 +52,14 @@ pub struct Validated {
 /// Every problem at once, sorted by place: those of [`stack::Stack::load`] and every dependency
 /// cycle.
 pub fn validate(dir: impl AsRef<Path>) -> Result<Validated, stack::Diagnostics> {
-    let (stack, mut diags) = stack::Stack::load_partial(dir.as_ref())?;
+    let dir = dir.as_ref();
+    validate_shown(dir, &stack::Shown::file(dir.join(stack::STACK_FILE)))
+}
+
+/// Like [`validate`], naming every place as `shown` says (a repository path and a commit for a
+/// stack read from Git).
+pub fn validate_shown(dir: &Path, shown: &stack::Shown) -> Result<Validated, stack::Diagnostics> {
+    let (stack, mut diags) = stack::Stack::load_shown(dir, shown)?;
     let graph = match graph::LayerGraph::build(&stack) {
         Ok(g) => Some(g),
         Err(cycles) => {

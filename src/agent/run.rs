@@ -13,6 +13,7 @@ impl Agent {
         if let Some(addr) = self.opts.listen {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
+                    let bound = l.local_addr().unwrap_or(addr);
                     let app = crate::server::router(self.http.clone());
                     let stop = shutdown.clone();
                     tokio::spawn(async move {
@@ -20,7 +21,7 @@ impl Agent {
                             .with_graceful_shutdown(async move { stop.cancelled().await })
                             .await;
                     });
-                    tracing::info!("agent listening on http://{addr}");
+                    tracing::info!("agent listening on http://{bound}");
                 }
                 Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),
             }

@@ -6,8 +6,19 @@ use std::time::{Duration, Instant};
 use crate::engine::record::{LayerStatus, RunReport};
 use crate::engine::{Engine, EngineError, Mode, Source};
 use crate::notify::EventType;
+use crate::util::retry::Backoff;
 
 use super::{Agent, Refused};
+
+/// The wait before retrying after failed syncs in a row: 10 s doubling to 5 min, with jitter
+/// (docs/operations.md). The first wait lies between 10 and 20 s, the longest between 2.5 and
+/// 5 min; the random part keeps agents that failed together from retrying together.
+const FAILED_SYNC: Backoff = Backoff {
+    first: Duration::from_secs(20),
+    max: Duration::from_secs(300),
+    // Unused: the agent retries for as long as it runs.
+    attempts: 1,
+};
 
 impl Agent {
     /// Fetches, and converges a new (or failed, or newly approved) revision.
@@ -193,9 +204,7 @@ impl Agent {
 
     pub(super) fn failed(&mut self, commit: &str, layers: Vec<String>, summary: String) {
         self.status.failures += 1;
-        let secs = (10u64 << self.status.failures.min(5)).min(300);
-        let jitter = u64::from(std::process::id() % 7);
-        self.next_retry = Some(Instant::now() + Duration::from_secs(secs + jitter));
+        self.next_retry = Some(Instant::now() + FAILED_SYNC.delay_after(self.status.failures));
         self.event(EventType::Failed, commit, layers, summary);
         self.save();
     }

@@ -14,7 +14,7 @@ use crate::exit::ExitStatus;
 
 fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
     s.as_deref()
-        .map(crate::stack::duration::parse_duration)
+        .map(crate::util::duration::parse_duration)
         .transpose()
         .map_err(Error::Usage)
 }
@@ -26,7 +26,7 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     opts.poll_interval = duration(&a.poll_interval)?;
     opts.drift_interval = duration(&a.drift_interval)?;
     opts.shutdown_grace =
-        crate::stack::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
+        crate::util::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
     opts.once = bootstrap && !watch;
     opts.all_first = bootstrap;
     opts.progress = std::io::stderr().is_terminal() || bootstrap;
@@ -146,11 +146,22 @@ pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitS
         ReportFormat::Markdown => "latest.md",
     };
     let path = crate::report::store::dir(state_dir).join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-        action: "read",
-        path: path.clone(),
-        source: e,
-    })?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "no drift report in {} yet: run `strata diff` or the agent (`strata run`) first",
+                state_dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                action: "read",
+                path,
+                source: e,
+            })
+        }
+    };
     out(&text)?;
     Ok(ExitStatus::Success)
 }

@@ -81,8 +81,7 @@ pub fn apply(
     lock_timeout: &str,
     json: bool,
 ) -> Result<ExitStatus, Error> {
-    let lock_timeout =
-        crate::stack::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+    let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
     runtime()?.block_on(async {
         let mut opts = options(a);
         opts.all = all;
@@ -150,6 +149,16 @@ pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Er
             }
         }
         let report = engine.diff(pending).await.map_err(engine_err)?;
+        // `strata report` shows the latest check, whoever ran it; failing to keep it is not
+        // worth failing the diff that was just printed.
+        if let Err(e) =
+            crate::report::store::write(&a.state_dir, &report, crate::report::store::KEEP)
+        {
+            tracing::warn!(
+                "failed to keep the drift report in {}: {e}",
+                crate::report::store::dir(&a.state_dir).display()
+            );
+        }
         if json {
             out_json(&report)?;
         } else if markdown {

@@ -8,7 +8,7 @@ use crate::exit::ExitStatus;
 pub fn run(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
     let simulate_ready = match args.simulate_ready.as_str() {
         "never" => None,
-        d => Some(crate::stack::duration::parse_duration(d).map_err(Error::Usage)?),
+        d => Some(crate::util::duration::parse_duration(d).map_err(Error::Usage)?),
     };
     let opts = devcluster::DevClusterOptions {
         listen: args.listen,

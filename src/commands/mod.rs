@@ -19,7 +19,11 @@ use crate::exit::ExitStatus;
 
 /// Runs `cli`, printing results to stdout and errors to stderr.
 pub fn run(cli: Cli) -> ExitStatus {
-    crate::logging::init(cli.verbose, cli.log_format);
+    let baseline = match cli.command {
+        Command::Run(_) | Command::Bootstrap { .. } => crate::logging::Baseline::Lifecycle,
+        _ => crate::logging::Baseline::Warnings,
+    };
+    crate::logging::init(cli.verbose, cli.log_format, baseline);
     let result = match cli.command {
         Command::Validate(args) => stack::validate(&args),
         Command::Graph { stack, format } => stack::graph(&stack, format),

@@ -35,7 +35,7 @@ pub fn show(args: &RepoArgs, since: Option<&str>, json: bool) -> Result<ExitStat
             })
         })?;
         let new = gix::ObjectId::from_hex(rev.commit.as_bytes()).expect("resolved commit id");
-        let v = crate::validate(&rev.stack_dir).map_err(Error::Invalid)?;
+        let v = crate::validate_shown(&rev.stack_dir, &rev.shown()).map_err(Error::Invalid)?;
         let a = crate::source::affected::affected(
             &repo,
             old,

@@ -13,8 +13,7 @@ pub fn push(
     lock_timeout: &str,
     json: bool,
 ) -> Result<ExitStatus, Error> {
-    let lock_timeout =
-        crate::stack::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+    let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
     runtime()?.block_on(async {
         let mut opts = options(a);
         opts.lock_timeout = lock_timeout;

@@ -62,7 +62,13 @@ impl Engine {
                 }))
             }
         };
-        let v = crate::validate(&root).map_err(EngineError::Invalid)?;
+        // Problems in a commit's stack file are named by its path in the repository and the
+        // commit, never by the materialised copy in the state dir.
+        let shown = match &commit {
+            Some(rev) => rev.shown(),
+            None => crate::stack::Shown::file(root.join(crate::stack::STACK_FILE)),
+        };
+        let v = crate::validate_shown(&root, &shown).map_err(EngineError::Invalid)?;
         duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
         let state = StackState::load(&opts.state_dir);
         let affected = match (&source, &commit, &state.converged_revision) {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::{DriftState, LayerReport};
-use crate::stack::duration::format_duration;
 use crate::stack::LayerId;
+use crate::util::duration::format_duration;
 
 /// What a layer is doing, or how it ended.
 #[derive(Debug, Clone)]

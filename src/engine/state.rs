@@ -56,10 +56,10 @@ impl StackState {
 
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(state_dir)?;
-        let path = StackState::path(state_dir);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("json"))?;
-        std::fs::rename(tmp, path)
+        crate::util::fs::write_atomic(
+            &StackState::path(state_dir),
+            &serde_json::to_vec_pretty(self).expect("json"),
+        )
     }
 
     pub fn layer(&self, id: &LayerId) -> Option<&LayerState> {
@@ -100,5 +100,5 @@ pub fn save_outputs(
         .iter()
         .map(|(k, o)| (k, (&o.value, o.sensitive)))
         .collect();
-    crate::terraform::workdir::write_private(&path, &serde_json::to_vec(&raw).expect("json"))
+    crate::util::fs::write_private(&path, &serde_json::to_vec(&raw).expect("json"))
 }

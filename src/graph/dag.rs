@@ -51,6 +51,7 @@ impl LayerGraph {
                     file: stack.file.clone(),
                     line: 1,
                     col: 1,
+                    revision: None,
                 });
             let path: Vec<String> = cycle
                 .iter()

@@ -15,8 +15,9 @@ use super::manifest::Manifest;
 use super::object::ObjRef;
 use super::order;
 use super::resolve::{Resolved, Resources};
-use super::retry::{retry, Backoff};
+use super::retry::retry;
 use super::sanitize::comparable;
+use crate::util::retry::Backoff;
 
 /// Labels strata puts on every object it applies.
 pub const LABEL_STACK: &str = "strata.dev/stack";

@@ -47,7 +47,7 @@ pub async fn connect(
             let dir = state_dir.join("clusters");
             std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
             let file = dir.join(format!("{name}.kubeconfig"));
-            crate::terraform::workdir::write_private(&file, content.expose().as_bytes())
+            crate::util::fs::write_private(&file, content.expose().as_bytes())
                 .map_err(|e| fail(&e))?;
             // The parser's messages may quote the content: keep them out.
             let kc = ::kube::config::Kubeconfig::from_yaml(content.expose()).map_err(|_| {

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::error::KubeError;
 use super::object::ObjRef;
-use super::retry::{retry, Backoff};
+use super::retry::retry;
+use crate::util::retry::Backoff;
 
 pub const NAMESPACE: &str = "strata-system";
 

@@ -9,7 +9,8 @@ use super::error::KubeError;
 use super::object::ObjRef;
 use super::order;
 use super::resolve::Resources;
-use super::retry::{retry, Backoff};
+use super::retry::retry;
+use crate::util::retry::Backoff;
 
 pub const ANNOTATION_PRUNE: &str = "strata.dev/prune";
 

@@ -133,7 +133,7 @@ pub async fn ready(
         }
         if started.elapsed() >= timeout {
             return Err(KubeError::WaitTimeout {
-                after: crate::stack::duration::format_duration(timeout),
+                after: crate::util::duration::format_duration(timeout),
                 pending,
             });
         }
@@ -170,7 +170,7 @@ pub async fn gone(
         tokio::time::sleep(POLL).await;
     }
     Err(KubeError::WaitTimeout {
-        after: crate::stack::duration::format_duration(timeout),
+        after: crate::util::duration::format_duration(timeout),
         pending: vec![format!("{}: still there after delete", d.r)],
     })
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::redact::Redacted;
+use crate::util::retry::{retry, Backoff};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,23 +216,50 @@ async fn deliver(client: &reqwest::Client, sink: &Sink, event: &Event) {
             (url, serde_json::json!({ "text": text }))
         }
     };
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1..=5 {
-        match client.post(url.expose()).json(&body).send().await {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::warn!(
-                sink = sink.name(),
-                "alert delivery answered {} (attempt {attempt})",
-                r.status()
-            ),
-            // The error may quote the URL (a secret for Slack): keep it out.
-            Err(_) => tracing::warn!(
-                sink = sink.name(),
-                "alert delivery failed (attempt {attempt})"
-            ),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+    let body = &body;
+    let mut attempt = 0;
+    let sent = retry(
+        DELIVERY,
+        || {
+            attempt += 1;
+            let attempt = attempt;
+            async move {
+                let failure = match client.post(url.expose()).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => return Ok(()),
+                    Ok(r) => DeliveryFailure::Answered(r.status()),
+                    Err(_) => DeliveryFailure::Unreachable,
+                };
+                tracing::warn!(sink = sink.name(), "{failure} (attempt {attempt})");
+                Err(failure)
+            }
+        },
+        |_| true,
+    )
+    .await;
+    if sent.is_err() {
+        tracing::warn!(
+            sink = sink.name(),
+            "alert dropped after {} attempts",
+            DELIVERY.attempts
+        );
     }
-    tracing::warn!(sink = sink.name(), "alert dropped after 5 attempts");
+}
+
+/// Alert delivery: 500 ms doubling to at most 30 s, 5 tries. A sink that is down for longer
+/// misses the alert; the alert log and the status API still have it.
+const DELIVERY: Backoff = Backoff {
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(30),
+    attempts: 5,
+};
+
+/// Why one delivery attempt failed. Every failure is worth another try: a sink that answers
+/// 4xx may be mid-deploy or briefly misconfigured, and the retries are few.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryFailure {
+    #[error("alert delivery answered {0}")]
+    Answered(reqwest::StatusCode),
+    // The transport error may quote the URL (a secret for Slack): it is left out.
+    #[error("alert delivery failed")]
+    Unreachable,
 }

@@ -35,7 +35,7 @@ pub fn text(s: &SourceShow) -> String {
             t,
             "stale      the last fetch failed ({}); this revision was fetched {} ago",
             stale.error,
-            crate::stack::duration::format_duration(std::time::Duration::from_secs(stale.age_secs))
+            crate::util::duration::format_duration(std::time::Duration::from_secs(stale.age_secs))
         );
     }
     if r.history_rewritten {

@@ -9,12 +9,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::engine::record::{DriftReport, LayerStatus, RunReport};
 use crate::redact::Redacted;
@@ -147,27 +149,20 @@ pub struct AgentHttp {
 
 /// HMAC-SHA256, as GitHub signs webhooks (`X-Hub-Signature-256: sha256=<hex>`).
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
-/// Compares in constant time.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `header` (the `X-Hub-Signature-256` value, `sha256=<hex>`) signs `body` with `key`.
+/// The comparison takes the same time wherever the first wrong digit is, so a caller cannot
+/// find the signature one digit at a time by timing the answers.
+pub fn signature_matches(key: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(given) = header.and_then(|v| v.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let expected = crate::hash::hex(&hmac_sha256(key, body));
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
@@ -221,19 +216,16 @@ async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) 
     };
     let given = headers
         .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("sha256="));
-    let expected = crate::hash::hex(&hmac_sha256(secret.expose(), &body));
-    match given {
-        Some(g) if same(g.as_bytes(), expected.as_bytes()) => {
-            let _ = s.trigger.try_send(Trigger::Fetch);
-            (StatusCode::ACCEPTED, "fetching").into_response()
-        }
-        _ => (
+        .and_then(|v| v.to_str().ok());
+    if signature_matches(secret.expose(), &body, given) {
+        let _ = s.trigger.try_send(Trigger::Fetch);
+        (StatusCode::ACCEPTED, "fetching").into_response()
+    } else {
+        (
             StatusCode::UNAUTHORIZED,
             "bad or missing X-Hub-Signature-256",
         )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -255,6 +247,44 @@ mod tests {
         assert_eq!(
             crate::hash::hex(&mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_6_with_a_key_longer_than_a_block() {
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            crate::hash::hex(&mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn only_the_exact_signature_of_the_body_matches() {
+        let sig = format!("sha256={}", crate::hash::hex(&hmac_sha256(b"k", b"body")));
+        assert!(signature_matches(b"k", b"body", Some(&sig)));
+        assert!(!signature_matches(b"k", b"body!", Some(&sig)), "other body");
+        assert!(
+            !signature_matches(b"other", b"body", Some(&sig)),
+            "other key"
+        );
+        assert!(!signature_matches(b"k", b"body", None), "no header");
+        let bare = sig.trim_start_matches("sha256=");
+        assert!(!signature_matches(b"k", b"body", Some(bare)), "no prefix");
+        assert!(
+            !signature_matches(b"k", b"body", Some(&sig[..sig.len() - 1])),
+            "truncated"
+        );
+        assert!(
+            !signature_matches(
+                b"k",
+                b"body",
+                Some(&format!("sha256={}", bare.to_uppercase()))
+            ),
+            "not the hex GitHub sends"
         );
     }
 }

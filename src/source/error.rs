@@ -22,6 +22,13 @@ pub enum SourceError {
         known: String,
     },
 
+    #[error("short commit id \"{reference}\" is ambiguous in {url}: it starts {candidates}; give more digits")]
+    AmbiguousRef {
+        url: String,
+        reference: String,
+        candidates: String,
+    },
+
     #[error("{url} advertises no HEAD: pass --ref to choose a branch")]
     NoHead { url: String },
 

@@ -46,10 +46,8 @@ pub fn load_state(dir: &Path) -> MirrorState {
 
 pub fn save_state(dir: &Path, state: &MirrorState) -> Result<(), SourceError> {
     let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state).expect("json"))
-        .map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("write", &path))
+    crate::util::fs::write_atomic(&path, &serde_json::to_vec_pretty(state).expect("json"))
+        .map_err(io("write", &path))
 }
 
 pub fn now() -> u64 {
@@ -126,6 +124,57 @@ pub fn fetch(repo: &gix::Repository, url: &str) -> Result<Option<String>, Source
     Ok(head)
 }
 
+/// How many pack files a mirror may hold before it is repacked: each fetch that brings commits
+/// adds one, so an agent polling a busy repository would otherwise gain one per commit, forever.
+pub const PACK_LIMIT: usize = 16;
+
+fn packs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects").join("pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Repacks the mirror into one pack when it holds more than [`PACK_LIMIT`] packs.
+///
+/// # Guarantees
+/// No object is dropped: commits no branch reaches any more (a force-pushed branch's old tip, a
+/// revision to roll back to) are kept in the new pack (`--keep-unreachable`). git writes the new
+/// pack before it removes the old ones, so a crash in between leaves duplicates, never a gap.
+/// Best effort: without a `git` binary, or when git fails, the mirror stays as it is and a
+/// warning says why; fetching goes on either way.
+pub fn compact(dir: &Path) {
+    let n = packs(dir);
+    if n <= PACK_LIMIT {
+        return;
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "gc.autoDetach=false", "repack", "-a", "-d", "-q"])
+        .arg("--keep-unreachable")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            tracing::debug!(mirror = %dir.display(), "repacked {n} packs into one");
+        }
+        Ok(o) => tracing::warn!(
+            mirror = %dir.display(),
+            "failed to repack the mirror's {n} packs: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(
+            mirror = %dir.display(),
+            "failed to run git to repack the mirror's {n} packs: {e}"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +210,42 @@ mod tests {
         let repo = gix::open(&m).unwrap();
         assert!(repo.find_reference("refs/remotes/origin/trunk").is_ok());
         assert!(repo.find_reference("refs/tags/v1").is_ok());
+    }
+
+    #[test]
+    fn a_mirror_fetched_after_every_commit_is_repacked_and_keeps_every_commit() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("up");
+        std::fs::create_dir(&up).unwrap();
+        git(&up, &["init", "-q", "-b", "main"]);
+        let m = d.path().join("mirror");
+        let url = up.to_str().unwrap();
+        let mut ids = Vec::new();
+        for i in 0..(PACK_LIMIT + 8) {
+            if i == 4 {
+                // A force push leaves commit 3, fetched already, reachable from no branch.
+                git(&up, &["reset", "-q", "--hard", "HEAD~1"]);
+            }
+            std::fs::write(up.join("a"), i.to_string()).unwrap();
+            git(&up, &["add", "a"]);
+            git(&up, &["commit", "-qm", &format!("c{i}")]);
+            let out = std::process::Command::new("git")
+                .args(["rev-parse", "HEAD"])
+                .current_dir(&up)
+                .output()
+                .unwrap();
+            ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+            compact(&m);
+            let repo = open_or_init(&m, url).unwrap();
+            fetch(&repo, url).unwrap();
+            assert!(packs(&m) <= PACK_LIMIT + 1, "{} packs", packs(&m));
+        }
+        compact(&m);
+        assert!(packs(&m) <= PACK_LIMIT, "{} packs", packs(&m));
+        let repo = gix::open(&m).unwrap();
+        for id in &ids {
+            let oid = gix::ObjectId::from_hex(id.as_bytes()).unwrap();
+            assert!(repo.find_commit(oid).is_ok(), "commit {id} kept");
+        }
     }
 }

@@ -86,6 +86,17 @@ pub struct Revision {
     pub history_rewritten: bool,
 }
 
+impl Revision {
+    /// How the commit's stack file is named in messages: its path in the repository and the
+    /// short commit (`envs/prod/strata.hcl:5:13 (at e8d049b)`), not the materialised copy.
+    pub fn shown(&self) -> crate::stack::Shown {
+        crate::stack::Shown {
+            file: self.path.join(crate::stack::STACK_FILE),
+            revision: Some(self.commit.chars().take(7).collect()),
+        }
+    }
+}
+
 /// Fetches `spec`, pins it to a commit, verifies and materialises it.
 ///
 /// Blocking (network and disk): call it from `spawn_blocking` in async code.
@@ -242,6 +253,7 @@ pub fn resolve(spec: &SourceSpec, opts: &SourceOptions) -> Result<Revision, Sour
 /// Opens (or creates) the mirror and fetches; a mirror that fails while a fresh clone succeeds
 /// was corrupt, and is replaced, once.
 fn fetch_into(dir: &Path, url: &str) -> Result<(gix::Repository, Option<String>), SourceError> {
+    mirror::compact(dir);
     let first = mirror::open_or_init(dir, url).and_then(|repo| {
         let head = mirror::fetch(&repo, url)?;
         Ok((repo, head))
@@ -329,11 +341,59 @@ fn resolve_ref(
             return Ok((shown, id));
         }
     }
+    // Like git, a ref wins over a short commit id that happens to spell the same.
+    if let Some(id) = short_commit(repo, &spec.url, &reference)? {
+        return Ok((id.to_string(), id));
+    }
     Err(SourceError::UnknownRef {
         url: spec.url.clone(),
         reference,
         known: known_refs(repo),
     })
+}
+
+/// The commit a short id (4 to 39 hex digits) names, when exactly one commit starts with it.
+///
+/// # Errors
+/// `AmbiguousRef` naming every commit that starts with it.
+fn short_commit(
+    repo: &gix::Repository,
+    url: &str,
+    short: &str,
+) -> Result<Option<gix::ObjectId>, SourceError> {
+    if !(4..40).contains(&short.len()) || !short.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let Ok(prefix) = gix::hash::Prefix::from_hex(&short.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    let mut found = std::collections::HashSet::new();
+    if repo
+        .objects
+        .lookup_prefix(prefix, Some(&mut found))
+        .is_err()
+    {
+        return Ok(None);
+    }
+    // Trees and blobs may share the prefix; only commits can be converged to.
+    let mut commits: Vec<gix::ObjectId> = found
+        .into_iter()
+        .filter(|id| repo.find_commit(*id).is_ok())
+        .collect();
+    commits.sort();
+    match commits.len() {
+        0 => Ok(None),
+        1 => Ok(commits.pop()),
+        _ => Err(SourceError::AmbiguousRef {
+            url: url.to_string(),
+            reference: short.to_string(),
+            candidates: commits
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 fn known_refs(repo: &gix::Repository) -> String {

@@ -10,10 +10,10 @@ use hcl::edit::structure::Attribute;
 use hcl::edit::Span;
 
 use super::diag::{hint, Diagnostics, Location};
-use super::duration::parse_duration;
 use super::expr::Expr;
 use super::model::*;
 use super::parse::Parser;
+use crate::util::duration::parse_duration;
 
 impl Parser<'_> {
     /// A value that must be known before any layer runs: no references, no functions.

@@ -3,17 +3,26 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A place in a stack file: `file:line:col`, one-based, column counted in characters.
+/// A place in a stack file: `file:line:col`, one-based, column counted in characters; for a file
+/// read from a Git commit, its path in the repository and the commit (`strata.hcl:5:13 (at
+/// e8d049b)`), never the materialised copy in the state dir.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Location {
     pub file: PathBuf,
     pub line: usize,
     pub col: usize,
+    /// The short commit the file was read at, for a Git source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)?;
+        match &self.revision {
+            Some(r) => write!(f, " (at {r})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -21,6 +30,7 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone)]
 pub struct SourceMap {
     file: PathBuf,
+    revision: Option<String>,
     text: String,
     line_starts: Vec<usize>,
 }
@@ -33,13 +43,24 @@ impl SourceMap {
             .collect();
         SourceMap {
             file: file.into(),
+            revision: None,
             text,
             line_starts,
         }
     }
 
+    /// The places of this map are in a file read at `revision` (a short commit).
+    pub fn at_revision(mut self, revision: Option<String>) -> SourceMap {
+        self.revision = revision;
+        self
+    }
+
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
     }
 
     /// The location of a byte offset; offsets past the end point at the end.
@@ -56,6 +77,7 @@ impl SourceMap {
             file: self.file.clone(),
             line: line + 1,
             col,
+            revision: self.revision.clone(),
         }
     }
 

@@ -5,12 +5,12 @@
 
 mod attrs;
 pub mod diag;
-pub mod duration;
 pub mod expr;
 pub mod model;
+mod outputs;
 mod parse;
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{EvalError, Expr};
@@ -18,6 +18,24 @@ pub use model::*;
 
 /// The stack file's name inside a stack directory.
 pub const STACK_FILE: &str = "strata.hcl";
+
+/// How a stack file is named in messages: the path a person knows it by, and for a Git source
+/// the (short) commit it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub file: PathBuf,
+    pub revision: Option<String>,
+}
+
+impl Shown {
+    /// A file on disk, named by its path.
+    pub fn file(file: PathBuf) -> Shown {
+        Shown {
+            file,
+            revision: None,
+        }
+    }
+}
 
 impl Stack {
     /// Reads and checks the stack in `dir`.
@@ -38,6 +56,12 @@ impl Stack {
     /// checks (the graph's cycles) can still run and be reported together. `Err` only when there
     /// is nothing to go on (no file, or not HCL).
     pub fn load_partial(dir: &Path) -> Result<(Stack, Diagnostics), Diagnostics> {
+        Stack::load_shown(dir, &Shown::file(dir.join(STACK_FILE)))
+    }
+
+    /// Like [`Stack::load_partial`], with every place named as `shown` says: for a stack read
+    /// from a materialised commit, its path in the repository and the commit.
+    pub fn load_shown(dir: &Path, shown: &Shown) -> Result<(Stack, Diagnostics), Diagnostics> {
         let file = dir.join(STACK_FILE);
         let text = std::fs::read_to_string(&file).map_err(|e| {
             let message = if e.kind() == std::io::ErrorKind::NotFound {
@@ -46,18 +70,19 @@ impl Stack {
                     dir.display()
                 )
             } else {
-                format!("failed to read {}: {e}", file.display())
+                format!("failed to read {}: {e}", shown.file.display())
             };
             Diagnostics(vec![Diagnostic::new(
                 Location {
-                    file: file.clone(),
+                    file: shown.file.clone(),
                     line: 1,
                     col: 1,
+                    revision: shown.revision.clone(),
                 },
                 message,
             )])
         })?;
-        Stack::from_text(&text, &file, dir)
+        Stack::from_text_shown(&text, shown, dir)
     }
 
     /// Parses stack-file text as if it were `file` in the stack directory `root`.
@@ -66,12 +91,22 @@ impl Stack {
         file: &Path,
         root: &Path,
     ) -> Result<(Stack, Diagnostics), Diagnostics> {
-        let (stack, mut diags, _) = parse::parse_text(text, file, root);
+        Stack::from_text_shown(text, &Shown::file(file.to_path_buf()), root)
+    }
+
+    fn from_text_shown(
+        text: &str,
+        shown: &Shown,
+        root: &Path,
+    ) -> Result<(Stack, Diagnostics), Diagnostics> {
+        let (stack, mut diags, _) =
+            parse::parse_text(text, &shown.file, shown.revision.as_deref(), root);
         let Some(stack) = stack else {
             return Err(diags);
         };
         check_references(&stack, &mut diags);
         check_sources(&stack, &mut diags);
+        outputs::check(&stack, &mut diags);
         diags.sort();
         Ok((stack, diags))
     }

@@ -288,6 +288,6 @@ pub(crate) mod duration_text {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::stack::duration::format_duration(*d))
+        s.serialize_str(&crate::util::duration::format_duration(*d))
     }
 }

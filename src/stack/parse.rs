@@ -29,9 +29,10 @@ const CLUSTER_ATTRS: [&str; 3] = ["kubeconfig", "kubeconfig_path", "context"];
 pub(crate) fn parse_text(
     text: &str,
     file: &Path,
+    revision: Option<&str>,
     root: &Path,
 ) -> (Option<Stack>, Diagnostics, SourceMap) {
-    let map = SourceMap::new(file, text);
+    let map = SourceMap::new(file, text).at_revision(revision.map(str::to_string));
     let mut diags = Diagnostics::default();
     let body: Body = match hcl::edit::parser::parse_body(text) {
         Ok(b) => b,
@@ -41,6 +42,7 @@ pub(crate) fn parse_text(
                 file: file.to_path_buf(),
                 line: loc.line(),
                 col: loc.column(),
+                revision: revision.map(str::to_string),
             };
             diags.push(location, format!("syntax error: {}", e.message()));
             return (None, diags, map);

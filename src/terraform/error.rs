@@ -5,8 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::stack::duration::format_duration;
 use crate::stack::LayerId;
+use crate::util::duration::format_duration;
 
 /// The terraform command a layer was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,9 @@
 //! the layer until [`Terraform::push_state`] has pushed it.
 
 pub mod apply;
+pub mod backend;
 pub mod binary;
+mod cache_lock;
 pub mod error;
 pub mod errored;
 mod exec;
@@ -37,8 +39,11 @@ pub use plan::{Action, Counts, LayerPlan, OutputChange, PlanMode, ResourceChange
 pub use recovery::{PushedState, StatePush};
 
 use crate::redact::Redactor;
-use crate::stack::{duration::format_duration, Layer, LayerId, LayerSpec};
+use crate::stack::{Layer, LayerId, LayerSpec};
+use crate::util::duration::format_duration;
+use crate::util::fs::write_private;
 use crate::value::InputValue;
+use cache_lock::{Access, CacheLock};
 use exec::{Invocation, Limits};
 use modules::ConfigInfo;
 use workdir::{LayerPaths, RunDir};
@@ -208,29 +213,29 @@ impl Terraform {
             workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;
         let vars_text = serde_json::to_vec_pretty(&vars).expect("json");
         let var_file = run.path().join("strata.tfvars.json");
-        workdir::write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
+        write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
 
         let backend_text = serde_json::to_vec(&backend).expect("json");
         let backend_file = if config.has_backend && !backend.is_empty() {
             let f = run.path().join("backend.tfbackend");
-            let mut body = String::new();
-            for (k, v) in &backend {
-                let v = match v {
-                    serde_json::Value::String(s) => {
-                        serde_json::Value::String(s.clone()).to_string()
-                    }
-                    other => other.to_string(),
-                };
-                body.push_str(&format!("{k} = {v}\n"));
-            }
-            workdir::write_private(&f, body.as_bytes()).map_err(io("write", &f))?;
+            let text =
+                backend::config_file(&backend).map_err(|message| TerraformError::Config {
+                    layer: id.clone(),
+                    message,
+                })?;
+            write_private(&f, text.as_bytes()).map_err(io("write", &f))?;
             Some(f)
         } else {
             None
         };
         if !config.has_backend {
-            let f = work_dir.join(workdir::BACKEND_OVERRIDE);
-            std::fs::write(&f, workdir::backend_override(&paths)).map_err(io("write", &f))?;
+            let f = work_dir.join(backend::BACKEND_OVERRIDE);
+            let text =
+                backend::override_file(&paths).map_err(|message| TerraformError::Config {
+                    layer: id.clone(),
+                    message,
+                })?;
+            std::fs::write(&f, text).map_err(io("write", &f))?;
         }
         let lock_in_tree = work_dir.join(workdir::LOCK_FILE);
         if !lock_in_tree.exists() && paths.lock_copy.exists() {
@@ -302,7 +307,7 @@ impl Terraform {
             Step::Init => None,
             _ => Some((
                 self.cache_lock.read().await,
-                FileLock::acquire(&self.cache_dir().join(".lock"), false).await,
+                CacheLock::acquire(&self.cache_dir().join(".lock"), Access::Shared).await,
             )),
         };
         let seq = self.invocations.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +381,7 @@ impl Terraform {
                 path: cache.clone(),
                 source,
             })?;
-            let _file_lock = FileLock::acquire(&cache.join(".lock"), true).await;
+            let _file_lock = CacheLock::acquire(&cache.join(".lock"), Access::Exclusive).await;
             // No -lock-timeout: terraform 1.0's init does not take it.
             let mut args: Vec<OsString> =
                 vec!["init".into(), "-input=false".into(), "-no-color".into()];
@@ -571,51 +576,4 @@ impl Terraform {
 
 fn short(hash: &str) -> String {
     hash.chars().take(12).collect()
-}
-
-/// An exclusive `flock` on a file, held until dropped; for the plugin cache shared with other
-/// strata processes.
-struct FileLock(Option<std::fs::File>);
-
-impl FileLock {
-    /// An exclusive lock, or a shared one.
-    async fn acquire(path: &Path, exclusive: bool) -> FileLock {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let path = path.to_path_buf();
-        let file = tokio::task::spawn_blocking(move || {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .ok()?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-            let mode = if exclusive {
-                libc::LOCK_EX
-            } else {
-                libc::LOCK_SH
-            };
-            let rc = unsafe { libc::flock(f.as_raw_fd(), mode) };
-            (rc == 0).then_some(f)
-        })
-        .await
-        .ok()
-        .flatten();
-        FileLock(file)
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        if let Some(f) = &self.0 {
-            use std::os::fd::AsRawFd;
-            // SAFETY: unlocking a descriptor we own.
-            unsafe {
-                libc::flock(f.as_raw_fd(), libc::LOCK_UN);
-            }
-        }
-    }
 }

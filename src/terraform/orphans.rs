@@ -87,7 +87,7 @@ impl OwnerRecord {
         let r = OwnerRecord {
             strata: ProcessId::current(),
         };
-        super::workdir::write_private(
+        crate::util::fs::write_private(
             &run_dir.join(OWNER_FILE),
             &serde_json::to_vec(&r).expect("json"),
         )
@@ -134,7 +134,7 @@ impl TerraformRecord {
     }
 
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
-        super::workdir::write_private(
+        crate::util::fs::write_private(
             &run_dir.join(TERRAFORM_FILE),
             &serde_json::to_vec(self).expect("json"),
         )

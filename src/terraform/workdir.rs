@@ -2,8 +2,7 @@
 //! directory (data dir, local state, lock file, init stamp).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,8 +14,6 @@ use crate::value::InputValue;
 
 /// The lock file terraform writes beside the configuration.
 pub const LOCK_FILE: &str = ".terraform.lock.hcl";
-/// The override file strata adds to a layer without a backend, to keep its state in the state dir.
-pub const BACKEND_OVERRIDE: &str = "zz_strata_backend_override.tf";
 
 /// Where a layer's lasting files live: `<state>/layers/<name>/`.
 #[derive(Debug, Clone)]
@@ -150,18 +147,6 @@ pub fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a file readable by its owner only (it may hold secrets).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
 /// Resolved inputs as JSON, with every sensitive value's text added to `redactor`.
 ///
 /// # Errors
@@ -184,16 +169,6 @@ pub fn inputs_json(
         }
     }
     Ok(map)
-}
-
-/// The backend override for a layer without a backend: local state in the state dir.
-pub fn backend_override(paths: &LayerPaths) -> String {
-    let q = |p: &Path| serde_json::Value::String(p.display().to_string()).to_string();
-    format!(
-        "# Written by strata: this layer declares no backend, so its state lives in strata's state dir.\nterraform {{\n  backend \"local\" {{\n    path          = {}\n    workspace_dir = {}\n  }}\n}}\n",
-        q(&paths.state_file),
-        q(&paths.workspace_dir)
-    )
 }
 
 /// A hash of everything a plan depends on besides the live world: the layer's files, its local

@@ -578,7 +578,9 @@ async fn sigterm_during_a_long_apply_stops_cleanly_leaving_no_terraform() {
         .collect();
     assert!(left.is_empty(), "left running: {left:?}");
     assert!(
-        !dir.path().join("state/lock").exists(),
+        strata::engine::lock::Lock::try_acquire(&dir.path().join("state"), "the test")
+            .unwrap()
+            .is_some(),
         "the lock is released"
     );
 }

@@ -8,6 +8,8 @@ mod engine;
 mod graph;
 mod json_output;
 mod kube;
+mod logging;
+mod report;
 mod source;
 mod terraform;
 mod terraform_recovery;

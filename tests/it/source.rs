@@ -120,7 +120,7 @@ fn stack_files() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "infra/b/main.tf",
-            "module \"s\" {\n  source = \"../modules/shared\"\n}\n",
+            "module \"s\" {\n  source = \"../modules/shared\"\n}\n\noutput \"kubeconfig\" {\n  value = \"\"\n}\n",
         ),
         ("infra/c/main.tf", "# independent\n"),
         (
@@ -194,6 +194,89 @@ fn branches_tags_and_commit_ids_pin_revisions_and_unknown_refs_list_what_exists(
         err.contains("branches: dev, main; tags: light, v1"),
         "{err}"
     );
+}
+
+#[test]
+fn short_commit_ids_resolve_when_unambiguous_and_name_every_candidate_otherwise() {
+    let up = Upstream::new();
+    let first = up.commit("one", &[("a", "1")]);
+    let second = up.commit("two", &[("a", "2")]);
+    // A short id of a commit that is no longer the branch tip, as `rollback --to e8d049b` gives it.
+    let r = up.resolve(Some(&first[..7])).unwrap();
+    assert_eq!(r.commit, first);
+    assert_eq!(r.ref_name, first, "a short id pins the full commit");
+    assert_eq!(up.resolve(Some(&second[..12])).unwrap().commit, second);
+    assert_eq!(
+        up.resolve(Some(&first[..7].to_uppercase())).unwrap().commit,
+        first
+    );
+    // A branch that spells like hex wins, as in git.
+    up.git(&["branch", &first[..6], &second]);
+    assert_eq!(up.resolve(Some(&first[..6])).unwrap().commit, second);
+    let err = up.resolve(Some("abcdef0")).unwrap_err().to_string();
+    assert!(err.contains("ref \"abcdef0\" not found"), "{err}");
+
+    // 1,500 commits make several pairs whose ids share their first four digits.
+    let mut script = String::new();
+    for i in 0..1500 {
+        script.push_str(&format!(
+            "commit refs/heads/many\ncommitter A <a@example.com> {} +0000\ndata <<EOM\nc{i}\nEOM\n\n",
+            1_700_000_000 + i
+        ));
+    }
+    let fast_import = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(&up.repo)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(fast_import.success());
+    let ids = up.git(&["rev-list", "many"]);
+    let mut by_prefix: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for id in ids.lines() {
+        by_prefix.entry(&id[..4]).or_default().push(id);
+    }
+    let (prefix, twins) = by_prefix
+        .iter()
+        .find(|(_, ids)| ids.len() > 1)
+        .expect("1,500 commits share a 4-digit prefix");
+    up.resolve(Some("many")).unwrap();
+    let err = up.resolve(Some(prefix)).unwrap_err().to_string();
+    assert!(err.contains("is ambiguous"), "{err}");
+    for id in twins {
+        assert!(err.contains(id), "{err} names {id}");
+    }
+}
+
+#[test]
+fn a_broken_stack_file_in_a_commit_is_named_by_its_repository_path_and_commit() {
+    let up = Upstream::new();
+    let commit = up.commit(
+        "typo",
+        &[(
+            "envs/prod/strata.hcl",
+            "stack \"s\" {}\n\nterraform \"a\" {\n  sourc = \"infra\"\n}\n",
+        )],
+    );
+    let out = Strata::new([
+        "plan",
+        "--repo",
+        up.repo.to_str().unwrap(),
+        "--path",
+        "envs/prod",
+        "--state-dir",
+        up.state.to_str().unwrap(),
+    ])
+    .run()
+    .code(1);
+    let at = format!("envs/prod/strata.hcl:4:3 (at {})", &commit[..7]);
+    assert!(out.stderr.contains(&at), "{}", out.stderr);
+    assert!(!out.stderr.contains("revisions"), "{}", out.stderr);
 }
 
 #[test]

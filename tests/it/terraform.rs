@@ -650,3 +650,55 @@ async fn plan_files_and_run_dirs_are_private() {
         "local state holds secrets"
     );
 }
+
+#[tokio::test]
+async fn state_paths_and_backend_settings_with_template_markers_stay_literal() {
+    let declared = "terraform {\n  backend \"local\" {}\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\nresource \"null_resource\" \"x\" {}\n";
+    let fx = Fixture::new(&[
+        (
+            "strata.hcl",
+            "stack \"s\" {}\nterraform \"plain\" {\n  source = \"plain\"\n}\nterraform \"b\" {\n  source = \"b\"\n}\n",
+        ),
+        (
+            "plain/main.tf",
+            &format!("{NULL_PROVIDER}resource \"null_resource\" \"x\" {{}}\n"),
+        ),
+        ("b/main.tf", declared),
+    ]);
+    let stack = fx.stack();
+    // Markers, quotes and a backslash: a template would fail to parse or write elsewhere.
+    let state = fx
+        .root
+        .parent()
+        .unwrap()
+        .join("st${a}ate %{ if x } \"q\" \\ end");
+    let tf = terraform(&state).await;
+    let cancel = CancellationToken::new();
+
+    let plain = LayerId::terraform("plain");
+    let mut p = tf
+        .prepare(input(&stack, &fx.root, &plain, "r", BTreeMap::new()))
+        .await
+        .unwrap();
+    let plan = tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
+    tf.apply(&p, &plan, &cancel).await.unwrap();
+    assert!(
+        state.join("layers/plain/terraform.tfstate").exists(),
+        "the override's path is read literally"
+    );
+
+    let b = LayerId::terraform("b");
+    let state_path = state.join("b ${x} %{y}.tfstate");
+    let mut inp = input(&stack, &fx.root, &b, "r", BTreeMap::new());
+    inp.backend_config = BTreeMap::from([(
+        "path".to_string(),
+        InputValue::Known(state_path.display().to_string().into()),
+    )]);
+    let mut p = tf.prepare(inp).await.unwrap();
+    let plan = tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
+    tf.apply(&p, &plan, &cancel).await.unwrap();
+    assert!(
+        state_path.exists(),
+        "the backend_config value is read literally"
+    );
+}

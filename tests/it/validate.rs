@@ -28,6 +28,12 @@ fn unknown_names_get_a_did_you_mean_with_their_place() {
 }
 
 #[test]
+fn an_output_the_module_does_not_declare_is_refused_with_a_did_you_mean() {
+    let out = validate("outputs").code(1);
+    insta::assert_snapshot!(out.stderr);
+}
+
+#[test]
 fn sources_must_be_directories_inside_the_stack_root() {
     let out = validate("escapes").code(1);
     insta::assert_snapshot!(out.stderr);

@@ -1,0 +1,195 @@
+//! The HCL strata writes for a layer's backend: the override that keeps the state of a layer
+//! without a backend in the state dir, and the `-backend-config` file of a layer with one.
+//!
+//! Both are built as `hcl` values and printed by `hcl::to_string`, which escapes strings: a
+//! value holding `${`, `%{`, quotes or newlines stays a literal string and never becomes a
+//! template or breaks out into HCL of its own. hcl-rs 0.20's marker escaping misses a marker that
+//! directly follows another `$` or `%` pair (`"${a}$%{b}"` prints as `"$${a}$%{b}"`, whose `%{`
+//! is live), so every string is also read back through hcl-rs's parser and refused unless it
+//! comes back unchanged: such values are refused, never written as templates.
+
+use hcl::{Attribute, Block, Body, Expression, Identifier};
+
+use super::workdir::LayerPaths;
+
+/// The override file strata adds to a layer without a backend, to keep its state in the state dir.
+pub const BACKEND_OVERRIDE: &str = "zz_strata_backend_override.tf";
+
+const OVERRIDE_HEADER: &str =
+    "# Written by strata: this layer declares no backend, so its state lives in strata's state dir.\n";
+
+fn print(body: &Body) -> String {
+    hcl::to_string(body).expect("an HCL body built from literals prints")
+}
+
+/// Whether `text` prints as an HCL string that reads back as exactly `text`.
+fn stays_literal(text: &str) -> bool {
+    let printed = print(&Body::builder().add_attribute(("v", text)).build());
+    hcl::parse(&printed).is_ok_and(|body| {
+        body.attributes()
+            .next()
+            .is_some_and(|a| matches!(a.expr(), Expression::String(back) if back == text))
+    })
+}
+
+/// Whether every string in `value`, keys included, stays a literal.
+fn all_literal(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => stays_literal(s),
+        serde_json::Value::Array(items) => items.iter().all(all_literal),
+        serde_json::Value::Object(map) => {
+            map.iter().all(|(k, v)| stays_literal(k) && all_literal(v))
+        }
+        _ => true,
+    }
+}
+
+/// The backend override for a layer without a backend: local state in the state dir.
+///
+/// # Errors
+/// A state path that cannot be written as an HCL literal (see the module's documentation).
+pub fn override_file(paths: &LayerPaths) -> Result<String, String> {
+    let state = paths.state_file.display().to_string();
+    let workspaces = paths.workspace_dir.display().to_string();
+    for path in [&state, &workspaces] {
+        if !stays_literal(path) {
+            return Err(format!(
+                "the state path {path} cannot be written as an HCL literal: choose a state dir without `$`, `%` or `{{` next to each other"
+            ));
+        }
+    }
+    let local = Block::builder("backend")
+        .add_label("local")
+        .add_attribute(("path", state))
+        .add_attribute(("workspace_dir", workspaces))
+        .build();
+    let body = Body::builder()
+        .add_block(Block::builder("terraform").add_block(local).build())
+        .build();
+    let mut text = String::from(OVERRIDE_HEADER);
+    text.push_str(&print(&body));
+    Ok(text)
+}
+
+/// The `-backend-config` file: one `name = value` line per setting, each value a literal.
+///
+/// # Errors
+/// The first setting whose name is not an HCL identifier (letters, digits, `_` and `-`, not
+/// starting with a digit), or whose value cannot be written as an HCL literal (see the module's
+/// documentation). Messages name the setting, never its value, which may be a secret.
+pub fn config_file(
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
+    let mut body = Body::builder();
+    for (name, value) in settings {
+        let key = Identifier::new(name.as_str()).map_err(|_| {
+            format!("backend_config setting \"{name}\" is not a valid name: use letters, digits, `_` and `-`")
+        })?;
+        if !all_literal(value) {
+            return Err(format!(
+                "backend_config setting \"{name}\" cannot be written as an HCL literal: its value has `$`, `%` or `{{` next to each other in a way strata cannot escape"
+            ));
+        }
+        let value: Expression =
+            hcl::to_expression(value).expect("a JSON value is an HCL expression");
+        body = body.add_attribute(Attribute::new(key, value));
+    }
+    Ok(print(&body.build()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    /// Values that a naive `format!` would turn into templates, strings cut short or extra HCL.
+    const TRICKY: [&str; 8] = [
+        "${var.secret}",
+        "%{ if true }yes%{ endif }",
+        "say \"hi\"",
+        "two\nlines\" = 1\ninjected = \"x",
+        "back\\slash",
+        "$${already}",
+        "%%{already}",
+        "tab\tand unicode é",
+    ];
+
+    /// Values hcl-rs 0.20 would print wrongly: the first as a live directive, the others as a
+    /// different literal.
+    const UNESCAPABLE: [&str; 3] = ["${a}$%{ if true }x%{ endif }", "${a}$${b}", "x $${a} %%{b}"];
+
+    /// The generated text read back as data: every string attribute's value as HCL parses it.
+    fn read_back(text: &str) -> serde_json::Value {
+        hcl::from_str::<serde_json::Value>(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    }
+
+    #[test]
+    fn backend_config_values_stay_literal() {
+        let mut settings = serde_json::Map::new();
+        for (i, v) in TRICKY.iter().enumerate() {
+            settings.insert(format!("key_{i}"), json!(v));
+        }
+        settings.insert("port".into(), json!(5432));
+        settings.insert("skip".into(), json!(true));
+        settings.insert("list".into(), json!(["${a}", "b"]));
+        settings.insert("map".into(), json!({"k": "%{x}"}));
+        let text = config_file(&settings).unwrap();
+        assert_eq!(
+            read_back(&text),
+            serde_json::Value::Object(settings),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("injected")),
+            "a newline and a quote in a value start no attribute of their own: {text}"
+        );
+    }
+
+    #[test]
+    fn values_hcl_rs_cannot_escape_are_refused_without_quoting_them() {
+        for tricky in UNESCAPABLE {
+            let settings = serde_json::Map::from_iter([("password".to_string(), json!(tricky))]);
+            let err = config_file(&settings).unwrap_err();
+            assert!(err.contains("\"password\" cannot be written"), "{err}");
+            assert!(!err.contains(tricky), "{err}");
+            let nested = serde_json::Map::from_iter([("m".to_string(), json!({ tricky: [1] }))]);
+            assert!(config_file(&nested).is_err(), "a key in a map");
+
+            let state = Path::new("/state").join(tricky);
+            let paths = LayerPaths::new(&state, &crate::stack::LayerId::terraform("net"));
+            let err = override_file(&paths).unwrap_err();
+            assert!(err.contains("cannot be written as an HCL literal"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_setting_name_that_is_not_an_identifier_is_refused() {
+        for name in ["a b", "x = 1\ny", "", "1st"] {
+            let settings = serde_json::Map::from_iter([(name.to_string(), json!("v"))]);
+            let err = config_file(&settings).unwrap_err();
+            assert!(err.contains("is not a valid name"), "{name:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_override_keeps_paths_literal() {
+        for tricky in TRICKY {
+            let state = Path::new("/state").join(tricky);
+            let paths = LayerPaths::new(&state, &crate::stack::LayerId::terraform("net"));
+            let text = override_file(&paths).unwrap();
+            assert!(text.starts_with("# Written by strata"), "{text}");
+            let backend = &read_back(&text)["terraform"]["backend"]["local"];
+            assert_eq!(
+                backend["path"],
+                paths.state_file.display().to_string(),
+                "{text}"
+            );
+            assert_eq!(
+                backend["workspace_dir"],
+                paths.workspace_dir.display().to_string(),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Helpers shared by the rest of the crate, one concern per file: files written safely
+//! ([`fs`]), Go-style durations ([`duration`]) and retrying with backoff ([`retry`]).
+
+pub mod duration;
+pub mod fs;
+pub mod retry;
