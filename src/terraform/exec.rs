@@ -171,8 +171,10 @@ pub(crate) async fn run(
                     child.wait().await
                 }
             };
-            // Children that outlived terraform (a local-exec `sleep`) go too.
+            // Children that outlived terraform (a local-exec `sleep`) go too, and are gone before
+            // this returns (no pipe to read to its end waits for them any more).
             signal_group(pgid, libc::SIGKILL);
+            wait_group_gone(pgid, limits.grace).await;
             let _ = status;
             done.cancel();
             let _ = out_task.await;
@@ -229,6 +231,15 @@ fn signal_group(pgid: Option<libc::pid_t>, signal: libc::c_int) {
         unsafe {
             libc::killpg(pgid, signal);
         }
+    }
+}
+
+/// Waits (up to `bound`) until no live process is left in the group.
+async fn wait_group_gone(pgid: Option<libc::pid_t>, bound: Duration) {
+    let Some(pgid) = pgid else { return };
+    let until = Instant::now() + bound;
+    while super::orphans::group_has_live_process(pgid as u32) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

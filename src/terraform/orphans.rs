@@ -71,6 +71,23 @@ fn stat(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// Whether a process that is not a zombie is in process group `pgid`.
+pub(crate) fn group_has_live_process(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(text) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        let Some(rest) = text.rfind(')').map(|i| &text[i + 1..]) else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
+    })
+}
+
 fn start_ticks(pid: u32) -> Option<u64> {
     stat(pid).map(|(_, start)| start)
 }
