@@ -144,6 +144,27 @@ pub enum Command {
     /// Git sources: fetch, pin and inspect.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Layer state: recover what terraform could not save.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Push a Terraform layer's unsaved state (the errored.tfstate terraform left when it could
+    /// not write to its backend) with `terraform state push`; then the layer applies again.
+    Push {
+        /// The layer: `net` or `terraform.net`.
+        layer: String,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// How long to wait for another apply's lock ("30s").
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where a command reads the stack from: a Git repository (pinned to a commit), or a directory.

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 
 /// Where `--stack` / `--repo` flags say the stack is.
-fn source_of(a: &SourceArgs) -> Source {
+pub(super) fn source_of(a: &SourceArgs) -> Source {
     match &a.repo {
         Some(url) => {
             let spec = crate::source::SourceSpec {
@@ -27,7 +27,7 @@ fn source_of(a: &SourceArgs) -> Source {
     }
 }
 
-fn options(a: &SourceArgs) -> EngineOptions {
+pub(super) fn options(a: &SourceArgs) -> EngineOptions {
     let mut o = EngineOptions::new(&a.state_dir);
     o.progress = true;
     // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.

@@ -9,10 +9,11 @@ mod devcluster;
 mod source;
 mod stack;
 mod state;
+mod state_push;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, SourceCommand};
+use crate::cli::{Cli, Command, SourceCommand, StateCommand};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
@@ -69,6 +70,12 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Source(SourceCommand::Show { repo, since, json }) => {
             source::show(&repo, since.as_deref(), json)
         }
+        Command::State(StateCommand::Push {
+            layer,
+            source,
+            lock_timeout,
+            json,
+        }) => state_push::push(&layer, &source, &lock_timeout, json),
     };
     match result {
         Ok(status) => status,

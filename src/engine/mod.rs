@@ -15,6 +15,7 @@ mod open;
 pub mod progress;
 pub mod record;
 mod run;
+mod state_push;
 mod terraform_step;
 
 use std::collections::BTreeSet;
@@ -104,6 +105,10 @@ pub enum EngineError {
     Lock(#[from] crate::state::lock::LockError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Terraform(#[from] Box<crate::terraform::TerraformError>),
+    #[error("no terraform layer \"{0}\" in this stack")]
+    NoSuchLayer(String),
 }
 
 /// A stack pinned to a revision, ready to plan, apply or diff.

@@ -21,6 +21,8 @@ impl Engine {
     ///   when missing) flow downstream.
     /// - A manual layer is applied only when approved in this run.
     /// - Applied outputs are cached (0600) before dependents see them.
+    /// - A layer with unsaved state (`errored.tfstate`) fails, naming the file and the command
+    ///   that pushes it, until it is pushed.
     ///
     /// # Errors
     /// Input evaluation, terraform (init, plan, apply, output) and caching failures, as a
@@ -52,6 +54,10 @@ impl Engine {
                 backend_config: backend,
             })
             .await?;
+        // Unsaved state blocks the layer even when nothing changed for it: it must be pushed.
+        if let Some(refusal) = tf.unsaved(&p) {
+            return Err(refusal.into());
+        }
         let reasons = {
             let sh = shared.lock().expect("shared");
             self.reasons(layer, &p.inputs_hash, &sh)

@@ -7,6 +7,7 @@ pub mod error;
 pub mod history;
 pub mod run;
 pub mod source;
+pub mod state_push;
 pub mod status;
 
 /// Any result as pretty JSON, with a final newline.

@@ -4,7 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
+use super::error::{Step, TerraformError};
+use super::exec::Limits;
+use super::{InitOutcome, Prepared, Terraform};
+use crate::redact::Redactor;
 use crate::stack::LayerId;
 use crate::value::Output;
 
@@ -18,6 +23,51 @@ pub struct Applied {
     pub outputs: BTreeMap<String, Output>,
     #[serde(with = "crate::stack::model::duration_text")]
     pub duration: Duration,
+}
+
+impl Terraform {
+    /// The layer's current outputs, from its state (for a layer that need not be applied).
+    pub async fn outputs(
+        &self,
+        p: &mut Prepared,
+        cancel: &CancellationToken,
+    ) -> Result<BTreeMap<String, Output>, TerraformError> {
+        let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
+        if p.init == InitOutcome::Pending {
+            self.init(p, &limits).await?;
+        }
+        let mut outputs = self.read_outputs(p, &limits).await?;
+        taint(&mut outputs, &p.redactor);
+        Ok(outputs)
+    }
+
+    pub(super) async fn read_outputs(
+        &self,
+        p: &Prepared,
+        limits: &Limits<'_>,
+    ) -> Result<BTreeMap<String, Output>, TerraformError> {
+        let args = vec!["output".into(), "-json".into(), "-no-color".into()];
+        let out = self.run(p, Step::Output, args, false, limits).await?;
+        if out.code != 0 {
+            return Err(Self::failed(p, Step::Output, &out));
+        }
+        parse_outputs(&out.stdout).map_err(|message| TerraformError::Failed {
+            layer: p.layer.clone(),
+            step: Step::Output,
+            message,
+        })
+    }
+}
+
+/// An output that carries a sensitive input's value is sensitive too, whether or not the module
+/// says so.
+pub(super) fn taint(outputs: &mut BTreeMap<String, Output>, redactor: &Redactor) {
+    for o in outputs.values_mut() {
+        if !o.sensitive && redactor.contains_secret(&o.value.to_string()) {
+            o.sensitive = true;
+        }
+    }
 }
 
 /// Reads `terraform output -json`: `{"name": {"value": ..., "type": ..., "sensitive": bool}}`.

@@ -9,7 +9,7 @@ use crate::stack::LayerId;
 use crate::util::duration::format_duration;
 
 /// The terraform command a layer was running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
     Prepare,
@@ -19,6 +19,8 @@ pub enum Step {
     Show,
     Apply,
     Output,
+    /// `terraform state push` of an unsaved state.
+    StatePush,
 }
 
 impl fmt::Display for Step {
@@ -31,6 +33,7 @@ impl fmt::Display for Step {
             Step::Show => "show",
             Step::Apply => "apply",
             Step::Output => "output",
+            Step::StatePush => "state push",
         })
     }
 }
@@ -75,6 +78,24 @@ pub enum TerraformError {
         planned_inputs: String,
         current: String,
         current_inputs: String,
+    },
+
+    /// terraform could not write its state to the backend and left `errored.tfstate`, which
+    /// strata keeps in the layer's state dir; the layer is refused until it is pushed.
+    #[error("{layer} has unsaved state in {}: run \"strata state push {layer}\" once its backend works again, then apply{}", path.display(), cause.as_deref().map(|c| format!(" (terraform could not save it: {c})")).unwrap_or_default())]
+    UnsavedState {
+        layer: LayerId,
+        path: PathBuf,
+        /// terraform's error, when this run is the one that failed to save.
+        cause: Option<String>,
+    },
+
+    #[error("{layer}: terraform (pid {pid}, {step} started at {started}) left running by an earlier strata is still running; not starting another beside it: wait for it to end, or stop it (kill -INT {pid}) and run again")]
+    EarlierRunStillRunning {
+        layer: LayerId,
+        pid: u32,
+        step: Step,
+        started: String,
     },
 
     #[error("{layer}: {message}")]

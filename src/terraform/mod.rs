@@ -4,15 +4,23 @@
 //! A run of one layer is: [`Terraform::prepare`] (a writable working copy of the layer and its
 //! local modules, a 0600 var file) → [`Terraform::plan`] (init when needed, workspace, plan,
 //! show) → [`Terraform::apply`] (the saved plan, then outputs).
+//!
+//! terraform outlives strata: its output goes to files, not pipes, so a strata killed mid-apply
+//! leaves a terraform that finishes and saves its state; the next strata waits for it
+//! ([`orphans`]). State terraform could not save to its backend is kept ([`errored`]) and blocks
+//! the layer until [`Terraform::push_state`] has pushed it.
 
 pub mod apply;
 pub mod backend;
 pub mod binary;
 mod cache_lock;
 pub mod error;
+pub mod errored;
 mod exec;
 pub mod modules;
+mod orphans;
 pub mod plan;
+mod recovery;
 pub mod workdir;
 
 use std::collections::BTreeMap;
@@ -28,12 +36,13 @@ pub use apply::Applied;
 pub use binary::{Flavour, TerraformBinary};
 pub use error::{Step, TerraformError};
 pub use plan::{Action, Counts, LayerPlan, OutputChange, PlanMode, ResourceChange, Shown};
+pub use recovery::{PushedState, StatePush};
 
 use crate::redact::Redactor;
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::util::duration::format_duration;
 use crate::util::fs::write_private;
-use crate::value::{InputValue, Output};
+use crate::value::InputValue;
 use cache_lock::{Access, CacheLock};
 use exec::{Invocation, Limits};
 use modules::ConfigInfo;
@@ -301,9 +310,9 @@ impl Terraform {
                 CacheLock::acquire(&self.cache_dir().join(".lock"), Access::Shared).await,
             )),
         };
-        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let seq = self.invocations.fetch_add(1, Ordering::Relaxed);
         let env = self.env(p);
-        exec::run(
+        let out = exec::run(
             &self.bin.path,
             Invocation {
                 layer: &p.layer,
@@ -312,11 +321,17 @@ impl Terraform {
                 cwd: &p.work_dir,
                 env: &env,
                 log_stdout,
+                run_dir: p.run.path(),
+                seq,
             },
             limits,
             &p.redactor,
         )
-        .await
+        .await?;
+        match recovery::keep_errored_state(p, step, &out) {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     fn failed(p: &Prepared, step: Step, out: &exec::Finished) -> TerraformError {
@@ -432,11 +447,16 @@ impl Terraform {
     /// layer's drift check (terradiff).
     ///
     /// # Guarantees
-    /// Changes nothing but terraform's own caches and the state lock; bounded by the layer's
-    /// `timeout`; on timeout or cancellation terraform is interrupted and nothing is left running.
+    /// - Changes nothing but terraform's own caches and the state lock; bounded by the layer's
+    ///   `timeout`; on timeout or cancellation terraform is interrupted and nothing is left
+    ///   running.
+    /// - Never runs beside a terraform an earlier strata left running for the layer: waits for it
+    ///   first (within the timeout), so the plan sees what it did.
+    /// - Refuses a layer with unsaved state (`errored.tfstate`) until it is pushed.
     ///
     /// # Errors
-    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted.
+    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted;
+    /// `UnsavedState`; `EarlierRunStillRunning`.
     pub async fn plan(
         &self,
         p: &mut Prepared,
@@ -444,6 +464,7 @@ impl Terraform {
         cancel: &CancellationToken,
     ) -> Result<LayerPlan, TerraformError> {
         let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
         self.init(p, &limits).await?;
         let plan_file = p.run.path().join("layer.tfplan");
         let mut args: Vec<OsString> = vec![
@@ -503,6 +524,10 @@ impl Terraform {
     /// - Refuses a plan made from another revision or other inputs than `p`'s.
     /// - Bounded by the layer's `timeout`; on timeout or cancellation terraform gets SIGINT (it
     ///   stops cleanly and writes state), then SIGKILL after the grace period.
+    /// - If strata dies meanwhile, terraform is not killed: it finishes the apply and writes its
+    ///   state, and the next strata waits for it.
+    /// - State terraform could not write to its backend is never lost: it is kept in the layer's
+    ///   state dir and the apply fails with `UnsavedState` naming it.
     ///
     /// # Errors
     /// A stale plan, or the failing step (apply, output) with terraform's error text, redacted.
@@ -525,6 +550,7 @@ impl Terraform {
         }
         let started = std::time::Instant::now();
         let limits = self.limits(p, cancel);
+        self.settle(p, &limits, false).await?;
         let args = vec![
             "apply".into(),
             "-input=false".into(),
@@ -537,7 +563,7 @@ impl Terraform {
             return Err(Self::failed(p, Step::Apply, &out));
         }
         let mut outputs = self.read_outputs(p, &limits).await?;
-        taint(&mut outputs, &p.redactor);
+        apply::taint(&mut outputs, &p.redactor);
         Ok(Applied {
             layer: p.layer.clone(),
             revision: p.revision.clone(),
@@ -545,48 +571,6 @@ impl Terraform {
             outputs,
             duration: started.elapsed(),
         })
-    }
-
-    /// The layer's current outputs, from its state (for a layer that need not be applied).
-    pub async fn outputs(
-        &self,
-        p: &mut Prepared,
-        cancel: &CancellationToken,
-    ) -> Result<BTreeMap<String, Output>, TerraformError> {
-        let limits = self.limits(p, cancel);
-        if p.init == InitOutcome::Pending {
-            self.init(p, &limits).await?;
-        }
-        let mut outputs = self.read_outputs(p, &limits).await?;
-        taint(&mut outputs, &p.redactor);
-        Ok(outputs)
-    }
-
-    async fn read_outputs(
-        &self,
-        p: &Prepared,
-        limits: &Limits<'_>,
-    ) -> Result<BTreeMap<String, Output>, TerraformError> {
-        let args = vec!["output".into(), "-json".into(), "-no-color".into()];
-        let out = self.run(p, Step::Output, args, false, limits).await?;
-        if out.code != 0 {
-            return Err(Self::failed(p, Step::Output, &out));
-        }
-        apply::parse_outputs(&out.stdout).map_err(|message| TerraformError::Failed {
-            layer: p.layer.clone(),
-            step: Step::Output,
-            message,
-        })
-    }
-}
-
-/// An output that carries a sensitive input's value is sensitive too, whether or not the module
-/// says so.
-fn taint(outputs: &mut BTreeMap<String, Output>, redactor: &Redactor) {
-    for o in outputs.values_mut() {
-        if !o.sensitive && redactor.contains_secret(&o.value.to_string()) {
-            o.sensitive = true;
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! directory (data dir, local state, lock file, init stamp).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,14 +48,22 @@ impl LayerPaths {
     }
 }
 
-/// A run directory that removes itself when dropped.
+/// A run directory (mode 0700) that removes itself when dropped; it records the strata process
+/// that made it, so a later strata knows whether it is still in use (see [`super::orphans`]).
 #[derive(Debug)]
 pub struct RunDir(PathBuf);
 
 impl RunDir {
+    /// Creates a new run dir under `runs` (created 0700 too when missing).
+    ///
+    /// # Errors
+    /// Any error from creating the dirs or writing the owner record.
     pub fn create(runs: &Path) -> std::io::Result<RunDir> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(runs)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(runs)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -64,8 +73,10 @@ impl RunDir {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let path = runs.join(name);
-        std::fs::create_dir(&path)?;
-        Ok(RunDir(path))
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let dir = RunDir(path);
+        super::orphans::OwnerRecord::write_current(dir.path())?;
+        Ok(dir)
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +85,30 @@ impl RunDir {
 }
 
 impl Drop for RunDir {
+    /// Removes the dir, but never an `errored.tfstate` terraform left in it: that is moved into
+    /// the layer's state dir first, and when it cannot be, the dir stays for the next run to
+    /// settle.
     fn drop(&mut self) {
+        let layer_dir = self.0.parent().and_then(Path::parent);
+        if let Some(layer_dir) = layer_dir {
+            match super::errored::rescue_all(&self.0, layer_dir) {
+                Ok(moved) => {
+                    for f in moved {
+                        tracing::error!(
+                            "terraform could not save its state to the backend: kept it in {}",
+                            f.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "kept {}: its errored.tfstate could not be moved: {e}",
+                        self.0.display()
+                    );
+                    return;
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -12,7 +12,7 @@ use strata::redact::Redacted;
 use strata::source::{SourceOptions, SourceSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{repo_root, strata_cli, Cluster};
+use crate::support::{free_port, repo_root, strata_cli, Cluster, Postgres};
 
 const NULL: &str =
     "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n";
@@ -97,13 +97,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (url, got)
-}
-
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn options(repo: &Repo, state: &Path, alerts: &str) -> AgentOptions {
@@ -600,115 +593,6 @@ fn processes() -> Vec<String> {
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .filter(|s| !s.trim().is_empty())
         .collect()
-}
-
-/// A throwaway PostgreSQL server (Debian's packages), for Terraform's `pg` backend.
-struct Postgres {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (make tools)")
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
-        let dir = tempfile::Builder::new()
-            .prefix("strata-pg")
-            .tempdir()
-            .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let as_pg = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program))
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&data)
-            .status()
-            .unwrap();
-        as_pg(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-            ],
-        );
-        let port = free_port().port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            data.display()
-        );
-        as_pg(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "-l",
-                data.join("log").to_str().unwrap(),
-                "start",
-            ],
-        );
-        as_pg(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "tfstate",
-            ],
-        );
-        Postgres {
-            _dir: dir,
-            data,
-            bin,
-            port,
-        }
-    }
-
-    fn conn_str(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/tfstate?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]

@@ -17,5 +17,6 @@ mod sops;
 mod source;
 mod state;
 mod terraform;
+mod terraform_recovery;
 mod validate;
 mod webhook;

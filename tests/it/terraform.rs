@@ -600,6 +600,58 @@ async fn a_declared_backend_gets_backend_config_and_workspaces_are_created() {
 }
 
 #[tokio::test]
+async fn plan_files_and_run_dirs_are_private() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new(&[
+        ("strata.hcl", "stack \"s\" {}\nterraform \"net\" {\n  source = \"net\"\n  vars = { cidr = \"10.9.0.0/16\" }\n}\n"),
+        ("net/main.tf", &net_module()),
+    ]);
+    let stack = fx.stack();
+    let tf = terraform(&fx.state).await;
+    let id = LayerId::terraform("net");
+    let cancel = CancellationToken::new();
+    let vars = vars_of(&stack, &id, &Outputs::new());
+    let mut p = tf
+        .prepare(input(&stack, &fx.root, &id, "r", vars))
+        .await
+        .unwrap();
+    let plan = tf.plan(&mut p, PlanMode::Normal, &cancel).await.unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    let runs: Vec<PathBuf> = std::fs::read_dir(fx.state.join("layers/net/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run_dir = runs[0].as_path();
+    assert_eq!(mode(&run_dir.join("layer.tfplan")), 0o600, "the plan file");
+    assert_eq!(mode(run_dir), 0o700, "the run dir");
+    assert_eq!(
+        mode(&fx.state.join("layers/net/runs")),
+        0o700,
+        "the runs dir"
+    );
+    let files: Vec<(String, u32)> = std::fs::read_dir(run_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                mode(&e.path()),
+            )
+        })
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.iter().all(|(_, m)| *m == 0o600), "{files:?}");
+    tf.apply(&p, &plan, &cancel).await.unwrap();
+    assert_eq!(
+        mode(&fx.state.join("layers/net/terraform.tfstate")),
+        0o600,
+        "local state holds secrets"
+    );
+}
+
+#[tokio::test]
 async fn state_paths_and_backend_settings_with_template_markers_stay_literal() {
     let declared = "terraform {\n  backend \"local\" {}\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\nresource \"null_resource\" \"x\" {}\n";
     let fx = Fixture::new(&[
