@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod diff;
 pub mod error;
 pub mod inventory;
+pub mod limits;
 pub mod manifest;
 pub mod object;
 pub mod order;
@@ -18,6 +19,7 @@ pub mod retry;
 pub mod sanitize;
 pub mod vars;
 pub mod wait;
+pub mod yaml;
 
 use std::path::Path;
 use std::time::Duration;
