@@ -2,6 +2,7 @@
 
 mod support;
 
+mod builtin_kinds;
 mod kubectl;
 mod testing_aids;
 mod verbs;
