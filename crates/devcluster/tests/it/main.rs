@@ -4,5 +4,6 @@ mod support;
 
 mod builtin_kinds;
 mod kubectl;
+mod names_and_defaults;
 mod testing_aids;
 mod verbs;
