@@ -8,6 +8,7 @@ mod engine;
 mod graph;
 mod json_output;
 mod kube;
+mod kubectl_parity;
 mod source;
 mod terraform;
 mod validate;
