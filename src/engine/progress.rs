@@ -142,7 +142,7 @@ impl Progress {
                     format_duration(Duration::from_secs(row.since.elapsed().as_secs()))
                 )
             };
-            let first = row.state.lines().next().unwrap_or("");
+            let first = crate::report::summary_line(&row.state);
             out.push_str(&format!(
                 "\x1b[2K  {:width$}  {first}{elapsed}\n",
                 id.to_string()

@@ -63,11 +63,11 @@ impl KubeDiff {
                 DiffState::Changed => {
                     out.push_str(&format!("~ {}\n", o.object));
                     for f in &o.fields {
+                        let (live, desired) =
+                            crate::report::shorten_change(&show(&f.live), &show(&f.desired));
                         out.push_str(&format!(
-                            "    {}: {red}{}{reset} → {green}{}{reset}\n",
+                            "    {}: {red}{live}{reset} → {green}{desired}{reset}\n",
                             f.path,
-                            show(&f.live),
-                            show(&f.desired)
                         ));
                     }
                 }

@@ -8,12 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::KubeError;
+use super::limits::ManifestLimits;
 use super::vars::{self, Vars};
-
-/// Largest manifest file read (and largest kustomize output).
-pub const MAX_FILE_BYTES: usize = 8 << 20;
-/// Deepest nesting a document may have.
-pub const MAX_DEPTH: usize = 64;
+use super::yaml::{self, YamlError};
 
 /// One desired object and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,8 +18,12 @@ pub struct Manifest {
     pub object: Value,
     /// The file, relative to the stack root when it is under it.
     pub file: PathBuf,
-    /// The line the object's document starts on (one-based).
+    /// The line the object's document starts on (one-based); for a kustomization, the line of
+    /// `kustomize build`'s output, since the kustomization file itself has no such line.
     pub line: usize,
+    /// The object came from `kustomize build` of `file`, not from `file` itself.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rendered: bool,
 }
 
 impl Manifest {
@@ -44,32 +45,10 @@ impl Manifest {
             .filter(|s| !s.is_empty())
     }
 
-    /// `file:line`.
+    /// `file:line`, or for a kustomization `file (kustomize output line N)`.
     pub fn place(&self) -> String {
-        format!("{}:{}", self.file.display(), self.line)
+        place(&self.file, self.line, self.rendered)
     }
-}
-
-/// YAML options matching how Kubernetes reads manifests as JSON: `true`/`false` only as
-/// booleans (`on`, `NO` stay strings), numbers with leading zeros stay strings, merge keys merge,
-/// and budgets against alias bombs and deep nesting.
-pub fn yaml_options() -> serde_saphyr::Options {
-    let mut o = serde_saphyr::Options::default();
-    o.strict_booleans = true;
-    o.leading_zero_numbers_as_strings = true;
-    o.legacy_octal_numbers = false;
-    let mut b = serde_saphyr::Budget::default();
-    b.max_depth = MAX_DEPTH;
-    b.max_aliases = 1_000;
-    b.max_anchors = 1_000;
-    b.max_events = 500_000;
-    b.max_nodes = 250_000;
-    b.max_total_scalar_bytes = MAX_FILE_BYTES;
-    b.max_documents = 10_000;
-    o.budget = Some(b);
-    o.alias_limits.max_total_replayed_events = 100_000;
-    o.alias_limits.max_alias_expansions_per_anchor = 100;
-    o
 }
 
 /// Splits a YAML stream at `---` lines: (first line, text) per document.
@@ -102,27 +81,50 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// Parses one document (YAML or JSON).
-pub fn parse_document(text: &str) -> Result<Value, String> {
-    if text.len() > MAX_FILE_BYTES {
-        return Err(format!("document is larger than {MAX_FILE_BYTES} bytes"));
+fn place(file: &Path, line: usize, rendered: bool) -> String {
+    if rendered {
+        format!("{} (kustomize output line {line})", file.display())
+    } else {
+        format!("{}:{line}", file.display())
     }
-    let v: Value = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
-        let msg = e.to_string();
-        // The first line says what went wrong; the rest is a snippet.
-        msg.lines().next().unwrap_or("invalid YAML").to_string()
-    })?;
-    if depth(&v) > MAX_DEPTH {
-        return Err(format!("nesting is deeper than {MAX_DEPTH} levels"));
-    }
-    Ok(v)
 }
 
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// Parses one document (YAML or JSON) as kubectl reads it; see [`super::yaml`].
+///
+/// # Errors
+/// Invalid or bomb-like YAML, and values JSON can't hold; the line is within `text`.
+pub fn parse_document(text: &str, limits: &ManifestLimits) -> Result<Value, YamlError> {
+    if text.len() > limits.max_file_bytes {
+        return Err(YamlError {
+            line: None,
+            message: format!("document is larger than {} bytes", limits.max_file_bytes),
+        });
+    }
+    yaml::parse(text, limits)
+}
+
+/// The objects a document holds: itself, or the items of a typed list (`kind: List`,
+/// `ConfigMapList`, any `*List` with `items`), which kubectl applies one by one.
+///
+/// # Errors
+/// A document that is not an object, or a list without an `items` list.
+pub fn objects_of(value: Value) -> Result<Vec<Value>, String> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(ref m)
+            if m.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List")) =>
+        {
+            let kind = m["kind"].as_str().unwrap_or_default();
+            match m.get("items") {
+                Some(Value::Array(items)) => Ok(items.clone()),
+                Some(Value::Null) | None => Ok(Vec::new()),
+                Some(_) => Err(format!("a {kind} whose `items` is not a list")),
+            }
+        }
+        Value::Object(_) => Ok(vec![value]),
+        _ => Err("a document must be an object".into()),
     }
 }
 
@@ -157,6 +159,19 @@ fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// bomb-like YAML, objects without apiVersion, kind or metadata.name, undefined variables, and
 /// sensitive values outside Secrets. Nothing is returned when anything failed.
 pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, KubeError> {
+    load_with(root, source, vars, &ManifestLimits::default())
+}
+
+/// [`load`] within other [`ManifestLimits`].
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(
+    root: &Path,
+    source: &Path,
+    vars: &Vars,
+    limits: &ManifestLimits,
+) -> Result<Vec<Manifest>, KubeError> {
     let dir = root.join(source);
     let mut problems = Vec::new();
     let mut out = Vec::new();
@@ -164,8 +179,12 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file());
+    let rendered = kustomization.is_some();
     let inputs: Vec<(PathBuf, String)> = match kustomization {
-        Some(_) => vec![(source.join("kustomization.yaml"), kustomize(&dir)?)],
+        Some(k) => {
+            let name = k.file_name().map(PathBuf::from).unwrap_or_default();
+            vec![(source.join(name), kustomize(&dir, limits)?)]
+        }
         None => {
             let files = manifest_files(&dir).map_err(|e| KubeError::Load {
                 problems: vec![format!(
@@ -177,10 +196,11 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
             for f in files {
                 let shown = f.strip_prefix(root).unwrap_or(&f).to_path_buf();
                 match std::fs::metadata(&f) {
-                    Ok(m) if m.len() as usize > MAX_FILE_BYTES => {
+                    Ok(m) if m.len() > limits.max_file_bytes as u64 => {
                         problems.push(format!(
-                            "{}: larger than {MAX_FILE_BYTES} bytes",
-                            shown.display()
+                            "{}: larger than {} bytes (the per-file limit)",
+                            shown.display(),
+                            limits.max_file_bytes
                         ));
                         continue;
                     }
@@ -199,15 +219,23 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
         }
     };
     for (file, text) in inputs {
-        let is_json = file.extension().is_some_and(|e| e == "json");
+        let is_json = !rendered && file.extension().is_some_and(|e| e == "json");
         let docs = if is_json {
             vec![(1, text.clone())]
         } else {
             split_documents(&text)
         };
+        if docs.len() > limits.max_documents {
+            problems.push(format!(
+                "{}: more than {} documents (the per-file limit)",
+                file.display(),
+                limits.max_documents
+            ));
+            continue;
+        }
         for (line, doc) in docs {
             // The kind decides where sensitive values may go; read it before substituting.
-            let kind_hint = parse_document(&doc)
+            let kind_hint = parse_document(&doc, limits)
                 .ok()
                 .and_then(|v| v["kind"].as_str().map(str::to_string));
             let substituted = match vars::substitute(&doc, vars, kind_hint.as_deref(), &file, line)
@@ -218,26 +246,18 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
                     continue;
                 }
             };
-            let value = match parse_document(&substituted) {
+            let value = match parse_document(&substituted, limits) {
                 Ok(v) => v,
                 Err(e) => {
-                    problems.push(format!("{}:{line}: {e}", file.display()));
+                    let at = line + e.line.unwrap_or(1) - 1;
+                    problems.push(format!("{}: {}", place(&file, at, rendered), e.message));
                     continue;
                 }
             };
-            let objects = match value {
-                Value::Null => continue,
-                Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => m
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-                Value::Object(_) => vec![value],
-                _ => {
-                    problems.push(format!(
-                        "{}:{line}: a document must be an object",
-                        file.display()
-                    ));
+            let objects = match objects_of(value) {
+                Ok(o) => o,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", place(&file, line, rendered)));
                     continue;
                 }
             };
@@ -246,6 +266,7 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
                     object,
                     file: file.clone(),
                     line,
+                    rendered,
                 };
                 let mut missing = Vec::new();
                 if m.api_version().is_empty() {
@@ -276,7 +297,7 @@ pub fn load(root: &Path, source: &Path, vars: &Vars) -> Result<Vec<Manifest>, Ku
 }
 
 /// Renders a kustomization with `kustomize build` or `kubectl kustomize`.
-fn kustomize(dir: &Path) -> Result<String, KubeError> {
+fn kustomize(dir: &Path, limits: &ManifestLimits) -> Result<String, KubeError> {
     let (program, args): (PathBuf, Vec<&str>) = match (which::which("kustomize"), which::which("kubectl")) {
         (Ok(k), _) => (k, vec!["build"]),
         (_, Ok(k)) => (k, vec!["kustomize"]),
@@ -308,11 +329,12 @@ fn kustomize(dir: &Path) -> Result<String, KubeError> {
             )],
         });
     }
-    if out.stdout.len() > MAX_FILE_BYTES {
+    if out.stdout.len() > limits.max_file_bytes {
         return Err(KubeError::Load {
             problems: vec![format!(
-                "{}: kustomize output is larger than {MAX_FILE_BYTES} bytes",
-                dir.display()
+                "{}: kustomize output is larger than {} bytes (the per-file limit)",
+                dir.display(),
+                limits.max_file_bytes
             )],
         });
     }
@@ -353,14 +375,10 @@ pub fn identities(
             continue;
         };
         for (line, doc) in split_documents(&text) {
-            let Ok(v) = parse_document(&doc) else {
+            let Ok(v) = parse_document(&doc, &ManifestLimits::default()) else {
                 continue;
             };
-            let items = if v["kind"] == "List" {
-                v["items"].as_array().cloned().unwrap_or_default()
-            } else {
-                vec![v]
-            };
+            let items = objects_of(v).unwrap_or_default();
             for o in items {
                 let r = super::object::ObjRef::of(&o);
                 if r.kind.is_empty() || r.name.is_empty() {
@@ -390,24 +408,42 @@ mod tests {
     #[test]
     fn yaml_reads_as_kubernetes_reads_it() {
         let v = parse_document(
-            "a: on\nb: NO\nc: 0755\nd: 1e3\ne: ~\nf: true\nbase: &b {x: 1}\ng:\n  <<: *b\n  y: 2\n",
+            "a: on\nb: NO\nc: 0755\nd: 1e3\ne: ~\nf: true\nbase: &b {x: 1}\ng:\n  <<: *b\n  z: 2\n",
+            &ManifestLimits::default(),
         )
         .unwrap();
-        assert_eq!(v["a"], "on");
-        assert_eq!(v["b"], "NO");
-        assert_eq!(v["c"], "0755");
-        assert_eq!(v["d"].as_f64(), Some(1000.0));
+        assert_eq!(v["a"], true);
+        assert_eq!(v["b"], false);
+        assert_eq!(v["c"], 493);
+        assert_eq!(v["d"], 1000);
         assert!(v["e"].is_null());
         assert_eq!(v["f"], true);
-        assert_eq!(v["g"], serde_json::json!({"x": 1, "y": 2}));
+        assert_eq!(v["g"], serde_json::json!({"x": 1, "z": 2}));
+    }
+
+    #[test]
+    fn typed_lists_expand_into_their_items() {
+        let items = objects_of(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "items": [{"kind": "ConfigMap"}, {"kind": "ConfigMap"}]
+        }))
+        .unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(objects_of(serde_json::json!({"kind": "List", "items": 3})).is_err());
+        assert_eq!(
+            objects_of(serde_json::json!({"kind": "Pod"}))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn a_yaml_bomb_is_refused() {
         let bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
-        assert!(parse_document(bomb).is_err());
+        assert!(parse_document(bomb, &ManifestLimits::default()).is_err());
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        assert!(parse_document(&deep).is_err());
+        assert!(parse_document(&deep, &ManifestLimits::default()).is_err());
     }
 
     #[test]

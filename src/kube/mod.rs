@@ -10,6 +10,7 @@ pub mod contents;
 pub mod diff;
 pub mod error;
 pub mod inventory;
+pub mod limits;
 pub mod manifest;
 pub mod object;
 pub mod order;
@@ -20,6 +21,7 @@ pub mod retry;
 pub mod sanitize;
 pub mod vars;
 pub mod wait;
+pub mod yaml;
 
 use std::path::Path;
 use std::time::Duration;

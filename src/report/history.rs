@@ -27,7 +27,7 @@ pub fn text(records: &[RunRecord], state_dir: &Path) -> String {
             let err = l
                 .error
                 .as_ref()
-                .map(|e| format!(" — {}", e.lines().next().unwrap_or("")))
+                .map(|e| format!(" — {}", super::summary_line(e)))
                 .unwrap_or_default();
             let _ = writeln!(
                 t,

@@ -139,7 +139,7 @@ pub fn final_line(r: &LayerReport) -> String {
                     | LayerStatus::AwaitingApproval
             ) =>
         {
-            format!("{}: {}", s.as_str(), d.lines().next().unwrap_or(""))
+            format!("{}: {}", s.as_str(), super::summary_line(d))
         }
         (s, Some(c), _) => format!("{} {c}", s.as_str()),
         (s, None, _) => s.as_str().to_string(),

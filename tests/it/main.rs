@@ -10,6 +10,7 @@ mod json_output;
 mod kube;
 mod kube_ownership;
 mod kube_safety;
+mod kubectl_parity;
 mod logging;
 mod report;
 mod shutdown;

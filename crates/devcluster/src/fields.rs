@@ -2,7 +2,7 @@
 //! manager owns, and the structural merge of an applied configuration into a live object.
 //!
 //! Lists of objects are *associative* (merged by key) when their items have a key: `name` for most
-//! lists, `containerPort` or `port` for ports, `mountPath` for volume mounts. Other lists are
+//! lists, `containerPort` or `port` with `protocol` for ports, `mountPath` for volume mounts. Other lists are
 //! atomic: owned and replaced whole. This covers the built-in kinds strata applies and is what
 //! custom resources without schema hints get.
 
@@ -24,8 +24,17 @@ pub fn list_key(field: &str, items: &[Value]) -> Option<Vec<&'static str>> {
         return None;
     }
     let all_have = |k: &str| items.iter().all(|i| i.get(k).is_some());
+    // Ports are keyed with their protocol, as in Kubernetes' schemas (`[port, protocol]`,
+    // `[containerPort, protocol]`); built-in kinds get the protocol defaulted before keying.
+    if field == "ports" {
+        for k in ["containerPort", "port"] {
+            if all_have(k) {
+                return Some(vec![k, "protocol"]);
+            }
+        }
+    }
     let candidates: &[&'static str] = match field {
-        "ports" => &["containerPort", "port", "name"],
+        "ports" => &["name"],
         "volumeMounts" | "volumeDevices" => &["mountPath", "name"],
         _ => &["name"],
     };
@@ -34,11 +43,11 @@ pub fn list_key(field: &str, items: &[Value]) -> Option<Vec<&'static str>> {
 
 fn item_key(item: &Value, keys: &[&str]) -> String {
     let mut m = Map::new();
+    // A key field the item leaves out is left out of its key (custom resources get no defaults).
     for k in keys {
-        m.insert(
-            (*k).to_string(),
-            item.get(*k).cloned().unwrap_or(Value::Null),
-        );
+        if let Some(v) = item.get(*k) {
+            m.insert((*k).to_string(), v.clone());
+        }
     }
     format!("k:{}", Value::Object(m))
 }

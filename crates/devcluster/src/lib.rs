@@ -32,6 +32,7 @@
 //! controllers) and [`faults`].
 
 mod api;
+pub mod builtin;
 pub mod cluster;
 pub mod faults;
 pub mod fields;

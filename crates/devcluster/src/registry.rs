@@ -1,4 +1,5 @@
-//! The kinds a devcluster serves: the built-ins strata needs, and custom resources from CRDs.
+//! The kinds a devcluster serves: every built-in kind (see [`crate::builtin`]), and custom
+//! resources from CRDs.
 
 use std::collections::BTreeMap;
 
@@ -70,160 +71,6 @@ impl ResourceType {
     }
 }
 
-fn builtin(
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-    namespaced: bool,
-    short: &[&str],
-    status: bool,
-) -> ResourceType {
-    ResourceType {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        singular: kind.to_lowercase(),
-        namespaced,
-        short_names: short.iter().map(|s| s.to_string()).collect(),
-        status_subresource: status,
-        crd: None,
-    }
-}
-
-/// The built-in kinds.
-pub fn builtins() -> Vec<ResourceType> {
-    vec![
-        builtin("", "v1", "Namespace", "namespaces", false, &["ns"], true),
-        builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false),
-        builtin("", "v1", "Secret", "secrets", true, &[], false),
-        builtin("", "v1", "Service", "services", true, &["svc"], true),
-        builtin(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            true,
-            &["sa"],
-            false,
-        ),
-        builtin(
-            "",
-            "v1",
-            "PersistentVolumeClaim",
-            "persistentvolumeclaims",
-            true,
-            &["pvc"],
-            true,
-        ),
-        builtin("", "v1", "Event", "events", true, &["ev"], false),
-        builtin("", "v1", "Pod", "pods", true, &["po"], true),
-        builtin(
-            "apps",
-            "v1",
-            "Deployment",
-            "deployments",
-            true,
-            &["deploy"],
-            true,
-        ),
-        builtin(
-            "apps",
-            "v1",
-            "StatefulSet",
-            "statefulsets",
-            true,
-            &["sts"],
-            true,
-        ),
-        builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true),
-        builtin(
-            "apps",
-            "v1",
-            "ReplicaSet",
-            "replicasets",
-            true,
-            &["rs"],
-            true,
-        ),
-        builtin("batch", "v1", "Job", "jobs", true, &[], true),
-        builtin("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true),
-        builtin(
-            "networking.k8s.io",
-            "v1",
-            "Ingress",
-            "ingresses",
-            true,
-            &["ing"],
-            true,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            true,
-            &[],
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-            &[],
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            false,
-            &[],
-            false,
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            false,
-            &[],
-            false,
-        ),
-        builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-            &["crd", "crds"],
-            true,
-        ),
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            true,
-            &[],
-            false,
-        ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "Event",
-            "events",
-            true,
-            &["ev"],
-            false,
-        ),
-    ]
-}
-
 /// What a CRD object defines, or why it can't be served.
 pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
     let spec = &crd["spec"];
@@ -290,7 +137,7 @@ impl Default for Registry {
         let mut r = Registry {
             types: BTreeMap::new(),
         };
-        for t in builtins() {
+        for t in crate::builtin::builtins() {
             r.types.insert(t.key(), t);
         }
         r

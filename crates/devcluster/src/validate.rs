@@ -50,6 +50,21 @@ fn is_label_key(s: &str) -> bool {
     prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
+/// The most bytes all annotations of an object may hold together (keys and values), as in
+/// Kubernetes.
+pub const TOTAL_ANNOTATION_SIZE: usize = 256 << 10;
+
+/// Why `name` is not a valid path segment (Kubernetes' rule for RBAC object names).
+fn path_segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    ["/", "%"]
+        .iter()
+        .find(|c| name.contains(*c))
+        .map(|c| format!("may not contain '{c}'"))
+}
+
 /// Problems with `obj` as a new or updated object of type `rt`.
 pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
@@ -61,7 +76,16 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
         ));
     } else {
         let label_named = matches!(rt.kind.as_str(), "Namespace" | "Service");
-        let ok = if label_named {
+        let ok = if rt.group == "rbac.authorization.k8s.io" && rt.crd.is_none() {
+            // RBAC names are path segments, as in Kubernetes: `system:metrics-server` is valid.
+            if let Some(why) = path_segment_problem(name) {
+                out.push(cause(
+                    "metadata.name",
+                    format!("Invalid value: \"{name}\": {why}"),
+                ));
+            }
+            true
+        } else if label_named {
             is_dns_label(name)
         } else {
             is_dns_subdomain(name)
@@ -90,6 +114,16 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
         }
     }
     if let Some(ann) = obj["metadata"]["annotations"].as_object() {
+        let total: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if total > TOTAL_ANNOTATION_SIZE {
+            out.push(cause(
+                "metadata.annotations",
+                format!("Too long: may not be more than {TOTAL_ANNOTATION_SIZE} bytes"),
+            ));
+        }
         for (k, v) in ann {
             if !v.is_string() {
                 out.push(cause(

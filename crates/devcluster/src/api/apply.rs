@@ -24,7 +24,8 @@ impl Store {
                 "PATCH with apply requires a fieldManager",
             ));
         }
-        let applied = check_body(rt, ns, body)?;
+        let mut applied = check_body(rt, ns, body)?;
+        super::defaults::default_list_keys(rt, &mut applied);
         if name_of(&applied) != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -47,6 +48,11 @@ impl Store {
         // Conflicts: fields another manager owns with a different value.
         let mut conflicts: Vec<(Vec<String>, String, String)> = Vec::new();
         for path in fields.leaves() {
+            // Owning a list item (`k:{...}`) is owning its existence, which managers share; only
+            // field values conflict, as in Kubernetes.
+            if path.last().is_some_and(|p| p.starts_with("k:")) {
+                continue;
+            }
             for (key, (api, f)) in &m {
                 if *key == me || !f.contains(&path) {
                     continue;

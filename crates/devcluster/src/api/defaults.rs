@@ -6,9 +6,36 @@ use serde_json::{json, Value};
 use crate::registry::ResourceType;
 use crate::store::{now_rfc3339, Store};
 
+/// Defaults of the key fields of associative lists, as the API server applies them to built-in
+/// kinds before computing field ownership: every port's `protocol` is `TCP` unless given (Service
+/// and container ports, EndpointSlice and NetworkPolicy ports). Without this, a port applied
+/// without `protocol` would be a different list item from the same port applied by kubectl.
+pub(crate) fn default_list_keys(rt: &ResourceType, obj: &mut Value) {
+    if rt.crd.is_some() {
+        return;
+    }
+    match obj {
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if k == "ports" {
+                    for p in v.as_array_mut().into_iter().flatten() {
+                        if let Some(pm) = p.as_object_mut() {
+                            pm.entry("protocol").or_insert(json!("TCP"));
+                        }
+                    }
+                }
+                default_list_keys(rt, v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| default_list_keys(rt, i)),
+        _ => {}
+    }
+}
+
 impl Store {
     /// Server-populated fields a real cluster sets.
     pub(super) fn defaults(&mut self, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
+        default_list_keys(rt, obj);
         match (rt.group.as_str(), rt.kind.as_str()) {
             ("", "Namespace") if obj["status"]["phase"].is_null() => {
                 obj["status"] = json!({"phase": "Active"});
@@ -31,7 +58,6 @@ impl Store {
                         .flatten()
                     {
                         if let Some(pm) = p.as_object_mut() {
-                            pm.entry("protocol").or_insert(json!("TCP"));
                             let port = pm.get("port").cloned().unwrap_or(Value::Null);
                             pm.entry("targetPort").or_insert(port);
                         }

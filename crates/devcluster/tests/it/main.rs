@@ -2,6 +2,8 @@
 
 mod support;
 
+mod builtin_kinds;
 mod kubectl;
+mod names_and_defaults;
 mod testing_aids;
 mod verbs;
