@@ -114,8 +114,39 @@ pub enum InputValue {
     Known(serde_json::Value),
     /// Derived from at least one sensitive output: never printed.
     Sensitive(Redacted<serde_json::Value>),
-    /// Depends on outputs not known yet; each entry reads `terraform.cluster outputs.kubeconfig`.
-    Unknown(Vec<String>),
+    /// Depends on outputs not known yet: every one of them, never empty.
+    Unknown(Vec<Waiting>),
+}
+
+/// One input that is not known yet: an output of an upstream layer that has not been applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Waiting {
+    /// The upstream layer.
+    pub on: LayerId,
+    /// What is read from it: `outputs.kubeconfig`, or `outputs` for all of them.
+    pub output: String,
+}
+
+impl Waiting {
+    /// `terraform.cluster outputs.kubeconfig`, as messages name it.
+    pub fn reference(&self) -> String {
+        format!("{} {}", self.on, self.output)
+    }
+}
+
+/// `terraform.cluster (outputs.kubeconfig unknown until applied)`.
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} unknown until applied)", self.on, self.output)
+    }
+}
+
+/// `terraform.cluster outputs.kubeconfig, terraform.db outputs.host`.
+pub fn references(why: &[Waiting]) -> String {
+    why.iter()
+        .map(Waiting::reference)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl InputValue {
@@ -143,9 +174,10 @@ impl Serialize for InputValue {
         match self {
             InputValue::Known(v) => v.serialize(s),
             InputValue::Sensitive(v) => v.serialize(s),
-            InputValue::Unknown(why) => {
-                s.collect_str(&format_args!("(unknown until applied: {})", why.join(", ")))
-            }
+            InputValue::Unknown(why) => s.collect_str(&format_args!(
+                "(unknown until applied: {})",
+                references(why)
+            )),
         }
     }
 }

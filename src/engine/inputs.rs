@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::kube::cluster::Access;
 use crate::redact::Redacted;
-use crate::stack::{Cluster, Expr, LayerId};
+use crate::stack::{Cluster, Expr};
+pub use crate::value::Waiting;
 use crate::value::{InputValue, Outputs};
 
 /// A map of expressions, evaluated; the first evaluation error is returned as text.
@@ -24,22 +25,6 @@ pub fn eval_map(
                 .map_err(|err| err.to_string())
         })
         .collect()
-}
-
-/// One input that is not known yet: an output of an upstream layer that has not been applied.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Waiting {
-    /// The upstream layer.
-    pub on: LayerId,
-    /// What is read from it: `outputs.kubeconfig`, or `outputs` for all of them.
-    pub output: String,
-}
-
-/// `terraform.cluster (outputs.kubeconfig unknown until applied)`.
-impl fmt::Display for Waiting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} unknown until applied)", self.on, self.output)
-    }
 }
 
 /// Everything a layer waits on; never empty, sorted, without repeats.
@@ -65,18 +50,10 @@ impl fmt::Display for WaitingOn {
 pub fn waiting_on<'a>(values: impl Iterator<Item = &'a InputValue>) -> Option<WaitingOn> {
     let mut missing: Vec<Waiting> = values
         .filter_map(|v| match v {
-            InputValue::Unknown(why) => Some(why),
+            InputValue::Unknown(why) => Some(why.iter().cloned()),
             _ => None,
         })
         .flatten()
-        // Expressions name what they miss as `<layer> <output>`; this is where that becomes data.
-        .filter_map(|m| {
-            let (layer, output) = m.split_once(' ')?;
-            Some(Waiting {
-                on: LayerId::parse(layer)?,
-                output: output.to_string(),
-            })
-        })
         .collect();
     missing.sort();
     missing.dedup();
@@ -130,16 +107,21 @@ pub fn cluster_access(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::LayerId;
 
     #[test]
     fn waiting_is_rendered_from_what_is_unknown_sorted_and_once() {
+        let w = |layer: &str, output: &str| Waiting {
+            on: LayerId::terraform(layer),
+            output: output.into(),
+        };
         let values = [
             InputValue::Unknown(vec![
-                "terraform.cluster outputs.kubeconfig".into(),
-                "terraform.network outputs".into(),
+                w("cluster", "outputs.kubeconfig"),
+                w("network", "outputs"),
             ]),
             InputValue::Known(serde_json::json!("x")),
-            InputValue::Unknown(vec!["terraform.cluster outputs.kubeconfig".into()]),
+            InputValue::Unknown(vec![w("cluster", "outputs.kubeconfig")]),
         ];
         let w = waiting_on(values.iter()).unwrap();
         assert_eq!(

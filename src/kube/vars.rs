@@ -76,7 +76,7 @@ pub fn substitute(
                 Some(InputValue::Unknown(why)) => {
                     problems.push(format!(
                         "{at}: ${{{name}}} is not known yet ({})",
-                        why.join(", ")
+                        crate::value::references(why)
                     ));
                 }
                 Some(InputValue::Sensitive(v)) => {

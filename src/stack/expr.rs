@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::diag::{Diagnostics, Location, SourceMap};
 use super::model::{LayerId, LayerKind, Reference};
 use crate::redact::Redacted;
-use crate::value::{InputValue, Outputs};
+use crate::value::{InputValue, Outputs, Waiting};
 
 /// An expression whose value may depend on other layers' outputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,11 +82,17 @@ impl Expr {
         let mut tf = hcl::Map::new();
         for r in &self.refs {
             let Some(layer_outputs) = outputs.layer(&r.target) else {
-                unknown.push(format!("{} {}", r.target, r.label()));
+                unknown.push(Waiting {
+                    on: r.target.clone(),
+                    output: r.label(),
+                });
                 continue;
             };
             if outputs.is_unknown(&r.target, r.output.as_deref()) {
-                unknown.push(format!("{} {}", r.target, r.label()));
+                unknown.push(Waiting {
+                    on: r.target.clone(),
+                    output: r.label(),
+                });
                 continue;
             }
             match &r.output {
@@ -316,7 +322,10 @@ mod tests {
         let v = e.evaluate(&Outputs::new()).unwrap();
         assert_eq!(
             v,
-            InputValue::Unknown(vec!["terraform.cluster outputs.kubeconfig".into()])
+            InputValue::Unknown(vec![Waiting {
+                on: LayerId::terraform("cluster"),
+                output: "outputs.kubeconfig".into()
+            }])
         );
     }
 

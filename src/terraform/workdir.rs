@@ -158,7 +158,7 @@ pub fn inputs_json(
     let mut map = serde_json::Map::new();
     for (name, value) in inputs {
         match value {
-            InputValue::Unknown(why) => return Err((name.clone(), why.join(", "))),
+            InputValue::Unknown(why) => return Err((name.clone(), crate::value::references(why))),
             InputValue::Sensitive(v) => {
                 redactor.add_json(v.expose());
                 map.insert(name.clone(), v.expose().clone());
