@@ -39,7 +39,9 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
             path: f.clone(),
             source: e,
         })?;
-        let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        // The bytes as they are (a binary secret from /dev/urandom included), less the
+        // whitespace an editor or `echo` adds around them.
+        let trimmed = secret.trim_ascii().to_vec();
         // A short secret is guessed; an empty one makes every signature made with an empty key
         // pass. Neither starts an agent. The message gives the length, never the secret.
         if trimmed.len() < MIN_WEBHOOK_SECRET {

@@ -19,6 +19,8 @@ impl Engine {
     /// Source failures (unreachable without an earlier revision, refused signature, unsafe
     /// content) and every validation problem.
     pub async fn open(source: Source, opts: EngineOptions) -> Result<Engine, EngineError> {
+        // Private before anything (a mirror, a revision, a kubeconfig) is written into it.
+        crate::state::ensure_state_dir(&opts.state_dir)?;
         let rev = match &source {
             Source::Dir(_) => None,
             Source::Repo { spec, opts: sopts } => {
@@ -50,6 +52,7 @@ impl Engine {
         rev: Option<Revision>,
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
+        crate::state::ensure_state_dir(&opts.state_dir)?;
         let (root, revision, commit) = match (&source, rev) {
             (Source::Dir(d), _) => (d.clone(), dir_revision(d), None),
             (Source::Repo { .. }, Some(rev)) => {

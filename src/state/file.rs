@@ -45,23 +45,31 @@ impl StateError {
 /// kubeconfigs and outputs that may be secret.
 ///
 /// # Guarantees
-/// A state dir this creates has mode 0700 from the start; an existing one readable by others is
-/// narrowed to 0700.
+/// A state dir this creates has mode 0700 from the start; an existing one of ours readable by
+/// others is narrowed to 0700. One owned by another user (a shared dir) is left as it is, with a
+/// warning: strata must not fail on a dir it may write but not chmod.
 ///
 /// # Errors
-/// [`StateError::Io`] when the dir cannot be created or its mode changed.
+/// [`StateError::Io`] when the dir cannot be created or its mode read or changed.
 pub fn ensure_state_dir(state_dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::MetadataExt;
     let io = StateError::io("create the state dir", state_dir);
     crate::util::fs::create_private_dir_all(state_dir).map_err(io)?;
-    let mode = std::fs::metadata(state_dir)
-        .map_err(StateError::io("read the mode of", state_dir))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(StateError::io("narrow the mode of", state_dir))?;
+    let meta =
+        std::fs::metadata(state_dir).map_err(StateError::io("read the mode of", state_dir))?;
+    if meta.permissions().mode() & 0o077 == 0 {
+        return Ok(());
     }
-    Ok(())
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        tracing::warn!(
+            "the state dir {} is readable by others and owned by another user: it holds Terraform state and kubeconfigs; make it 0700",
+            state_dir.display()
+        );
+        return Ok(());
+    }
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(StateError::io("narrow the mode of", state_dir))
 }
 
 /// Creates `dir` (inside the state dir) 0700 when it is missing.

@@ -39,4 +39,4 @@ pub mod pin;
 pub mod reports;
 pub mod stack_status;
 
-pub use file::StateError;
+pub use file::{ensure_state_dir, StateError};
