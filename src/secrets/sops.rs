@@ -66,6 +66,10 @@ pub fn is_encrypted(doc: &serde_json::Value) -> bool {
         .is_some_and(|s| s.contains_key("mac") && s.contains_key("version"))
 }
 
+/// How long one decryption may take before sops is killed: age decryption takes milliseconds;
+/// only a key source that hangs (an unreachable KMS) comes near it.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn binary() -> Result<PathBuf, String> {
     match std::env::var_os("STRATA_SOPS").filter(|v| !v.is_empty()) {
         Some(p) => Ok(PathBuf::from(p)),
@@ -94,20 +98,48 @@ pub fn decrypt(
         file: file.to_path_buf(),
         reason,
     })?;
-    let out = std::process::Command::new(&bin)
+    // Only the age key: an empty GnuPG home (no PGP key, no pinentry prompt) and no age key from
+    // elsewhere. Key groups of other kinds (a cloud KMS) may still be tried by sops; the deadline
+    // bounds that.
+    let gnupg = tempfile::tempdir().map_err(|e| SopsError::NoBinary {
+        file: file.to_path_buf(),
+        reason: format!("no temporary directory for an empty GnuPG home: {e}"),
+    })?;
+    let child = std::process::Command::new(&bin)
         .args(["--decrypt", "--input-type", format.as_sops()])
         .args(["--output-type", format.as_sops()])
         .arg(file)
         .env("SOPS_AGE_KEY_FILE", &keys.file)
-        // Only the age key: no cloud KMS or PGP lookups that could hang or ask for a passphrase.
         .env_remove("SOPS_AGE_KEY")
         .env_remove("SOPS_AGE_KEY_CMD")
+        .env("GNUPGHOME", gnupg.path())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| SopsError::NoBinary {
             file: file.to_path_buf(),
             reason: format!("{}: {e}", bin.display()),
         })?;
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(DEADLINE).is_err() {
+            // SAFETY: kill only sends a signal. The pid is this sops process until
+            // wait_with_output reaps it, and the watchdog is stopped right after that; only a
+            // reap and a reuse of the pid at the very instant of the deadline could misdirect it.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    });
+    let out = child.wait_with_output();
+    let _ = done_tx.send(());
+    let _ = watchdog.join();
+    let out = out.map_err(|e| SopsError::NoBinary {
+        file: file.to_path_buf(),
+        reason: format!("{}: {e}", bin.display()),
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let message = stderr
