@@ -124,6 +124,32 @@ pub fn fetch(repo: &gix::Repository, url: &str) -> Result<Option<String>, Source
     Ok(head)
 }
 
+/// Takes the mirror's writer lock (`STATE/mirror-locks/<hash>.lock`, outside `mirrors/`, which a
+/// re-clone replaces), waiting for another process's fetch to end. Dropping the file releases it.
+///
+/// # Errors
+/// The lock file cannot be created or locked.
+pub fn lock(dir: &Path) -> Result<std::fs::File, SourceError> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let locks = dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join("mirror-locks");
+    let path = locks.join(format!("{name}.lock"));
+    if let Some(parent) = path.parent() {
+        crate::util::fs::create_private_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    f.lock().map_err(io("lock", &path))?;
+    Ok(f)
+}
+
 /// How many pack files a mirror may hold before it is repacked: each fetch that brings commits
 /// adds one, so an agent polling a busy repository would otherwise gain one per commit, forever.
 pub const PACK_LIMIT: usize = 16;
@@ -210,6 +236,35 @@ mod tests {
         let repo = gix::open(&m).unwrap();
         assert!(repo.find_reference("refs/remotes/origin/trunk").is_ok());
         assert!(repo.find_reference("refs/tags/v1").is_ok());
+    }
+
+    #[test]
+    fn one_writer_at_a_time_holds_a_mirror() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("mirrors").join("abc");
+        let inside = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (m, inside) = (m.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let _held = lock(&m).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two writers");
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(d.path().join("mirror-locks/abc.lock").exists());
+        assert!(
+            !m.exists(),
+            "the lock lives outside the mirror a re-clone replaces"
+        );
     }
 
     #[test]

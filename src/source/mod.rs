@@ -253,6 +253,10 @@ pub fn resolve(spec: &SourceSpec, opts: &SourceOptions) -> Result<Revision, Sour
 /// Opens (or creates) the mirror and fetches; a mirror that fails while a fresh clone succeeds
 /// was corrupt, and is replaced, once.
 fn fetch_into(dir: &Path, url: &str) -> Result<(gix::Repository, Option<String>), SourceError> {
+    // One writer per mirror (an agent and a CLI command on the same state dir): a repack or a
+    // re-clone must never run under another process's fetch. The kernel drops the lock if the
+    // holder dies; the lock file is never deleted.
+    let _writer = mirror::lock(dir)?;
     mirror::compact(dir);
     let first = mirror::open_or_init(dir, url).and_then(|repo| {
         let head = mirror::fetch(&repo, url)?;
