@@ -43,6 +43,9 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<Path
     let d = dir(state_dir);
     file::ensure_dir(&d)?;
     let json = serde_json::to_vec_pretty(report).expect("json");
+    // Writers (the agent's drift check, a `strata diff`) take turns: two reports of the same
+    // second get two names, and the `latest` files and the pruning see one writer at a time.
+    let _writers = file::FileLock::beside(&latest_path(state_dir, Latest::Json))?;
     let stamp = report.checked_at.replace(':', "");
     let mut path = d.join(format!("{stamp}.json"));
     let mut n = 1;
@@ -75,4 +78,32 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<Path
         }
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_of_the_same_second_from_concurrent_writers_are_all_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let report = DriftReport {
+            schema_version: 1,
+            stack: "s".into(),
+            revision: "r".into(),
+            pending_revision: None,
+            checked_at: "2026-11-24T10:00:00Z".into(),
+            layers: Vec::new(),
+            corrected: Vec::new(),
+        };
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| write(d.path(), &report, KEEP).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<_> = paths.iter().collect();
+        assert_eq!(unique.len(), 8, "{paths:?}");
+        assert!(paths.iter().all(|p| p.exists()));
+    }
 }
