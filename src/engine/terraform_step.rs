@@ -162,7 +162,7 @@ impl Engine {
         shared: &Arc<Mutex<Shared>>,
     ) -> Result<(), crate::terraform::TerraformError> {
         let outputs = tf.outputs(p, &self.opts.cancel).await?;
-        let _ = crate::state::outputs::save(&self.opts.state_dir, &p.layer, &outputs);
+        let _ = crate::state::outputs::save_if_absent(&self.opts.state_dir, &p.layer, &outputs);
         shared
             .lock()
             .expect("shared")

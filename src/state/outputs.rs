@@ -36,10 +36,10 @@ pub fn load(state_dir: &Path, id: &LayerId) -> Option<BTreeMap<String, Output>> 
     )
 }
 
-/// Caches outputs.
+/// Caches the outputs an apply produced.
 ///
 /// # Guarantees
-/// Replaced atomically, mode 0600 (they may hold secrets).
+/// Replaced atomically, mode 0600 (they may hold secrets), under the lock beside the file.
 ///
 /// # Errors
 /// [`StateError::Io`] naming the file.
@@ -49,6 +49,34 @@ pub fn save(
     outputs: &BTreeMap<String, Output>,
 ) -> Result<(), StateError> {
     file::ensure_state_dir(state_dir)?;
+    let _lock = file::FileLock::beside(&path(state_dir, id))?;
+    write(state_dir, id, outputs)
+}
+
+/// Caches outputs read from the layer's state by a run that holds no stack lock (a plan), only
+/// when no readable cache exists: an apply that finished meanwhile cached newer outputs, and
+/// those must win over what was read before it.
+///
+/// # Errors
+/// [`StateError::Io`] naming the file.
+pub fn save_if_absent(
+    state_dir: &Path,
+    id: &LayerId,
+    outputs: &BTreeMap<String, Output>,
+) -> Result<(), StateError> {
+    file::ensure_state_dir(state_dir)?;
+    let _lock = file::FileLock::beside(&path(state_dir, id))?;
+    if load(state_dir, id).is_some() {
+        return Ok(());
+    }
+    write(state_dir, id, outputs)
+}
+
+fn write(
+    state_dir: &Path,
+    id: &LayerId,
+    outputs: &BTreeMap<String, Output>,
+) -> Result<(), StateError> {
     let raw: BTreeMap<&String, (&serde_json::Value, bool)> = outputs
         .iter()
         .map(|(k, o)| (k, (&o.value, o.sensitive)))
@@ -57,4 +85,32 @@ pub fn save(
         &path(state_dir, id),
         &serde_json::to_vec(&raw).expect("json"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_a_plan_read_before_an_apply_finished_never_replace_the_apply_s() {
+        let d = tempfile::tempdir().unwrap();
+        let id = LayerId::terraform("cluster");
+        let one = |v: &str| {
+            BTreeMap::from([(
+                "endpoint".to_string(),
+                Output {
+                    value: serde_json::json!(v),
+                    sensitive: false,
+                },
+            )])
+        };
+        // The plan found no cache and read the old state; the apply then finished first.
+        save(d.path(), &id, &one("new")).unwrap();
+        save_if_absent(d.path(), &id, &one("old")).unwrap();
+        assert_eq!(load(d.path(), &id).unwrap(), one("new"));
+        // With no cache (or an unreadable one), what the plan read is kept.
+        std::fs::write(path(d.path(), &id), "{torn").unwrap();
+        save_if_absent(d.path(), &id, &one("read")).unwrap();
+        assert_eq!(load(d.path(), &id).unwrap(), one("read"));
+    }
 }
