@@ -27,6 +27,8 @@ pub(super) struct Pending {
 pub(super) enum Stage {
     Applied(k8s::Applied),
     Planned(k8s::ChangeSet),
+    /// An apply of an `apply = "manual"` layer not approved: compared, not written, not pruned.
+    Held(k8s::ChangeSet),
 }
 
 /// What every Kubernetes layer declares in this run, by layer: its cluster and objects, or why
@@ -140,47 +142,64 @@ impl Engine {
             let opts = self.sync_options(layer);
             let cluster = cluster_of(self, &id).unwrap_or_default();
             let stack = self.stackwide(&cluster, &declared, &summary);
+            let held = matches!(p.stage, Stage::Held(_));
             let result = match p.stage {
                 Stage::Applied(applied) => {
                     k8s::finish(&p.client, applied, &p.desired, &stack, &opts).await
                 }
-                Stage::Planned(mut cs) => {
+                Stage::Planned(mut cs) | Stage::Held(mut cs) => {
                     k8s::plan_prune(&p.client, &p.previous, &p.resources, &stack, &opts, &mut cs)
                         .await
                         .map(|()| cs)
                 }
             };
-            let mut sh = shared.lock().expect("shared");
-            let Some(report) = sh.reports.get_mut(&id) else {
-                continue;
+            // The guard is dropped before anything below locks `shared` again.
+            let (before, after, converged) = {
+                let mut sh = shared.lock().expect("shared");
+                let Some(report) = sh.reports.get_mut(&id) else {
+                    continue;
+                };
+                let before = report.clone();
+                let converged = match result {
+                    Ok(cs) if held && cs.has_changes() => {
+                        // Only its prunes changed something: still nothing is written unapproved.
+                        report.counts = Some(cs.summary());
+                        report.changes = change::of_kubernetes(&cs);
+                        report.status = LayerStatus::AwaitingApproval;
+                        report.detail = Some(super::kube_step::awaiting_approval(&id));
+                        false
+                    }
+                    Ok(cs) => {
+                        report.counts = Some(cs.summary());
+                        report.changes = change::of_kubernetes(&cs);
+                        if cs.has_changes() {
+                            report.status = match mode {
+                                Mode::Apply => LayerStatus::Applied,
+                                Mode::Plan => LayerStatus::Changes,
+                            };
+                            sh.changed.insert(id.clone());
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        report.status = LayerStatus::Failed;
+                        report.detail = Some(e.to_string());
+                        false
+                    }
+                };
+                let after = sh
+                    .reports
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| before.clone());
+                (before, after, converged)
             };
-            let before = report.clone();
-            match result {
-                Ok(cs) => {
-                    report.counts = Some(cs.summary());
-                    report.changes = change::of_kubernetes(&cs);
-                    if cs.has_changes() {
-                        report.status = match mode {
-                            Mode::Apply => LayerStatus::Applied,
-                            Mode::Plan => LayerStatus::Changes,
-                        };
-                        sh.changed.insert(id.clone());
-                    }
-                    drop(sh);
-                    if mode == Mode::Apply {
-                        self.record_converged(&id, None);
-                    }
-                }
-                Err(e) => {
-                    report.status = LayerStatus::Failed;
-                    report.detail = Some(e.to_string());
-                }
+            if converged && mode == Mode::Apply {
+                self.record_converged(&id, None);
             }
             // The layer's line said what its apply did; now it says what its prune did too.
-            if let Some(report) = shared.lock().expect("shared").reports.get(&id) {
-                if *report != before {
-                    self.progress(&id, Event::Done(Box::new(report.clone())));
-                }
+            if after != before {
+                self.progress(&id, Event::Done(Box::new(after)));
             }
         }
     }

@@ -11,7 +11,7 @@ use super::record::LayerStatus;
 use super::run::{Failure, Shared, StepResult, Stepped};
 use super::{change, Engine, Mode, Source};
 use crate::kube::{self as k8s, SyncOptions};
-use crate::stack::{DriftPolicy, Layer, LayerSpec};
+use crate::stack::{ApplyPolicy, DriftPolicy, Layer, LayerId, LayerSpec};
 use crate::value::Outputs;
 
 /// What a Kubernetes layer works with once its inputs are known: a client for its cluster, its
@@ -147,6 +147,9 @@ impl Engine {
             .await
             .map_err(Failure::failed)?;
         let previous = inventory.entries.clone();
+        // `apply = "manual"` holds a layer whose dry run changes anything, as for Terraform
+        // layers: it is compared, never written, until approved.
+        let held = mode == Mode::Apply && layer.apply == ApplyPolicy::Manual && !self.approved(id);
         let (cs, stage) = match mode {
             Mode::Plan => {
                 self.progress(id, Event::Comparing);
@@ -154,6 +157,13 @@ impl Engine {
                     .await
                     .map_err(Failure::failed)?;
                 (cs.clone(), Stage::Planned(cs))
+            }
+            Mode::Apply if held => {
+                self.progress(id, Event::Comparing);
+                let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
+                    .await
+                    .map_err(Failure::failed)?;
+                (cs.clone(), Stage::Held(cs))
             }
             Mode::Apply => {
                 self.progress(id, Event::Applying);
@@ -175,6 +185,15 @@ impl Engine {
         );
         report.counts = Some(cs.summary());
         report.changes = change::of_kubernetes(&cs);
+        if held && cs.has_changes() {
+            report.status = LayerStatus::AwaitingApproval;
+            report.detail = Some(awaiting_approval(id));
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(Stepped {
+                report,
+                hold: Some(super::run::Hold::Approval),
+            });
+        }
         if cs.has_changes() {
             shared.lock().expect("shared").changed.insert(id.clone());
             report.status = if mode == Mode::Apply {
@@ -186,4 +205,9 @@ impl Engine {
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(Stepped::done(report))
     }
+}
+
+/// What a layer held for approval says, and how to approve it.
+pub(super) fn awaiting_approval(id: &LayerId) -> String {
+    format!("apply = \"manual\": approve with --approve {}", id.name)
 }

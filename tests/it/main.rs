@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod approval;
 mod devcluster;
 mod engine;
 mod graph;
