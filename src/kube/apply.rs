@@ -47,6 +47,8 @@ pub struct ApplyOptions {
     /// How long to wait for new CRDs to be established. Default 60s.
     pub crd_timeout: Duration,
     pub backoff: Backoff,
+    /// The age keys SOPS-encrypted manifests are decrypted with (`--age-key-file`).
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl ApplyOptions {
@@ -61,17 +63,30 @@ impl ApplyOptions {
             layer: layer.into(),
             crd_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
+            age_keys: None,
         }
     }
 }
 
 /// A desired object made ready to send: namespace defaulted, labels added, resource resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Desired {
     pub object: Value,
     pub r: ObjRef,
     pub place: String,
     pub resolved: Resolved,
+    /// The layer's sensitive values (shared by all its objects): masked in every diff and error.
+    pub sensitive: std::sync::Arc<crate::redact::Redactor>,
+}
+
+/// The object may hold secrets: Debug names it and where it is declared, never its content.
+impl std::fmt::Debug for Desired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desired")
+            .field("r", &self.r)
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Desired {
@@ -143,6 +158,7 @@ pub fn prepare(
             r,
             place: m.place(),
             resolved,
+            sensitive: Default::default(),
         });
     }
     if !problems.is_empty() {

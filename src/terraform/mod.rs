@@ -14,6 +14,7 @@ pub mod apply;
 pub mod backend;
 pub mod binary;
 mod cache_lock;
+mod encrypted_vars;
 pub mod error;
 pub mod errored;
 mod exec;
@@ -57,6 +58,8 @@ pub struct TerraformOptions {
     pub grace: Duration,
     /// Extra environment for every terraform command.
     pub env: Vec<(OsString, OsString)>,
+    /// The age keys SOPS-encrypted `*.tfvars.json` files are decrypted with.
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl TerraformOptions {
@@ -65,6 +68,7 @@ impl TerraformOptions {
             state_dir: state_dir.into(),
             grace: Duration::from_secs(30),
             env: Vec::new(),
+            age_keys: None,
         }
     }
 }
@@ -208,6 +212,16 @@ impl Terraform {
             name,
             why,
         };
+        encrypted_vars::decrypt_in_place(
+            &work_dir,
+            &layer.source,
+            self.opts.age_keys.as_ref(),
+            &mut redactor,
+        )
+        .map_err(|message| TerraformError::Config {
+            layer: id.clone(),
+            message,
+        })?;
         let vars = workdir::inputs_json(&input.vars, &mut redactor).map_err(unknown)?;
         let backend =
             workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;

@@ -13,6 +13,7 @@ mod kube_safety;
 mod kubectl_parity;
 mod logging;
 mod report;
+mod secrets;
 mod shutdown;
 mod sops;
 mod source;
