@@ -197,7 +197,8 @@ impl Terraform {
             }
         })?;
         let paths = LayerPaths::new(&self.opts.state_dir, &id);
-        std::fs::create_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
+        // The layer's dir holds its state, outputs and backend settings: owner only.
+        crate::util::fs::create_private_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
         let run = RunDir::create(&paths.runs).map_err(io("create", &paths.runs))?;
         let tree = run.path().join("tree");
         for rel in std::iter::once(&layer.source).chain(&config.local_modules) {
@@ -389,11 +390,13 @@ impl Terraform {
         } else {
             let _guard = self.cache_lock.write().await;
             let cache = self.opts.state_dir.join("plugin-cache");
-            std::fs::create_dir_all(&cache).map_err(|source| TerraformError::Io {
-                layer: p.layer.clone(),
-                action: "create",
-                path: cache.clone(),
-                source,
+            crate::util::fs::create_private_dir_all(&cache).map_err(|source| {
+                TerraformError::Io {
+                    layer: p.layer.clone(),
+                    action: "create",
+                    path: cache.clone(),
+                    source,
+                }
             })?;
             let _file_lock = CacheLock::acquire(&cache.join(".lock"), Access::Exclusive).await;
             // No -lock-timeout: terraform 1.0's init does not take it.
@@ -416,7 +419,7 @@ impl Terraform {
             if lock.exists() {
                 let _ = std::fs::copy(&lock, &p.paths.lock_copy);
             }
-            let _ = std::fs::write(&p.paths.init_stamp, Self::init_stamp(p));
+            let _ = write_private(&p.paths.init_stamp, Self::init_stamp(p).as_bytes());
             p.init = InitOutcome::Ran;
         }
         self.select_workspace(p, limits).await

@@ -12,6 +12,7 @@ mod kube_ownership;
 mod kube_safety;
 mod kubectl_parity;
 mod logging;
+mod permissions;
 mod report;
 mod secrets;
 mod shutdown;
