@@ -17,7 +17,7 @@ use super::order;
 use super::owner::{adopt_annotated, owner_of, Owner, LABEL_STACK_ID};
 use super::resolve::{Resolved, Resources};
 use super::retry::retry;
-use super::sanitize::comparable;
+use super::sanitize::{comparable, field_diffs};
 use crate::util::retry::Backoff;
 
 /// Labels strata puts on every object it applies.
@@ -171,7 +171,8 @@ pub fn prepare(
 /// The outcome of one object's dry run.
 enum Planned {
     Create,
-    Configure,
+    /// It exists and differs: the fields that change (live → desired), masked as in a diff.
+    Configure(Vec<super::sanitize::FieldDiff>),
     /// It exists and another stack (or nobody strata knows) manages it; consent was given.
     Adopt(Owner),
     Unchanged,
@@ -288,7 +289,11 @@ async fn plan_one(
         Some(l) if comparable(&to_value(&l)) == comparable(&to_value(&result)) => {
             Planned::Unchanged
         }
-        Some(_) => Planned::Configure,
+        Some(l) => Planned::Configure(super::diff::mask(
+            &d.r,
+            &d.sensitive,
+            field_diffs(&comparable(&to_value(&l)), &comparable(&to_value(&result))),
+        )),
     })
 }
 
@@ -440,8 +445,12 @@ async fn apply_stage(
             .buffered(super::CONCURRENCY)
             .try_collect()
             .await?;
-        for ((d, _), (action, reason)) in items[start..end].iter().zip(done) {
-            cs.push(d.r.clone(), action, reason);
+        for ((d, plan), (action, reason)) in items[start..end].iter().zip(done) {
+            let fields = match plan {
+                Planned::Configure(fields) => fields.clone(),
+                _ => Vec::new(),
+            };
+            cs.push_fields(d.r.clone(), action, reason, fields);
         }
         start = end;
     }
@@ -466,7 +475,7 @@ async fn apply_one(
             Action::Created,
             Some("planned after its CRD or namespace, which this layer creates first".into()),
         ),
-        Planned::Create | Planned::Configure | Planned::Adopt(_) => {
+        Planned::Create | Planned::Configure(_) | Planned::Adopt(_) => {
             let force = opts.force_conflicts || matches!(plan, Planned::Adopt(_));
             if !dry_run {
                 server_apply(d, client, opts, force, false)

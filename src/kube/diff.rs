@@ -8,7 +8,8 @@ use super::error::KubeError;
 use super::object::ObjRef;
 use super::resolve::Resources;
 use super::retry::retry;
-use super::sanitize::{comparable, field_diffs, FieldDiff};
+pub use super::sanitize::FieldDiff;
+use super::sanitize::{comparable, field_diffs};
 use crate::redact::Redactor;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -370,3 +370,65 @@ async fn a_sops_encrypted_secret_and_tfvars_are_applied_and_diffed_without_ever_
         tfvars
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_plan_shows_each_changed_field_before_and_after_with_secret_values_masked() {
+    const OLD: &str = "old-planted-3306";
+    const NEW: &str = "new-planted-8812";
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    let stack = format!(
+        "stack \"fields\" {{}}\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\nkubernetes \"app\" {{\n  source    = \"app\"\n  cluster   = cluster.main\n  namespace = \"fields\"\n}}\n",
+        c.kubeconfig.display()
+    );
+    let layer = |color: &str, password: &str| {
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fields\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {color}\n  size: large\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {password}\n")
+    };
+    write(
+        &root,
+        &[
+            ("strata.hcl", &stack),
+            ("app/all.yaml", &layer("blue", OLD)),
+        ],
+    );
+    let apply = strata(
+        c.dir.path(),
+        &["apply", "--stack", "stack", "--auto-approve"],
+    )
+    .await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+
+    write(&root, &[("app/all.yaml", &layer("green", NEW))]);
+    let text = strata(c.dir.path(), &["plan", "--stack", "stack"]).await;
+    assert_eq!(text.code, 2, "{text:?}");
+    assert!(
+        text.stdout
+            .contains("~ ConfigMap/fields/settings\n          .data.color: \"blue\" → \"green\"\n"),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout.contains(
+            "~ Secret/fields/creds\n          .data.password: \"***\" → \"*** (changed)\"\n"
+        ),
+        "{text:?}"
+    );
+    let json = strata(c.dir.path(), &["plan", "--stack", "stack", "--json"]).await;
+    assert_eq!(json.code, 2, "{json:?}");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let changes = v["layers"][0]["changes"].as_array().unwrap();
+    let of = |kind: &str| {
+        changes
+            .iter()
+            .find(|c| c["target"]["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {changes:?}"))
+    };
+    assert_eq!(
+        of("ConfigMap")["fields"],
+        serde_json::json!([{"path": ".data.color", "live": "blue", "desired": "green"}])
+    );
+    assert_eq!(
+        of("Secret")["fields"],
+        serde_json::json!([{"path": ".data.password", "live": "***", "desired": "*** (changed)"}])
+    );
+    assert_absent("the plans", &all_outputs(&[&text, &json]), &[OLD, NEW]);
+}
