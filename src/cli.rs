@@ -185,6 +185,10 @@ pub struct RepoArgs {
     /// strata's state directory (mirrors, revisions, layer state).
     #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// An age key file to decrypt SOPS-encrypted files in layers with (YAML/JSON manifests,
+    /// `*.tfvars.json`).
+    #[arg(long, env = "SOPS_AGE_KEY_FILE")]
+    pub age_key_file: Option<PathBuf>,
 }
 
 /// Where a converging command reads the stack: a directory (`--stack`, default `.`) or a Git
@@ -209,6 +213,10 @@ pub struct SourceArgs {
     /// strata's state directory (mirrors, revisions, layer state, records).
     #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// An age key file to decrypt SOPS-encrypted files in layers with (YAML/JSON manifests,
+    /// `*.tfvars.json`).
+    #[arg(long, env = "SOPS_AGE_KEY_FILE")]
+    pub age_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

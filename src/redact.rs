@@ -45,11 +45,19 @@ impl<T> serde::Serialize for Redacted<T> {
 }
 
 /// Scrubs known secret values out of text that strata did not write itself (terraform's output,
-/// error messages), before it is logged or shown.
-#[derive(Debug, Clone, Default)]
+/// error messages), before it is logged or shown. It knows values by provenance (a sensitive
+/// Terraform output, a SOPS-decrypted file), not by where they appear.
+#[derive(Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is replaced whole.
     secrets: Vec<String>,
+}
+
+/// Its secrets are what it hides: Debug shows only how many it holds.
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
 }
 
 impl Redactor {
@@ -57,13 +65,33 @@ impl Redactor {
         Redactor::default()
     }
 
-    /// Adds a secret string. Empty strings are ignored.
+    /// Adds a secret string, with the forms it takes where strata shows it: base64 (a Secret's
+    /// `data`, a last-applied annotation) and JSON-escaped (inside an annotation that holds
+    /// JSON). Empty strings are ignored.
     pub fn add(&mut self, secret: impl Into<String>) {
+        use base64::Engine as _;
         let secret = secret.into();
-        if secret.is_empty() || self.secrets.contains(&secret) {
+        if secret.is_empty() {
             return;
         }
-        self.secrets.push(secret);
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret.as_bytes());
+        let escaped = serde_json::to_string(&secret).expect("a string is JSON");
+        let escaped = escaped[1..escaped.len() - 1].to_string();
+        for form in [secret, b64, escaped] {
+            if !self.secrets.contains(&form) {
+                self.secrets.push(form);
+            }
+        }
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Adds every secret `other` knows.
+    pub fn extend(&mut self, other: &Redactor) {
+        for s in &other.secrets {
+            if !self.secrets.contains(s) {
+                self.secrets.push(s.clone());
+            }
+        }
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
@@ -116,6 +144,16 @@ mod tests {
         r.add("");
         let text = r.redact("Error: bad token tok-123 and pw-456; ok");
         assert_eq!(text, "Error: bad token *** and ***; ok");
+    }
+
+    #[test]
+    fn a_secret_is_also_known_base64_encoded_and_json_escaped_and_never_debug_printed() {
+        let mut r = Redactor::new();
+        r.add("pa\"ss");
+        // base64 of `pa"ss` is cGEic3M=; JSON-escaped it is pa\"ss.
+        assert_eq!(r.redact("data: cGEic3M="), "data: ***=");
+        assert_eq!(r.redact(r#"{"p":"pa\"ss"}"#), r#"{"p":"***"}"#);
+        assert_eq!(format!("{r:?}"), "Redactor(3 secrets)");
     }
 
     #[test]

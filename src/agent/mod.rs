@@ -54,6 +54,7 @@ pub struct AgentOptions {
     /// Plan every layer on the first sync (bootstrap).
     pub all_first: bool,
     pub progress: bool,
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl AgentOptions {
@@ -73,6 +74,7 @@ impl AgentOptions {
             once: false,
             all_first: false,
             progress: false,
+            age_keys: None,
         }
     }
 }
@@ -187,6 +189,7 @@ impl Agent {
         o.terraform_env = self.opts.terraform_env.clone();
         o.cancel = self.interrupt.clone();
         o.progress = self.opts.progress;
+        o.age_keys = self.opts.age_keys.clone();
         o.approve = crate::state::approvals::list(&self.opts.state_dir)
             .into_iter()
             .collect();

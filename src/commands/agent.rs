@@ -33,6 +33,7 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     opts.once = bootstrap && !watch;
     opts.all_first = bootstrap;
     opts.progress = std::io::stderr().is_terminal() || bootstrap;
+    opts.age_keys = crate::secrets::AgeKeys::from_flag_or_env(a.repo.age_key_file.as_deref());
     if let Some(f) = &a.webhook_secret_file {
         let secret = std::fs::read(f).map_err(|e| Error::Io {
             action: "read",
@@ -109,6 +110,7 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
     runtime()?.block_on(async {
         let mut opts = EngineOptions::new(&r.state_dir);
         opts.progress = true;
+        opts.age_keys = crate::secrets::AgeKeys::from_flag_or_env(r.age_key_file.as_deref());
         let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts)
             .await
             .map_err(engine_err)?;

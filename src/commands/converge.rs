@@ -30,6 +30,7 @@ pub(super) fn source_of(a: &SourceArgs) -> Source {
 pub(super) fn options(a: &SourceArgs) -> EngineOptions {
     let mut o = EngineOptions::new(&a.state_dir);
     o.progress = true;
+    o.age_keys = crate::secrets::AgeKeys::from_flag_or_env(a.age_key_file.as_deref());
     // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.
     super::cancel_on_signal(
         o.cancel.clone(),

@@ -7,6 +7,12 @@ use crate::exit::ExitStatus;
 
 pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
     let state = crate::state::stack_status::StackState::load(state_dir)?;
+    // On stderr, so that `--json` stays one document and the warning is seen either way.
+    let exposed = crate::state::exposure::exposed(state_dir);
+    eprint!(
+        "{}",
+        crate::report::status::exposure_warning(state_dir, &exposed)
+    );
     if json {
         out_json(&state)?;
         return Ok(ExitStatus::Success);

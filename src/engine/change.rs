@@ -110,6 +110,14 @@ pub struct Change {
     /// the order of a replacement is not lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terraform_actions: Option<Vec<String>>,
+    /// For an updated Kubernetes object: each field that changes, before (`live`) → after
+    /// (`desired`); Secret values and sensitive values are masked (`***`, `*** (changed)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<k8s::diff::FieldDiff>,
+    /// For a replaced Terraform resource: the attributes that force the replacement (the plan's
+    /// `replace_paths`, by top-level attribute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forces_replacement: Vec<String>,
 }
 
 impl From<&ResourceChange> for Change {
@@ -121,6 +129,13 @@ impl From<&ResourceChange> for Change {
             action: r.action.into(),
             reason: r.reason.clone(),
             terraform_actions: Some(r.terraform_actions.clone()),
+            fields: Vec::new(),
+            forces_replacement: r
+                .attributes
+                .iter()
+                .filter(|a| a.forces_replacement)
+                .map(|a| a.name.clone())
+                .collect(),
         }
     }
 }
@@ -134,6 +149,8 @@ impl From<&OutputChange> for Change {
             action: o.action.into(),
             reason: None,
             terraform_actions: Some(o.terraform_actions.clone()),
+            fields: Vec::new(),
+            forces_replacement: Vec::new(),
         }
     }
 }
@@ -145,6 +162,8 @@ impl From<&k8s::Change> for Change {
             action: c.action.into(),
             reason: c.reason.clone(),
             terraform_actions: None,
+            fields: c.fields.clone(),
+            forces_replacement: Vec::new(),
         }
     }
 }
@@ -162,6 +181,8 @@ impl From<&k8s::ObjectDiff> for Change {
             action,
             reason: Some(reason.into()),
             terraform_actions: None,
+            fields: o.fields.clone(),
+            forces_replacement: Vec::new(),
         }
     }
 }

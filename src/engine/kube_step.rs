@@ -30,6 +30,7 @@ impl Engine {
         let mut apply = k8s::ApplyOptions::new(&self.stack.name, &layer.id.name);
         apply.stack_id = self.stack_id();
         apply.adopt = self.opts.adopt;
+        apply.age_keys = self.opts.age_keys.clone();
         apply.namespace = k.namespace.clone();
         apply.force_conflicts = layer.drift == DriftPolicy::Correct;
         SyncOptions {

@@ -75,6 +75,8 @@ pub struct EngineOptions {
     pub force_plan: BTreeSet<LayerId>,
     /// Take over Kubernetes objects another stack, or no stack, manages (`apply --adopt`).
     pub adopt: bool,
+    /// The age keys SOPS-encrypted files in layers are decrypted with (`--age-key-file`).
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl EngineOptions {
@@ -91,6 +93,7 @@ impl EngineOptions {
             only: None,
             force_plan: BTreeSet::new(),
             adopt: false,
+            age_keys: None,
         }
     }
 }
@@ -155,6 +158,7 @@ impl Engine {
                 let mut o = TerraformOptions::new(&self.opts.state_dir);
                 o.grace = self.opts.grace;
                 o.env = self.opts.terraform_env.clone();
+                o.age_keys = self.opts.age_keys.clone();
                 Ok(Arc::new(Terraform::new(bin, o)))
             })
             .await

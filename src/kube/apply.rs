@@ -17,7 +17,7 @@ use super::order;
 use super::owner::{adopt_annotated, owner_of, Owner, LABEL_STACK_ID};
 use super::resolve::{Resolved, Resources};
 use super::retry::retry;
-use super::sanitize::comparable;
+use super::sanitize::{comparable, field_diffs};
 use crate::util::retry::Backoff;
 
 /// Labels strata puts on every object it applies.
@@ -47,6 +47,8 @@ pub struct ApplyOptions {
     /// How long to wait for new CRDs to be established. Default 60s.
     pub crd_timeout: Duration,
     pub backoff: Backoff,
+    /// The age keys SOPS-encrypted manifests are decrypted with (`--age-key-file`).
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl ApplyOptions {
@@ -61,17 +63,30 @@ impl ApplyOptions {
             layer: layer.into(),
             crd_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
+            age_keys: None,
         }
     }
 }
 
 /// A desired object made ready to send: namespace defaulted, labels added, resource resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Desired {
     pub object: Value,
     pub r: ObjRef,
     pub place: String,
     pub resolved: Resolved,
+    /// The layer's sensitive values (shared by all its objects): masked in every diff and error.
+    pub sensitive: std::sync::Arc<crate::redact::Redactor>,
+}
+
+/// The object may hold secrets: Debug names it and where it is declared, never its content.
+impl std::fmt::Debug for Desired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desired")
+            .field("r", &self.r)
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Desired {
@@ -143,6 +158,7 @@ pub fn prepare(
             r,
             place: m.place(),
             resolved,
+            sensitive: Default::default(),
         });
     }
     if !problems.is_empty() {
@@ -155,7 +171,8 @@ pub fn prepare(
 /// The outcome of one object's dry run.
 enum Planned {
     Create,
-    Configure,
+    /// It exists and differs: the fields that change (live → desired), masked as in a diff.
+    Configure(Vec<super::sanitize::FieldDiff>),
     /// It exists and another stack (or nobody strata knows) manages it; consent was given.
     Adopt(Owner),
     Unchanged,
@@ -272,7 +289,11 @@ async fn plan_one(
         Some(l) if comparable(&to_value(&l)) == comparable(&to_value(&result)) => {
             Planned::Unchanged
         }
-        Some(_) => Planned::Configure,
+        Some(l) => Planned::Configure(super::diff::mask(
+            &d.r,
+            &d.sensitive,
+            field_diffs(&comparable(&to_value(&l)), &comparable(&to_value(&result))),
+        )),
     })
 }
 
@@ -424,8 +445,12 @@ async fn apply_stage(
             .buffered(super::CONCURRENCY)
             .try_collect()
             .await?;
-        for ((d, _), (action, reason)) in items[start..end].iter().zip(done) {
-            cs.push(d.r.clone(), action, reason);
+        for ((d, plan), (action, reason)) in items[start..end].iter().zip(done) {
+            let fields = match plan {
+                Planned::Configure(fields) => fields.clone(),
+                _ => Vec::new(),
+            };
+            cs.push_fields(d.r.clone(), action, reason, fields);
         }
         start = end;
     }
@@ -450,7 +475,7 @@ async fn apply_one(
             Action::Created,
             Some("planned after its CRD or namespace, which this layer creates first".into()),
         ),
-        Planned::Create | Planned::Configure | Planned::Adopt(_) => {
+        Planned::Create | Planned::Configure(_) | Planned::Adopt(_) => {
             let force = opts.force_conflicts || matches!(plan, Planned::Adopt(_));
             if !dry_run {
                 server_apply(d, client, opts, force, false)

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::object::ObjRef;
+use super::sanitize::FieldDiff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +38,9 @@ pub struct Change {
     /// Why, for skips, recreations and deletions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an update: the fields that change (live → desired), masked like kubediff's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldDiff>,
 }
 
 /// Every object of a layer and what happened (or, for a plan, would happen) to it.
@@ -49,10 +53,22 @@ pub struct ChangeSet {
 
 impl ChangeSet {
     pub fn push(&mut self, object: ObjRef, action: Action, reason: Option<String>) {
+        self.push_fields(object, action, reason, Vec::new());
+    }
+
+    /// [`ChangeSet::push`] with the fields that change.
+    pub fn push_fields(
+        &mut self,
+        object: ObjRef,
+        action: Action,
+        reason: Option<String>,
+        fields: Vec<FieldDiff>,
+    ) {
         self.changes.push(Change {
             object,
             action,
             reason,
+            fields,
         });
     }
 

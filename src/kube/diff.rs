@@ -8,7 +8,9 @@ use super::error::KubeError;
 use super::object::ObjRef;
 use super::resolve::Resources;
 use super::retry::retry;
-use super::sanitize::{comparable, field_diffs, FieldDiff};
+pub use super::sanitize::FieldDiff;
+use super::sanitize::{comparable, field_diffs};
+use crate::redact::Redactor;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,7 +27,8 @@ pub enum DiffState {
 pub struct ObjectDiff {
     pub object: ObjRef,
     pub state: DiffState,
-    /// For `Changed`: the fields that differ (live → desired); Secret values are `*** (changed)`.
+    /// For `Changed`: the fields that differ (live → desired); Secret values and sensitive values
+    /// are `*** (changed)` (see [`mask`]).
     pub fields: Vec<FieldDiff>,
 }
 
@@ -77,22 +80,96 @@ impl KubeDiff {
     }
 }
 
-/// Marks every Secret value under `.data` / `.stringData` as changed without showing it.
-fn redact_secret(r: &ObjRef, fields: Vec<FieldDiff>) -> Vec<FieldDiff> {
-    if !(r.kind == "Secret" && r.group.is_empty()) {
-        return fields;
+/// The annotation `kubectl apply` keeps the whole applied object in: a Secret's data, base64.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether the field at `path` of a core `v1` Secret holds its values: all of `data`,
+/// `stringData` and the last-applied annotation (which copies them).
+fn secret_field(path: &str) -> bool {
+    let under = |p: &str| {
+        path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
+    };
+    under(".data")
+        || under(".stringData")
+        || path == format!(".metadata.annotations.{LAST_APPLIED}")
+}
+
+/// `v` with every part that is a secret replaced by the marker: whole subtrees at Secret value
+/// fields (when `secret` is set), and any string or number holding a sensitive value.
+fn scrub(v: &Value, path: &mut String, secret: bool, sensitive: &Redactor) -> Value {
+    let marker = || Value::String(crate::redact::MARKER.into());
+    if secret && secret_field(path) {
+        return marker();
     }
-    let marker = Some(Value::String(format!(
-        "{} (changed)",
-        crate::redact::MARKER
-    )));
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    let out = scrub(v, path, secret, sensitive);
+                    path.truncate(len);
+                    (k.clone(), out)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    let out = scrub(v, path, secret, sensitive);
+                    path.truncate(len);
+                    out
+                })
+                .collect(),
+        ),
+        Value::String(_) | Value::Number(_) if sensitive.contains_secret(&text(v)) => marker(),
+        other => other.clone(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Masks what a diff must not show, by where a value came from and what it is: any field of any
+/// kind whose value holds a sensitive value (a sensitive Terraform output, a SOPS-decrypted
+/// value), and for core `v1` Secrets (group `""` only) all of `data`, `stringData` and the
+/// last-applied annotation. A masked field shows only that it changed.
+pub(crate) fn mask(r: &ObjRef, sensitive: &Redactor, fields: Vec<FieldDiff>) -> Vec<FieldDiff> {
+    let secret = r.kind == "Secret" && r.group.is_empty();
     fields
         .into_iter()
         .map(|mut f| {
-            if f.path.starts_with(".data") || f.path.starts_with(".stringData") {
-                f.live = f.live.map(|_| Value::String(crate::redact::MARKER.into()));
-                f.desired = f.desired.map(|_| marker.clone().expect("marker"));
+            let held = |v: &Option<Value>| {
+                v.as_ref().is_some_and(|v| {
+                    sensitive.contains_secret(&v.to_string()) || sensitive.contains_secret(&text(v))
+                })
+            };
+            if (secret && secret_field(&f.path)) || held(&f.live) || held(&f.desired) {
+                let whole = !matches!(
+                    (&f.live, &f.desired),
+                    (Some(Value::Object(_) | Value::Array(_)), _)
+                        | (_, Some(Value::Object(_) | Value::Array(_)))
+                ) || (secret && secret_field(&f.path));
+                if whole {
+                    f.live = f.live.map(|_| Value::String(crate::redact::MARKER.into()));
+                    f.desired = f
+                        .desired
+                        .map(|_| Value::String(format!("{} (changed)", crate::redact::MARKER)));
+                    return f;
+                }
             }
+            let mut path = f.path.clone();
+            f.live = f.live.map(|v| scrub(&v, &mut path, secret, sensitive));
+            f.desired = f.desired.map(|v| scrub(&v, &mut path, secret, sensitive));
             f
         })
         .collect()
@@ -136,7 +213,7 @@ async fn diff_one(
         })?;
     let a = comparable(&serde_json::to_value(&live).unwrap_or_default());
     let b = comparable(&serde_json::to_value(&dry).unwrap_or_default());
-    let fields = redact_secret(&d.r, field_diffs(&a, &b));
+    let fields = mask(&d.r, &d.sensitive, field_diffs(&a, &b));
     Ok((!fields.is_empty()).then(|| ObjectDiff {
         object: d.r.clone(),
         state: DiffState::Changed,
@@ -195,4 +272,51 @@ pub async fn diff(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(group: &str, kind: &str) -> ObjRef {
+        ObjRef::of(
+            &json!({"apiVersion": if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") },
+            "kind": kind, "metadata": {"name": "s", "namespace": "ns"}}),
+        )
+    }
+
+    #[test]
+    fn sensitive_values_are_masked_in_any_field_and_core_secret_values_always() {
+        let mut sensitive = Redactor::new();
+        sensitive.add("tok-planted-1");
+        let live = json!({"metadata": {"annotations": {"note": "old", LAST_APPLIED: "{\"data\":{\"p\":\"b2xk\"}}"}}, "data": {"p": "b2xk"}});
+        let desired = json!({"metadata": {"annotations": {"note": "uses tok-planted-1", LAST_APPLIED: "{\"data\":{\"p\":\"bmV3\"}}"}}, "data": {"p": "bmV3"}});
+        let shown = serde_json::to_string(&mask(
+            &obj("", "Secret"),
+            &sensitive,
+            field_diffs(&live, &desired),
+        ))
+        .unwrap();
+        for leak in ["tok-planted-1", "b2xk", "bmV3", "old"] {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
+        assert!(shown.contains("*** (changed)"), "{shown}");
+
+        // A `kind: Secret` of another group is an ordinary object: its fields show, except what
+        // holds a sensitive value.
+        let live = json!({"spec": {"a": "1", "t": "x"}, "metadata": {"annotations": {}}});
+        let desired = json!({"spec": {"a": "2", "t": "tok-planted-1"}, "metadata": {"annotations": {"k": {"nested": "tok-planted-1"}}}});
+        let d = mask(
+            &obj("qa.example.com", "Secret"),
+            &sensitive,
+            field_diffs(&live, &desired),
+        );
+        let shown = serde_json::to_string(&d).unwrap();
+        assert!(!shown.contains("tok-planted-1"), "{shown}");
+        assert_eq!(
+            d.iter().find(|f| f.path == ".spec.a").unwrap().desired,
+            Some(json!("2"))
+        );
+    }
 }

@@ -29,3 +29,38 @@ pub enum KubeError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl KubeError {
+    /// The error with every value `sensitive` knows masked: the API server quotes rejected
+    /// values in its messages.
+    pub fn redact(self, sensitive: &crate::redact::Redactor) -> KubeError {
+        let r = |s: String| sensitive.redact(&s);
+        let all = |v: Vec<String>| v.into_iter().map(r).collect();
+        match self {
+            KubeError::Load { problems } => KubeError::Load {
+                problems: all(problems),
+            },
+            KubeError::Connect(m) => KubeError::Connect(r(m)),
+            KubeError::DryRun { failures } => KubeError::DryRun {
+                failures: all(failures),
+            },
+            KubeError::Apply { object, message } => KubeError::Apply {
+                object,
+                message: r(message),
+            },
+            KubeError::Read { what, message } => KubeError::Read {
+                what,
+                message: r(message),
+            },
+            KubeError::Prune { object, message } => KubeError::Prune {
+                object,
+                message: r(message),
+            },
+            KubeError::WaitTimeout { after, pending } => KubeError::WaitTimeout {
+                after,
+                pending: all(pending),
+            },
+            KubeError::Invalid(m) => KubeError::Invalid(r(m)),
+        }
+    }
+}

@@ -11,6 +11,8 @@ use super::error::KubeError;
 use super::limits::ManifestLimits;
 use super::vars::{self, Vars};
 use super::yaml::{self, YamlError};
+use crate::redact::Redactor;
+use crate::secrets::AgeKeys;
 
 /// One desired object and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,6 +154,14 @@ fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A layer's manifests and the values in them that are sensitive by provenance.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub manifests: Vec<Manifest>,
+    /// Every sensitive var's value and every value SOPS decrypted: masked wherever it appears.
+    pub sensitive: Redactor,
+}
+
 /// Loads the manifests of `source` (relative to `root`), substituting `vars`.
 ///
 /// # Errors
@@ -172,7 +182,32 @@ pub fn load_with(
     vars: &Vars,
     limits: &ManifestLimits,
 ) -> Result<Vec<Manifest>, KubeError> {
+    Ok(load_layer(root, source, vars, None, limits)?.manifests)
+}
+
+/// [`load_with`], decrypting SOPS-encrypted files with `keys` (see [`super::encrypted`]), and
+/// knowing which values are sensitive.
+///
+/// # Guarantees
+/// Decrypted text exists only in memory. A file that fails to decrypt fails the whole load, so
+/// nothing of the layer is applied.
+///
+/// # Errors
+/// As [`load`], and files that fail to decrypt, naming them.
+pub fn load_layer(
+    root: &Path,
+    source: &Path,
+    vars: &Vars,
+    keys: Option<&AgeKeys>,
+    limits: &ManifestLimits,
+) -> Result<Loaded, KubeError> {
     let dir = root.join(source);
+    let mut sensitive = Redactor::new();
+    for v in vars.values() {
+        if let crate::value::InputValue::Sensitive(s) = v {
+            sensitive.add_json(s.expose());
+        }
+    }
     let mut problems = Vec::new();
     let mut out = Vec::new();
     let kustomization = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
@@ -210,9 +245,13 @@ pub fn load_with(
                     }
                     _ => {}
                 }
-                match std::fs::read_to_string(&f) {
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", shown.display()));
+                match text.and_then(|t| {
+                    super::encrypted::plaintext(&f, &shown, t, keys, limits, &mut sensitive)
+                }) {
                     Ok(t) => inputs.push((shown, t)),
-                    Err(e) => problems.push(format!("{}: {e}", shown.display())),
+                    Err(e) => problems.push(e),
                 }
             }
             inputs
@@ -235,11 +274,14 @@ pub fn load_with(
         }
         for (line, doc) in docs {
             // The kind decides where sensitive values may go; read it before substituting.
-            let kind_hint = parse_document(&doc, limits)
-                .ok()
-                .and_then(|v| v["kind"].as_str().map(str::to_string));
-            let substituted = match vars::substitute(&doc, vars, kind_hint.as_deref(), &file, line)
-            {
+            let before = parse_document(&doc, limits).ok();
+            let kind_hint = before.as_ref().and_then(|v| {
+                Some(vars::DocKind {
+                    api_version: v["apiVersion"].as_str().unwrap_or(""),
+                    kind: v["kind"].as_str()?,
+                })
+            });
+            let substituted = match vars::substitute(&doc, vars, kind_hint, &file, line) {
                 Ok(t) => t,
                 Err(errs) => {
                     problems.extend(errs);
@@ -254,6 +296,15 @@ pub fn load_with(
                     continue;
                 }
             };
+            if crate::secrets::sops::is_encrypted(&value) {
+                // Only files read from the layer's directory are decrypted; applying one still
+                // encrypted would put ciphertext (and its `sops` map) into the cluster.
+                problems.push(format!(
+                    "{}: SOPS-encrypted, but kustomize output is not decrypted: keep encrypted files in a layer without a kustomization.yaml",
+                    place(&file, line, rendered)
+                ));
+                continue;
+            }
             let objects = match objects_of(value) {
                 Ok(o) => o,
                 Err(e) => {
@@ -291,9 +342,14 @@ pub fn load_with(
         }
     }
     if !problems.is_empty() {
+        // strata writes these messages itself and never quotes a value in them (substitution
+        // errors name the variable, YAML errors the line), so they are left whole.
         return Err(KubeError::Load { problems });
     }
-    Ok(out)
+    Ok(Loaded {
+        manifests: out,
+        sensitive,
+    })
 }
 
 /// Renders a kustomization with `kustomize build` or `kubectl kustomize`.

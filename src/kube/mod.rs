@@ -8,6 +8,7 @@ pub mod changeset;
 pub mod cluster;
 pub mod contents;
 pub mod diff;
+pub mod encrypted;
 pub mod error;
 pub mod inventory;
 pub mod limits;
@@ -47,7 +48,12 @@ pub struct SyncOptions {
     pub timeout: Duration,
 }
 
-/// Reads a layer's desired objects: load, substitute, resolve, default, label, order.
+/// Reads a layer's desired objects: load (decrypting SOPS files with `opts.age_keys`),
+/// substitute, resolve, default, label, order. Each object carries the layer's sensitive values.
+///
+/// # Errors
+/// Load, decryption and discovery failures, naming files and objects; no sensitive value is in
+/// them.
 pub async fn desired(
     client: &::kube::Client,
     root: &Path,
@@ -55,11 +61,32 @@ pub async fn desired(
     vars: &vars::Vars,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
-    let manifests = manifest::load(root, source, vars)?;
-    let mut resources = resolve::Resources::discover(client).await?;
-    resources.add_pending_crds(manifests.iter().map(|m| &m.object));
-    let desired = apply::prepare(&manifests, &resources, opts)?;
+    let loaded = manifest::load_layer(
+        root,
+        source,
+        vars,
+        opts.age_keys.as_ref(),
+        &limits::ManifestLimits::default(),
+    )?;
+    let sensitive = std::sync::Arc::new(loaded.sensitive);
+    let mut resources = resolve::Resources::discover(client)
+        .await
+        .map_err(|e| e.redact(&sensitive))?;
+    resources.add_pending_crds(loaded.manifests.iter().map(|m| &m.object));
+    let mut desired =
+        apply::prepare(&loaded.manifests, &resources, opts).map_err(|e| e.redact(&sensitive))?;
+    for d in &mut desired {
+        d.sensitive = sensitive.clone();
+    }
     Ok((desired, resources))
+}
+
+/// The sensitive values of a layer's desired objects (they all share one set).
+fn sensitive_of(desired: &[Desired]) -> std::sync::Arc<crate::redact::Redactor> {
+    desired
+        .first()
+        .map(|d| d.sensitive.clone())
+        .unwrap_or_default()
 }
 
 /// A layer applied, its prune (and the narrowing of its inventory) still to come.
@@ -127,10 +154,15 @@ pub async fn apply_layer(
     let recorded = union(&inventory.entries, desired);
     let ahead =
         (recorded != stored || inventory.legacy).then_some((&recorded[..], inventory.legacy));
-    let cs = apply::apply(client, desired, &opts.apply, false, ahead).await?;
+    let sensitive = sensitive_of(desired);
+    let cs = apply::apply(client, desired, &opts.apply, false, ahead)
+        .await
+        .map_err(|e| e.redact(&sensitive))?;
     if opts.wait {
         let all: Vec<&Desired> = desired.iter().collect();
-        wait::ready(client, &all, opts.timeout).await?;
+        wait::ready(client, &all, opts.timeout)
+            .await
+            .map_err(|e| e.redact(&sensitive))?;
     }
     Ok(Applied {
         cs,
@@ -208,7 +240,9 @@ pub async fn plan_apply(
     desired: &[Desired],
     opts: &SyncOptions,
 ) -> Result<ChangeSet, KubeError> {
-    apply::apply(client, desired, &opts.apply, true, None).await
+    apply::apply(client, desired, &opts.apply, true, None)
+        .await
+        .map_err(|e| e.redact(&sensitive_of(desired)))
 }
 
 /// Plans a layer's prune into `cs` (when its `prune` is on): what [`finish`] would delete and
@@ -259,5 +293,7 @@ pub async fn diff(
 ) -> Result<KubeDiff, KubeError> {
     let a = &opts.apply;
     let previous = read_inventory(client, a).await?.entries;
-    diff::diff(client, desired, &previous, resources, a).await
+    diff::diff(client, desired, &previous, resources, a)
+        .await
+        .map_err(|e| e.redact(&sensitive_of(desired)))
 }

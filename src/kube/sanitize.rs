@@ -33,7 +33,7 @@ pub fn comparable(obj: &Value) -> Value {
 }
 
 /// One field that differs.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldDiff {
     /// `.spec.replicas`, `.data.color`, `.spec.template.spec.containers[0].image`.
     pub path: String,

@@ -20,16 +20,40 @@ fn text_of(v: &serde_json::Value) -> String {
     }
 }
 
+/// What a document is, as far as it could be read before substitution: it decides where
+/// sensitive values may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocKind<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+}
+
+impl DocKind<'_> {
+    /// A core `v1` Secret: the only kind whose values Kubernetes and strata treat as secret. A
+    /// `kind: Secret` of any other group is an ordinary object whose fields anyone may read.
+    pub fn is_core_secret(&self) -> bool {
+        self.api_version == "v1" && self.kind == "Secret"
+    }
+
+    fn describe(&self) -> String {
+        if self.api_version == "v1" || self.api_version.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{} of {}", self.kind, self.api_version)
+        }
+    }
+}
+
 /// Substitutes `vars` into one document's text. `kind` is the document's kind when it could be
-/// read before substitution; sensitive values may only go into a `Secret`.
+/// read before substitution; sensitive values may only go into a core `v1` Secret.
 ///
 /// # Errors
 /// One message per problem, each with `file:line`: undefined variables (with a did-you-mean),
-/// sensitive values outside a Secret, values not known yet.
+/// sensitive values outside a core Secret, values not known yet.
 pub fn substitute(
     text: &str,
     vars: &Vars,
-    kind: Option<&str>,
+    kind: Option<DocKind<'_>>,
     file: &Path,
     first_line: usize,
 ) -> Result<String, Vec<String>> {
@@ -80,12 +104,12 @@ pub fn substitute(
                     ));
                 }
                 Some(InputValue::Sensitive(v)) => {
-                    if kind == Some("Secret") {
+                    if kind.is_some_and(|k| k.is_core_secret()) {
                         out.push_str(&text_of(v.expose()));
                     } else {
                         problems.push(format!(
                             "{at}: ${{{name}}} is sensitive and may only be substituted into a Secret, not a {}",
-                            kind.unwrap_or("document of unknown kind")
+                            kind.map_or("document of unknown kind".into(), |k| k.describe())
                         ));
                     }
                 }
@@ -126,7 +150,10 @@ mod tests {
         let out = substitute(
             "host: ${db_host}:${port}\nraw: $${db_host} and $HOME ${not-a-var}\n",
             &vars(),
-            Some("ConfigMap"),
+            Some(DocKind {
+                api_version: "v1",
+                kind: "ConfigMap",
+            }),
             Path::new("f.yaml"),
             1,
         )
@@ -142,7 +169,10 @@ mod tests {
         let err = substitute(
             "a: 1\nb: ${db_hots}\nc: ${token}\n",
             &vars(),
-            Some("ConfigMap"),
+            Some(DocKind {
+                api_version: "v1",
+                kind: "ConfigMap",
+            }),
             Path::new("k/cm.yaml"),
             10,
         )
@@ -156,11 +186,31 @@ mod tests {
         let ok = substitute(
             "stringData:\n  t: ${token}\n",
             &vars(),
-            Some("Secret"),
+            Some(DocKind {
+                api_version: "v1",
+                kind: "Secret",
+            }),
             Path::new("s.yaml"),
             1,
         )
         .unwrap();
         assert!(ok.contains("s3cr3t"));
+        // A `kind: Secret` of another group is not a Secret: its fields are readable by anyone
+        // who may read that resource, and strata's diff masks only core Secrets' data.
+        let err = substitute(
+            "spec:\n  t: ${token}\n",
+            &vars(),
+            Some(DocKind {
+                api_version: "qa.example.com/v1",
+                kind: "Secret",
+            }),
+            Path::new("s.yaml"),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ["s.yaml:2: ${token} is sensitive and may only be substituted into a Secret, not a Secret of qa.example.com/v1"]
+        );
     }
 }

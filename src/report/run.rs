@@ -64,6 +64,9 @@ pub fn text(r: &RunReport) -> String {
             );
             for c in &l.changes {
                 let _ = writeln!(out, "      {}", change_line(c));
+                for f in &c.fields {
+                    let _ = writeln!(out, "          {}", field_line(f));
+                }
             }
             if matches!(l.status, LayerStatus::Changes | LayerStatus::Applied)
                 && !l.reasons.is_empty()
@@ -122,8 +125,25 @@ pub fn change_line(c: &Change) -> String {
         (Some(why), ChangeAction::Update) if matches!(c.target, Target::Object { .. }) => {
             format!("{} {} ({why})", symbol(c.action), c.target)
         }
+        _ if !c.forces_replacement.is_empty() => format!(
+            "{} {} ({} forces replacement)",
+            symbol(c.action),
+            c.target,
+            c.forces_replacement.join(", ")
+        ),
         _ => format!("{} {}", symbol(c.action), c.target),
     }
+}
+
+/// `.data.color: "blue" → "green"`: one field of an updated object, before → after, long values
+/// shortened around what changed.
+pub fn field_line(f: &crate::kube::diff::FieldDiff) -> String {
+    let show = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .map_or_else(|| "(absent)".to_string(), |v| v.to_string())
+    };
+    let (before, after) = super::shorten_change(&show(&f.live), &show(&f.desired));
+    format!("{}: {before} → {after}", f.path)
 }
 
 /// A layer's final state in one line: `applied +1 ~0 -0`, `waiting on ...`, `failed: ...`.

@@ -42,3 +42,26 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
     }
     t
 }
+
+/// How many exposed paths the warning lists before it only counts them.
+const EXPOSED_SHOWN: usize = 10;
+
+/// The warning `strata status` prints when the state dir, or anything in it, is open to others:
+/// what is, and the command that fixes it. Empty when nothing is.
+pub fn exposure_warning(state_dir: &Path, exposed: &[crate::state::exposure::Exposed]) -> String {
+    if exposed.is_empty() {
+        return String::new();
+    }
+    let mut t = format!(
+        "warning: the state dir {} holds secrets but is readable by others (its group or other users):\n",
+        state_dir.display()
+    );
+    for e in exposed.iter().take(EXPOSED_SHOWN) {
+        let _ = writeln!(t, "  {} ({:04o})", e.path.display(), e.mode);
+    }
+    if exposed.len() > EXPOSED_SHOWN {
+        let _ = writeln!(t, "  and {} more", exposed.len() - EXPOSED_SHOWN);
+    }
+    let _ = writeln!(t, "  fix it with: chmod -R go-rwx {}", state_dir.display());
+    t
+}

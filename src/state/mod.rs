@@ -31,6 +31,7 @@
 pub mod agent_status;
 pub mod alerts;
 pub mod approvals;
+pub mod exposure;
 mod file;
 pub mod history;
 pub mod lock;

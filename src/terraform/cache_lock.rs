@@ -3,6 +3,7 @@
 //! reads providers from it and shares it.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Which kind of hold on the cache.
@@ -37,11 +38,12 @@ impl CacheLock {
     /// None: failures are logged at debug level and yield an empty lock (see [`CacheLock`]).
     pub async fn acquire(path: &Path, access: Access) -> CacheLock {
         if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::util::fs::create_private_dir_all(dir);
         }
         let path = path.to_path_buf();
         let locked = tokio::task::spawn_blocking(move || {
             let f = std::fs::OpenOptions::new()
+                .mode(0o600)
                 .create(true)
                 .truncate(false)
                 .write(true)

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod backend;
 pub mod binary;
 mod cache_lock;
+mod encrypted_vars;
 pub mod error;
 pub mod errored;
 mod exec;
@@ -57,6 +58,8 @@ pub struct TerraformOptions {
     pub grace: Duration,
     /// Extra environment for every terraform command.
     pub env: Vec<(OsString, OsString)>,
+    /// The age keys SOPS-encrypted `*.tfvars.json` files are decrypted with.
+    pub age_keys: Option<crate::secrets::AgeKeys>,
 }
 
 impl TerraformOptions {
@@ -65,6 +68,7 @@ impl TerraformOptions {
             state_dir: state_dir.into(),
             grace: Duration::from_secs(30),
             env: Vec::new(),
+            age_keys: None,
         }
     }
 }
@@ -193,7 +197,8 @@ impl Terraform {
             }
         })?;
         let paths = LayerPaths::new(&self.opts.state_dir, &id);
-        std::fs::create_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
+        // The layer's dir holds its state, outputs and backend settings: owner only.
+        crate::util::fs::create_private_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
         let run = RunDir::create(&paths.runs).map_err(io("create", &paths.runs))?;
         let tree = run.path().join("tree");
         for rel in std::iter::once(&layer.source).chain(&config.local_modules) {
@@ -208,6 +213,16 @@ impl Terraform {
             name,
             why,
         };
+        encrypted_vars::decrypt_in_place(
+            &work_dir,
+            &layer.source,
+            self.opts.age_keys.as_ref(),
+            &mut redactor,
+        )
+        .map_err(|message| TerraformError::Config {
+            layer: id.clone(),
+            message,
+        })?;
         let vars = workdir::inputs_json(&input.vars, &mut redactor).map_err(unknown)?;
         let backend =
             workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;
@@ -375,11 +390,13 @@ impl Terraform {
         } else {
             let _guard = self.cache_lock.write().await;
             let cache = self.opts.state_dir.join("plugin-cache");
-            std::fs::create_dir_all(&cache).map_err(|source| TerraformError::Io {
-                layer: p.layer.clone(),
-                action: "create",
-                path: cache.clone(),
-                source,
+            crate::util::fs::create_private_dir_all(&cache).map_err(|source| {
+                TerraformError::Io {
+                    layer: p.layer.clone(),
+                    action: "create",
+                    path: cache.clone(),
+                    source,
+                }
             })?;
             let _file_lock = CacheLock::acquire(&cache.join(".lock"), Access::Exclusive).await;
             // No -lock-timeout: terraform 1.0's init does not take it.
@@ -402,7 +419,7 @@ impl Terraform {
             if lock.exists() {
                 let _ = std::fs::copy(&lock, &p.paths.lock_copy);
             }
-            let _ = std::fs::write(&p.paths.init_stamp, Self::init_stamp(p));
+            let _ = write_private(&p.paths.init_stamp, Self::init_stamp(p).as_bytes());
             p.init = InitOutcome::Ran;
         }
         self.select_workspace(p, limits).await

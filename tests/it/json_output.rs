@@ -68,8 +68,16 @@ async fn a_var_change_that_forces_a_replacement_is_a_replace_in_plan_json() {
         serde_json::json!(["delete", "create"])
     );
     assert_eq!(server["reason"], "replace_because_cannot_update");
+    assert_eq!(
+        server["forces_replacement"],
+        serde_json::json!(["triggers"])
+    );
     let worker = find(serde_json::json!({"address": "module.inner.null_resource.worker"}));
     assert_eq!(worker["action"], "replace", "module paths are kept");
+    assert_eq!(
+        worker["forces_replacement"],
+        serde_json::json!(["triggers"])
+    );
     let output = find(serde_json::json!({"output": "x"}));
     assert_eq!(output["action"], "update");
     assert_eq!(output["terraform_actions"], serde_json::json!(["update"]));
@@ -83,13 +91,15 @@ async fn a_var_change_that_forces_a_replacement_is_a_replace_in_plan_json() {
     let text = strata(dir.path(), &["plan", "--stack", "stack"]).await;
     assert_eq!(text.code, 2, "{text:?}");
     assert!(
-        text.stdout.contains("      -/+ null_resource.server\n"),
+        text.stdout
+            .contains("      -/+ null_resource.server (triggers forces replacement)\n"),
         "{}",
         text.stdout
     );
     assert!(
-        text.stdout
-            .contains("      -/+ module.inner.null_resource.worker\n"),
+        text.stdout.contains(
+            "      -/+ module.inner.null_resource.worker (triggers forces replacement)\n"
+        ),
         "{}",
         text.stdout
     );

@@ -202,10 +202,18 @@ pub fn tf_env() -> Vec<(String, String)> {
 /// terraform from `make tools`.
 #[allow(dead_code)]
 pub async fn strata_cli(cwd: &Path, args: &[&str]) -> Output {
+    strata_cli_env(cwd, args, &[]).await
+}
+
+/// [`strata_cli`] with extra environment.
+#[allow(dead_code)]
+pub async fn strata_cli_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("strata"))
         .args(args)
         .current_dir(cwd)
         .envs(tf_env())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .envs(env.iter().copied())
         .env_remove("STRATA_LOG")
         .stdin(std::process::Stdio::null())
         .output()
