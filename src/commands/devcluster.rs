@@ -1,6 +1,6 @@
 //! `strata devcluster`: a local Kubernetes API server for tests and demos, until SIGTERM/SIGINT.
 
-use super::{out, runtime, wait_for_shutdown};
+use super::{out, runtime, shutdown_signal};
 use crate::cli::DevclusterArgs;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -32,12 +32,14 @@ pub fn run(args: &DevclusterArgs) -> Result<ExitStatus, Error> {
                 path: args.kubeconfig_out.clone(),
                 source: e,
             })?;
+        // Handlers first, then the line that tells a caller it may signal us.
+        let stop = shutdown_signal();
         out(&format!(
             "devcluster serving at {}\nkubeconfig: {}\n",
             cluster.url(),
             args.kubeconfig_out.display()
         ))?;
-        wait_for_shutdown().await;
+        stop.await;
         cluster.stop().await;
         Ok(ExitStatus::Success)
     })

@@ -106,10 +106,12 @@ fn engine_err(e: crate::engine::EngineError) -> Error {
     Error::Engine(Box::new(e))
 }
 
-/// Cancels `token` on SIGTERM or SIGINT, saying `message` on stderr.
+/// Cancels `token` on SIGTERM or SIGINT, saying `message` on stderr. The handlers are in place
+/// when this returns.
 fn cancel_on_signal(token: tokio_util::sync::CancellationToken, message: &'static str) {
+    let signalled = shutdown_signal();
     tokio::spawn(async move {
-        wait_for_shutdown().await;
+        signalled.await;
         eprintln!("{message}");
         token.cancel();
     });
@@ -124,13 +126,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn wait_for_shutdown() {
+/// Resolves on SIGTERM or SIGINT. The handlers are registered when this is called, not when the
+/// future is first polled: a signal that arrives in between (right after a command said it is
+/// ready, say) stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
