@@ -75,6 +75,9 @@ pub struct EngineOptions {
     pub force_plan: BTreeSet<LayerId>,
     /// Take over Kubernetes objects another stack, or no stack, manages (`apply --adopt`).
     pub adopt: bool,
+    /// Terraform layers to init afresh, from an empty data dir (`apply --reinit`): `network` or
+    /// `terraform.network`.
+    pub reinit: Vec<String>,
 }
 
 impl EngineOptions {
@@ -91,6 +94,7 @@ impl EngineOptions {
             only: None,
             force_plan: BTreeSet::new(),
             adopt: false,
+            reinit: Vec::new(),
         }
     }
 }
@@ -172,6 +176,14 @@ impl Engine {
             .iter()
             .position(|w| w.contains(id))
             .map_or(0, |w| w + 1)
+    }
+
+    /// Whether `apply --reinit` names this layer.
+    fn reinit_requested(&self, id: &LayerId) -> bool {
+        self.opts
+            .reinit
+            .iter()
+            .any(|a| *a == id.name || *a == id.to_string())
     }
 
     fn approved(&self, id: &LayerId) -> bool {

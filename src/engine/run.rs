@@ -378,6 +378,9 @@ impl Engine {
         if self.opts.all {
             r.push("--all".to_string());
         }
+        if self.reinit_requested(&layer.id) {
+            r.push("--reinit".to_string());
+        }
         if self.opts.force_plan.contains(&layer.id) {
             r.push("drift correction".to_string());
         }

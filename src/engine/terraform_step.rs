@@ -54,6 +54,9 @@ impl Engine {
                 backend_config: backend,
             })
             .await?;
+        if mode == Mode::Apply && self.reinit_requested(id) {
+            p.request_reinit();
+        }
         // Unsaved state blocks the layer even when nothing changed for it: it must be pushed.
         if let Some(refusal) = tf.unsaved(&p) {
             return Err(refusal.into());

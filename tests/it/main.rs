@@ -18,6 +18,7 @@ mod sops;
 mod source;
 mod state;
 mod terraform;
+mod terraform_init;
 mod terraform_recovery;
 mod validate;
 mod webhook;
