@@ -12,6 +12,7 @@ pub mod inputs;
 mod kube_prune;
 mod kube_step;
 mod open;
+pub mod orphans;
 pub mod progress;
 pub mod record;
 mod run;

@@ -149,6 +149,7 @@ impl Engine {
             };
             layers.push(report);
         }
+        let orphaned = self.orphans(&started);
         let report = RunReport {
             schema_version: SCHEMA_VERSION,
             run_id: format!("{}-{}", started.replace([':', '-'], ""), std::process::id()),
@@ -162,6 +163,7 @@ impl Engine {
             commit: self.commit_info(),
             started,
             finished: crate::now_rfc3339(),
+            orphaned,
             layers,
         };
         self.finish(&report, mode)?;
@@ -281,6 +283,18 @@ impl Engine {
             }
             if converged_all {
                 state.converged_revision = Some(self.revision.clone());
+            }
+            // Orphans stay in the state (never forgotten, never reported converged); a layer
+            // declared again is no orphan.
+            for o in &report.orphaned {
+                let ls = state.layer_mut(&o.layer);
+                ls.orphaned_since = Some(o.since.clone());
+                if mode == Mode::Apply {
+                    ls.last_result = Some("orphaned".into());
+                }
+            }
+            for l in &report.layers {
+                state.layer_mut(&l.layer).orphaned_since = None;
             }
         })?;
         let result = if failed {

@@ -12,6 +12,7 @@ mod kube_ownership;
 mod kube_safety;
 mod kubectl_parity;
 mod logging;
+mod orphans;
 mod report;
 mod shutdown;
 mod sops;
