@@ -127,6 +127,10 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
             if report.any(LayerStatus::Failed)
                 || report.any(LayerStatus::Interrupted)
                 || report.any(LayerStatus::Skipped)
+                || report
+                    .orphaned
+                    .iter()
+                    .any(|o| o.status == crate::engine::orphans::OrphanStatus::Failed)
             {
                 ExitStatus::Failure
             } else if report.any(LayerStatus::AwaitingApproval) || report.any(LayerStatus::Waiting)

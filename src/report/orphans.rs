@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::run::short;
-use crate::engine::orphans::Orphan;
+use crate::engine::orphans::{Orphan, OrphanStatus};
 
 /// One block per orphaned layer; empty when there are none.
 pub fn text(orphans: &[Orphan]) -> String {
@@ -18,7 +18,12 @@ pub fn text(orphans: &[Orphan]) -> String {
             .as_deref()
             .map(|r| format!(", last converged at {}", short(r)))
             .unwrap_or_default();
-        let _ = writeln!(out, "  {}  orphaned since {}{at}", o.layer, o.since);
+        let what = match o.status {
+            OrphanStatus::Orphaned => "orphaned",
+            OrphanStatus::Destroyed => "destroyed",
+            OrphanStatus::Failed => "failed",
+        };
+        let _ = writeln!(out, "  {}  {what}, orphaned since {}{at}", o.layer, o.since);
         let _ = writeln!(out, "      {}", o.detail);
     }
     out

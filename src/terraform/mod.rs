@@ -18,6 +18,7 @@ pub mod error;
 pub mod errored;
 mod exec;
 mod init;
+mod last_applied;
 mod locate;
 pub mod modules;
 mod orphans;
@@ -118,6 +119,10 @@ pub struct Prepared {
     source: PathBuf,
     /// Throw the data dir away and init afresh before the next plan (`apply --reinit`).
     reinit: bool,
+    /// The resolved `backend_config` as JSON, and the sensitive inputs' values: kept with the
+    /// last applied copy.
+    backend_json: String,
+    sensitive: Vec<serde_json::Value>,
     run: RunDir,
 }
 
@@ -258,13 +263,16 @@ impl Terraform {
         if !lock_in_tree.exists() && paths.lock_copy.exists() {
             std::fs::copy(&paths.lock_copy, &lock_in_tree).map_err(io("copy", &paths.lock_copy))?;
         }
-        let init_fingerprint = crate::hash::Hasher::new()
-            .part("config", config.init_fingerprint.as_bytes())
-            .part("backend", &backend_text)
-            .part("has_backend", &[u8::from(config.has_backend)])
-            .part("terraform", self.bin.version.as_bytes())
-            .part("state_dir", paths.dir.as_os_str().as_encoded_bytes())
-            .finish();
+        let init_fingerprint = self.init_fingerprint(&config, &backend_text, &paths);
+        let sensitive = input
+            .vars
+            .values()
+            .chain(input.backend_config.values())
+            .filter_map(|v| match v {
+                InputValue::Sensitive(s) => Some(s.expose().clone()),
+                _ => None,
+            })
+            .collect();
         let inputs_hash = workdir::inputs_hash(
             input.stack_root,
             &layer.source,
@@ -292,8 +300,26 @@ impl Terraform {
             lock_timeout: spec.lock_timeout,
             source: layer.source.clone(),
             reinit: false,
+            backend_json: String::from_utf8_lossy(&backend_text).into_owned(),
+            sensitive,
             run,
         })
+    }
+
+    /// What a successful init depends on besides the lock file.
+    fn init_fingerprint(
+        &self,
+        config: &ConfigInfo,
+        backend_text: &[u8],
+        paths: &LayerPaths,
+    ) -> String {
+        crate::hash::Hasher::new()
+            .part("config", config.init_fingerprint.as_bytes())
+            .part("backend", backend_text)
+            .part("has_backend", &[u8::from(config.has_backend)])
+            .part("terraform", self.bin.version.as_bytes())
+            .part("state_dir", paths.dir.as_os_str().as_encoded_bytes())
+            .finish()
     }
 
     fn cache_dir(&self) -> PathBuf {

@@ -23,7 +23,9 @@ impl Fixture {
             std::fs::create_dir_all(root.join(layer)).unwrap();
             std::fs::write(
                 root.join(layer).join("main.tf"),
-                format!("output \"name\" {{\n  value = \"{layer}-resources\"\n}}\n"),
+                format!(
+                    "resource \"terraform_data\" \"r\" {{\n  input = \"{layer}-resources\"\n}}\n"
+                ),
             )
             .unwrap();
         }
@@ -91,7 +93,11 @@ fn a_removed_terraform_layer_is_shown_orphaned_and_never_destroyed_silently() {
     assert_eq!(orphaned[0]["new"], true, "{plan:#}");
     let text = fx.strata(&["plan"]);
     assert!(
-        text.stdout.contains("terraform.old  orphaned since"),
+        text.stdout
+            .contains("terraform.old  orphaned, orphaned since")
+            && text
+                .stdout
+                .contains("resources will be destroyed when approved"),
         "{}",
         text.stdout
     );
@@ -122,4 +128,47 @@ fn a_removed_terraform_layer_is_shown_orphaned_and_never_destroyed_silently() {
         .find(|l| l.contains("terraform.old"))
         .unwrap();
     assert!(row.contains("converged"), "{row}");
+
+    // Removed again and approved: destroyed from its last applied working copy, then forgotten.
+    std::fs::write(fx.root.join("strata.hcl"), WITHOUT_OLD).unwrap();
+    let other = fx.json(&[
+        "apply",
+        "--auto-approve",
+        "--approve",
+        "terraform.network",
+        "--json",
+    ]);
+    assert_eq!(
+        other["orphaned"][0]["status"], "orphaned",
+        "approving another layer destroys nothing: {other:#}"
+    );
+    assert_eq!(fx.old_state(), before);
+    let destroyed = fx.json(&[
+        "apply",
+        "--auto-approve",
+        "--approve",
+        "terraform.old",
+        "--json",
+    ]);
+    assert_eq!(
+        destroyed["orphaned"][0]["layer"], "terraform.old",
+        "{destroyed:#}"
+    );
+    assert_eq!(
+        destroyed["orphaned"][0]["status"], "destroyed",
+        "{destroyed:#}"
+    );
+    let after = fx.old_state();
+    assert!(
+        !after.contains("old-resources"),
+        "the resources are gone: {after}"
+    );
+    let status = fx.strata(&["status"]);
+    assert!(
+        !status.stdout.contains("terraform.old"),
+        "{}",
+        status.stdout
+    );
+    let next = fx.json(&["apply", "--auto-approve", "--json"]);
+    assert!(next.get("orphaned").is_none(), "{next:#}");
 }
