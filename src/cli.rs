@@ -68,6 +68,10 @@ pub enum Command {
         /// one is reported); without it only objects annotated strata.dev/adopt: "true" are.
         #[arg(long)]
         adopt: bool,
+        /// Init this Terraform layer afresh: empty its data dir (providers, modules, backend
+        /// settings) and run `terraform init` again; its state is kept (repeatable).
+        #[arg(long = "reinit", value_name = "LAYER")]
+        reinit: Vec<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

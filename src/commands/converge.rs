@@ -74,20 +74,31 @@ pub fn plan(a: &SourceArgs, all: bool, json: bool) -> Result<ExitStatus, Error> 
     })
 }
 
-pub fn apply(
-    a: &SourceArgs,
-    auto_approve: bool,
-    approve: Vec<String>,
-    all: bool,
-    lock_timeout: &str,
-    adopt: bool,
-    json: bool,
-) -> Result<ExitStatus, Error> {
+/// `strata apply`'s switches.
+pub struct ApplyFlags {
+    pub auto_approve: bool,
+    pub approve: Vec<String>,
+    pub reinit: Vec<String>,
+    pub all: bool,
+    pub adopt: bool,
+    pub json: bool,
+}
+
+pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<ExitStatus, Error> {
     let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+    let ApplyFlags {
+        auto_approve,
+        approve,
+        reinit,
+        all,
+        adopt,
+        json,
+    } = flags;
     runtime()?.block_on(async {
         let mut opts = options(a);
         opts.all = all;
         opts.approve = approve;
+        opts.reinit = reinit;
         opts.lock_timeout = lock_timeout;
         opts.adopt = adopt;
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
@@ -117,6 +128,10 @@ pub fn apply(
             if report.any(LayerStatus::Failed)
                 || report.any(LayerStatus::Interrupted)
                 || report.any(LayerStatus::Skipped)
+                || report
+                    .orphaned
+                    .iter()
+                    .any(|o| o.status == crate::engine::orphans::OrphanStatus::Failed)
             {
                 ExitStatus::Failure
             } else if report.any(LayerStatus::AwaitingApproval) || report.any(LayerStatus::Waiting)

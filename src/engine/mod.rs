@@ -12,6 +12,7 @@ pub mod inputs;
 mod kube_prune;
 mod kube_step;
 mod open;
+pub mod orphans;
 pub mod progress;
 pub mod record;
 mod run;
@@ -77,6 +78,9 @@ pub struct EngineOptions {
     pub adopt: bool,
     /// The age keys SOPS-encrypted files in layers are decrypted with (`--age-key-file`).
     pub age_keys: Option<crate::secrets::AgeKeys>,
+    /// Terraform layers to init afresh, from an empty data dir (`apply --reinit`): `network` or
+    /// `terraform.network`.
+    pub reinit: Vec<String>,
 }
 
 impl EngineOptions {
@@ -94,6 +98,7 @@ impl EngineOptions {
             force_plan: BTreeSet::new(),
             adopt: false,
             age_keys: None,
+            reinit: Vec::new(),
         }
     }
 }
@@ -176,6 +181,14 @@ impl Engine {
             .iter()
             .position(|w| w.contains(id))
             .map_or(0, |w| w + 1)
+    }
+
+    /// Whether `apply --reinit` names this layer.
+    fn reinit_requested(&self, id: &LayerId) -> bool {
+        self.opts
+            .reinit
+            .iter()
+            .any(|a| *a == id.name || *a == id.to_string())
     }
 
     fn approved(&self, id: &LayerId) -> bool {

@@ -73,6 +73,16 @@ impl Engine {
         };
         let v = crate::validate_shown(&root, &shown).map_err(EngineError::Invalid)?;
         duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
+        // A typo in `--reinit` must not pass silently as a run that re-inits nothing.
+        for name in &opts.reinit {
+            let known = v.stack.layers.iter().any(|l| {
+                matches!(l.spec, LayerSpec::Terraform(_))
+                    && (*name == l.id.name || *name == l.id.to_string())
+            });
+            if !known {
+                return Err(EngineError::NoSuchLayer(name.clone()));
+            }
+        }
         let state = StackState::load(&opts.state_dir)?;
         let affected = match (&source, &commit, &state.converged_revision) {
             (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {

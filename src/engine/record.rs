@@ -96,6 +96,9 @@ pub struct RunReport {
     pub started: String,
     pub finished: String,
     pub layers: Vec<LayerReport>,
+    /// Layers the stack had and no longer declares, whose resources remain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphaned: Vec<super::orphans::Orphan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::inputs::{self, WaitingOn};
+use super::orphans::OrphanStatus;
 use super::progress::Event;
 use super::record::{self, LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
 use super::{Engine, EngineError, Mode, Source};
@@ -133,6 +134,11 @@ impl Engine {
         })
         .await;
         self.prune_kubernetes(mode, &shared).await;
+        // Orphans last: what the stack still declares is converged before anything is destroyed.
+        let mut orphaned = self.orphans(&started);
+        if mode == Mode::Apply {
+            self.destroy_orphans(&mut orphaned).await;
+        }
         let mut sh = shared.lock().expect("shared");
         let mut layers = Vec::new();
         for id in self.graph.layers() {
@@ -162,6 +168,7 @@ impl Engine {
             commit: self.commit_info(),
             started,
             finished: crate::now_rfc3339(),
+            orphaned,
             layers,
         };
         self.finish(&report, mode)?;
@@ -232,7 +239,12 @@ impl Engine {
     /// # Errors
     /// `status.json` or `history.jsonl` could not be read or written; the error names the file.
     fn finish(&self, report: &RunReport, mode: Mode) -> Result<(), EngineError> {
-        let failed = report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted);
+        let failed = report.any(LayerStatus::Failed)
+            || report.any(LayerStatus::Interrupted)
+            || report
+                .orphaned
+                .iter()
+                .any(|o| o.status == OrphanStatus::Failed);
         let source = match &self.source {
             Source::Dir(d) => d.display().to_string(),
             Source::Repo { spec, .. } => format!(
@@ -281,6 +293,22 @@ impl Engine {
             }
             if converged_all {
                 state.converged_revision = Some(self.revision.clone());
+            }
+            // Orphans stay in the state (never forgotten, never reported converged); a layer
+            // declared again is no orphan.
+            for o in &report.orphaned {
+                if o.status == OrphanStatus::Destroyed {
+                    state.layers.remove(&o.layer.to_string());
+                    continue;
+                }
+                let ls = state.layer_mut(&o.layer);
+                ls.orphaned_since = Some(o.since.clone());
+                if mode == Mode::Apply {
+                    ls.last_result = Some("orphaned".into());
+                }
+            }
+            for l in &report.layers {
+                state.layer_mut(&l.layer).orphaned_since = None;
             }
         })?;
         let result = if failed {
@@ -377,6 +405,9 @@ impl Engine {
         let mut r = Vec::new();
         if self.opts.all {
             r.push("--all".to_string());
+        }
+        if self.reinit_requested(&layer.id) {
+            r.push("--reinit".to_string());
         }
         if self.opts.force_plan.contains(&layer.id) {
             r.push("drift correction".to_string());

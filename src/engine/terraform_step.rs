@@ -54,6 +54,9 @@ impl Engine {
                 backend_config: backend,
             })
             .await?;
+        if mode == Mode::Apply && self.reinit_requested(id) {
+            p.request_reinit();
+        }
         // Unsaved state blocks the layer even when nothing changed for it: it must be pushed.
         if let Some(refusal) = tf.unsaved(&p) {
             return Err(refusal.into());
@@ -93,6 +96,7 @@ impl Engine {
                         self.read_outputs(&tf, &mut p, shared).await?;
                     }
                     self.record_converged(id, Some(p.inputs_hash.clone()));
+                    self.keep_applied(&tf, &p).await;
                     return Ok(Stepped::done(report));
                 }
                 if layer.apply == ApplyPolicy::Manual && !self.approved(id) {
@@ -116,10 +120,19 @@ impl Engine {
                     .known
                     .insert(id.clone(), applied.outputs);
                 self.record_converged(id, Some(p.inputs_hash.clone()));
+                self.keep_applied(&tf, &p).await;
                 report.status = LayerStatus::Applied;
                 report.duration_ms = started.elapsed().as_millis() as u64;
                 Ok(Stepped::done(report))
             }
+        }
+    }
+
+    /// Keeps the working copy of a converged layer, which its resources are destroyed from
+    /// should it leave the stack file. Not keeping it fails nothing now; it is kept next time.
+    async fn keep_applied(&self, tf: &Terraform, p: &Prepared) {
+        if let Err(e) = tf.keep_applied(p).await {
+            tracing::warn!("{e}: destroying this layer's resources once it leaves the stack file needs a later apply to keep its working copy");
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod drift;
 pub mod error;
 pub mod history;
+pub mod orphans;
 pub mod run;
 pub mod source;
 pub mod state_push;

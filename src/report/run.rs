@@ -97,6 +97,7 @@ pub fn text(r: &RunReport) -> String {
             n(LayerStatus::Skipped),
         )
     };
+    out.push_str(&super::orphans::text(&r.orphaned));
     let _ = writeln!(out, "\n{summary}");
     out
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use super::retention::Retention;
+
 /// A state file that could not be read, understood or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -157,16 +159,18 @@ impl FileLock {
     }
 }
 
-/// Appends `line` (one JSON record, no newline) to a log file, under the lock beside it.
+/// Appends `line` (one JSON record, no newline) to a log file, under the lock beside it, then
+/// applies the log's retention.
 ///
 /// # Guarantees
 /// The record lands as one complete line, even with other writers: the lock orders them. A torn
 /// last line left by a crash is ended first, so it cannot swallow this record; readers skip it.
-/// The file is 0600 and its data synced before this returns.
+/// The file is 0600 and its data synced before this returns. A log past its cap is compacted
+/// under the same lock (see [`Retention::compact`]); the record just appended is always kept.
 ///
 /// # Errors
 /// [`StateError::Io`] naming the file.
-pub fn append_line(path: &Path, line: &str) -> Result<(), StateError> {
+pub fn append_line(path: &Path, line: &str, keep: Retention) -> Result<(), StateError> {
     let _lock = FileLock::beside(path)?;
     let io = || StateError::io("append to", path);
     let mut f = std::fs::OpenOptions::new()
@@ -190,7 +194,10 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), StateError> {
     record.push('\n');
     // One write of the whole record: with O_APPEND it lands at the end in one piece.
     f.write_all(record.as_bytes()).map_err(io())?;
-    f.sync_data().map_err(io())
+    f.sync_data().map_err(io())?;
+    drop(f);
+    keep.compact(path, len + record.len() as u64)?;
+    Ok(())
 }
 
 /// The records of a JSON-lines log, oldest first; `[]` when it does not exist. A line that does
@@ -231,11 +238,11 @@ mod tests {
     fn a_torn_last_line_is_skipped_and_never_swallows_the_next_record() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("history.jsonl");
-        append_line(&log, r#"{"n":1}"#).unwrap();
+        append_line(&log, r#"{"n":1}"#, crate::state::retention::HISTORY).unwrap();
         // A crash half-way through a record (as a writer without whole-line appends could leave).
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(br#"{"n":2, "pad"#).unwrap();
-        append_line(&log, r#"{"n":3}"#).unwrap();
+        append_line(&log, r#"{"n":3}"#, crate::state::retention::HISTORY).unwrap();
         let read: Vec<serde_json::Value> = read_lines(&log).unwrap();
         assert_eq!(
             read,

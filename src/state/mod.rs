@@ -10,13 +10,13 @@
 //!   plugin-cache/               shared TF_PLUGIN_CACHE_DIR
 //!   clusters/<name>.kubeconfig  kubeconfig content from outputs
 //!   status.json                 per-layer memory: converged revision, inputs hash, results, drift (stack_status.rs)
-//!   history.jsonl               one RunRecord per plan/apply (history.rs)
+//!   history.jsonl               one RunRecord per plan/apply, the newest 4-8 MiB (history.rs, retention.rs)
 //!   lock                        the one writer's kernel lock, naming its pid, host, command, since (lock.rs)
 //!   agent.json                  the agent's status (agent_status.rs)
 //!   pin                         the revision `strata rollback` pinned the agent to (pin.rs)
 //!   approvals/<layer>           approvals of manual layers (approvals.rs)
 //!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
-//!   alerts.jsonl                every alert the agent raised (alerts.rs)
+//!   alerts.jsonl                the alerts the agent raised, the newest 4-8 MiB (alerts.rs, retention.rs)
 //! ```
 //!
 //! Every file here is replaced atomically (temporary file, fsync, rename, fsync of the dir) with
@@ -38,6 +38,7 @@ pub mod lock;
 pub mod outputs;
 pub mod pin;
 pub mod reports;
+pub mod retention;
 pub mod stack_status;
 
 pub use file::{ensure_state_dir, StateError};

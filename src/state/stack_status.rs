@@ -26,6 +26,10 @@ pub struct LayerState {
     pub drift: Option<DriftState>,
     /// When the current drift was first seen.
     pub drift_since: Option<String>,
+    /// When a run first found the layer gone from the stack file while its resources remain
+    /// (RFC 3339); cleared when it is declared again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_since: Option<String>,
 }
 
 /// The whole stack's memory.

@@ -300,10 +300,16 @@ pub(crate) fn error_text(stderr: &str, stdout_tail: &str) -> String {
         stderr
     };
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end()).collect();
-    let start = lines
-        .iter()
-        .position(|l| l.trim_start_matches(['│', '╷', ' ']).starts_with("Error:"))
-        .unwrap_or(lines.len().saturating_sub(20));
+    let is_error = |l: &&str| l.trim_start_matches(['│', '╷', ' ']).starts_with("Error:");
+    let mut errors = lines.iter().enumerate().filter(|(_, l)| is_error(l));
+    // init prefaces configuration errors with a generic one; the real first error follows.
+    let start = match (errors.next(), errors.next()) {
+        (Some((_, first)), Some((second, _))) if first.contains("problems during initiali") => {
+            second
+        }
+        (Some((first, _)), _) => first,
+        (None, _) => lines.len().saturating_sub(20),
+    };
     let kept: Vec<String> = lines[start..]
         .iter()
         .map(|l| l.trim_start_matches(['│', '╷', '╵']).trim().to_string())
@@ -327,6 +333,11 @@ mod tests {
         assert_eq!(
             error_text(stderr, ""),
             "Error: local-exec provisioner error\nwith null_resource.x,\nexit status 3"
+        );
+        let init = "╷\n│ Error: Terraform encountered problems during initialisation, including problems\n│ with the configuration, described below.\n╵\n╷\n│ Error: Unclosed configuration block\n│ \n│   on main.tf line 1:\n╵\n";
+        assert_eq!(
+            error_text(init, ""),
+            "Error: Unclosed configuration block\non main.tf line 1:"
         );
         assert_eq!(
             error_text("", ""),

@@ -18,6 +18,9 @@ mod encrypted_vars;
 pub mod error;
 pub mod errored;
 mod exec;
+mod init;
+mod last_applied;
+mod locate;
 pub mod modules;
 mod orphans;
 pub mod plan;
@@ -116,6 +119,14 @@ pub struct Prepared {
     redactor: Redactor,
     timeout: Duration,
     lock_timeout: Duration,
+    /// The layer's directory, relative to the stack root.
+    source: PathBuf,
+    /// Throw the data dir away and init afresh before the next plan (`apply --reinit`).
+    reinit: bool,
+    /// The resolved `backend_config` as JSON, and the sensitive inputs' values: kept with the
+    /// last applied copy.
+    backend_json: String,
+    sensitive: Vec<serde_json::Value>,
     run: RunDir,
 }
 
@@ -128,6 +139,17 @@ impl Prepared {
     /// The secrets this layer's output is scrubbed of.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// Makes the next plan start from an empty data dir (providers and modules installed
+    /// afresh, the backend initialised again); the layer's state is kept.
+    pub fn request_reinit(&mut self) {
+        self.reinit = true;
+    }
+
+    /// The root of the run's working copy, which mirrors the stack root.
+    fn tree(&self) -> PathBuf {
+        self.run.path().join("tree")
     }
 }
 
@@ -256,13 +278,16 @@ impl Terraform {
         if !lock_in_tree.exists() && paths.lock_copy.exists() {
             std::fs::copy(&paths.lock_copy, &lock_in_tree).map_err(io("copy", &paths.lock_copy))?;
         }
-        let init_fingerprint = crate::hash::Hasher::new()
-            .part("config", config.init_fingerprint.as_bytes())
-            .part("backend", &backend_text)
-            .part("has_backend", &[u8::from(config.has_backend)])
-            .part("terraform", self.bin.version.as_bytes())
-            .part("state_dir", paths.dir.as_os_str().as_encoded_bytes())
-            .finish();
+        let init_fingerprint = self.init_fingerprint(&config, &backend_text, &paths);
+        let sensitive = input
+            .vars
+            .values()
+            .chain(input.backend_config.values())
+            .filter_map(|v| match v {
+                InputValue::Sensitive(s) => Some(s.expose().clone()),
+                _ => None,
+            })
+            .collect();
         let inputs_hash = workdir::inputs_hash(
             input.stack_root,
             &layer.source,
@@ -288,8 +313,28 @@ impl Terraform {
             redactor,
             timeout: layer.timeout,
             lock_timeout: spec.lock_timeout,
+            source: layer.source.clone(),
+            reinit: false,
+            backend_json: String::from_utf8_lossy(&backend_text).into_owned(),
+            sensitive,
             run,
         })
+    }
+
+    /// What a successful init depends on besides the lock file.
+    fn init_fingerprint(
+        &self,
+        config: &ConfigInfo,
+        backend_text: &[u8],
+        paths: &LayerPaths,
+    ) -> String {
+        crate::hash::Hasher::new()
+            .part("config", config.init_fingerprint.as_bytes())
+            .part("backend", backend_text)
+            .part("has_backend", &[u8::from(config.has_backend)])
+            .part("terraform", self.bin.version.as_bytes())
+            .part("state_dir", paths.dir.as_os_str().as_encoded_bytes())
+            .finish()
     }
 
     fn cache_dir(&self) -> PathBuf {
@@ -349,12 +394,15 @@ impl Terraform {
         }
     }
 
+    /// terraform's first error, redacted, with the files it names given by their repository
+    /// path rather than their place in the run's working copy.
     fn failed(p: &Prepared, step: Step, out: &exec::Finished) -> TerraformError {
         let tail = p.redactor.redact(&out.stdout);
+        let text = exec::error_text(&out.stderr, &tail);
         TerraformError::Failed {
             layer: p.layer.clone(),
             step,
-            message: exec::error_text(&out.stderr, &tail),
+            message: locate::to_repository(&text, &p.tree(), &p.source, &p.revision),
         }
     }
 
@@ -369,60 +417,6 @@ impl Terraform {
 
     fn lock_timeout_arg(p: &Prepared) -> OsString {
         format!("-lock-timeout={}", format_duration(p.lock_timeout)).into()
-    }
-
-    /// The init fingerprint with the lock file as it is now in the working copy.
-    fn init_stamp(p: &Prepared) -> String {
-        let lock = std::fs::read(p.work_dir.join(workdir::LOCK_FILE)).unwrap_or_default();
-        crate::hash::Hasher::new()
-            .part("base", p.init_fingerprint.as_bytes())
-            .part("lock", &lock)
-            .finish()
-    }
-
-    /// Runs `terraform init` unless the last successful init had the same fingerprint (the same
-    /// lock file, modules, providers and backend), then selects (or creates) the workspace.
-    async fn init(&self, p: &mut Prepared, limits: &Limits<'_>) -> Result<(), TerraformError> {
-        let stamp = std::fs::read_to_string(&p.paths.init_stamp).unwrap_or_default();
-        if stamp.trim() == Self::init_stamp(p) && p.paths.data_dir.is_dir() {
-            p.init = InitOutcome::Skipped;
-            tracing::info!(layer = %p.layer, "init skipped: lock file, modules and backend unchanged");
-        } else {
-            let _guard = self.cache_lock.write().await;
-            let cache = self.opts.state_dir.join("plugin-cache");
-            crate::util::fs::create_private_dir_all(&cache).map_err(|source| {
-                TerraformError::Io {
-                    layer: p.layer.clone(),
-                    action: "create",
-                    path: cache.clone(),
-                    source,
-                }
-            })?;
-            let _file_lock = CacheLock::acquire(&cache.join(".lock"), Access::Exclusive).await;
-            // No -lock-timeout: terraform 1.0's init does not take it.
-            let mut args: Vec<OsString> =
-                vec!["init".into(), "-input=false".into(), "-no-color".into()];
-            if !p.config.has_backend || p.backend_file.is_some() {
-                // A changed backend setting migrates nothing behind the user's back.
-                args.push("-reconfigure".into());
-            }
-            if let Some(f) = &p.backend_file {
-                let mut a = OsString::from("-backend-config=");
-                a.push(f);
-                args.push(a);
-            }
-            let out = self.run(p, Step::Init, args, true, limits).await?;
-            if out.code != 0 {
-                return Err(Self::failed(p, Step::Init, &out));
-            }
-            let lock = p.work_dir.join(workdir::LOCK_FILE);
-            if lock.exists() {
-                let _ = std::fs::copy(&lock, &p.paths.lock_copy);
-            }
-            let _ = write_private(&p.paths.init_stamp, Self::init_stamp(p).as_bytes());
-            p.init = InitOutcome::Ran;
-        }
-        self.select_workspace(p, limits).await
     }
 
     async fn select_workspace(

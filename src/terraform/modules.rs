@@ -36,8 +36,9 @@ pub enum ModuleError {
     },
 }
 
-/// Reads the configuration in `base/dir`. Files terraform could not parse either are hashed whole
-/// (so any change to them re-inits) and otherwise left for terraform to report.
+/// Reads the configuration in `base/dir`. Files strata cannot parse as HCL (JSON syntax, syntax
+/// errors) are never skipped: they are hashed whole (so any change to them re-inits), the local
+/// modules they name are found leniently, and their errors are left for terraform to report.
 ///
 /// # Errors
 /// A local module whose path climbs out of `base`, or an unreadable directory.
@@ -110,11 +111,25 @@ fn read_module(base: &Path, rel: &Path) -> Result<ModuleInfo, ModuleError> {
             .to_string();
         let body: hcl::Body = match (name.ends_with(".tf"), hcl::parse(&text)) {
             (true, Ok(b)) => b,
-            _ => {
+            (is_hcl, _) => {
+                // Not read as HCL (JSON syntax, or a syntax error): hashed whole, and the local
+                // modules it names are still found, so the working copy has them and terraform
+                // reports the file's own problem rather than a missing module directory.
                 info.init_parts.push(format!(
                     "file {name} {}",
                     crate::hash::sha256(text.as_bytes())
                 ));
+                let sources = if is_hcl {
+                    lenient_sources(&text)
+                } else {
+                    json_sources(&text)
+                };
+                for source in sources {
+                    let joined = normalize(&rel.join(&source));
+                    if joined.components().next() != Some(Component::ParentDir) {
+                        info.local_calls.push(joined);
+                    }
+                }
                 continue;
             }
         };
@@ -143,7 +158,7 @@ fn read_module(base: &Path, rel: &Path) -> Result<ModuleInfo, ModuleError> {
                     let version = attr_string(block, "version").unwrap_or_default();
                     info.init_parts
                         .push(format!("module {mname} {source} {version}"));
-                    if source.starts_with("./") || source.starts_with("../") {
+                    if is_local(&source) {
                         let joined = normalize(&rel.join(&source));
                         if joined.components().next() == Some(Component::ParentDir) {
                             return Err(ModuleError::Escapes {
@@ -175,6 +190,48 @@ fn read_module(base: &Path, rel: &Path) -> Result<ModuleInfo, ModuleError> {
         providers.into_iter().collect::<Vec<_>>().join(",")
     ));
     Ok(info)
+}
+
+/// Local module sources (`./…`, `../…`) in a `.tf` file that does not parse: every
+/// `source = "…"` line, whatever block it is in. Finding one too many only copies a directory.
+fn lenient_sources(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("source")?.trim_start();
+            let rest = rest.strip_prefix('=')?.trim_start().strip_prefix('"')?;
+            let value = &rest[..rest.find('"')?];
+            is_local(value).then(|| value.to_string())
+        })
+        .collect()
+}
+
+/// Local module sources in a `.tf.json` file: `{"module": {"name": {"source": "…"}}}`, the
+/// module object possibly in a list.
+fn json_sources(text: &str) -> Vec<String> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let modules: Vec<&serde_json::Value> = match json.get("module") {
+        Some(serde_json::Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    modules
+        .into_iter()
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|m| m.values())
+        .flat_map(|call| match call {
+            serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            one => vec![one],
+        })
+        .filter_map(|call| call.get("source")?.as_str())
+        .filter(|s| is_local(s))
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_local(source: &str) -> bool {
+    source.starts_with("./") || source.starts_with("../")
 }
 
 fn attr_string(block: &hcl::Block, key: &str) -> Option<String> {
@@ -260,6 +317,31 @@ mod tests {
         write(d.path(), "l/main.tf", "resource \"random_id\" \"a\" {}\n");
         let c = inspect(d.path(), Path::new("l")).unwrap().init_fingerprint;
         assert_ne!(a, c, "a new provider needs init");
+    }
+
+    #[test]
+    fn modules_called_from_files_that_do_not_parse_are_still_found() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "infra/net/main.tf",
+            "module \"subnet\" {\n  source = \"../../modules/subnet\"\n\noutput \"x\" {\n  value = 1\n}\n",
+        );
+        write(
+            d.path(),
+            "infra/net/extra.tf.json",
+            r#"{"module": {"tags": {"source": "./tags"}, "r": {"source": "hashicorp/consul/aws"}}}"#,
+        );
+        write(d.path(), "modules/subnet/main.tf", "variable \"cidr\" {}\n");
+        write(d.path(), "infra/net/tags/main.tf", "");
+        let info = inspect(d.path(), Path::new("infra/net")).unwrap();
+        assert_eq!(
+            info.local_modules,
+            vec![
+                PathBuf::from("infra/net/tags"),
+                PathBuf::from("modules/subnet")
+            ]
+        );
     }
 
     #[test]

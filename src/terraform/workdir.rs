@@ -117,6 +117,16 @@ impl Drop for RunDir {
 /// filesystem allows, copies otherwise. The lock file is always copied, since terraform may
 /// rewrite it; `.terraform` directories are left out.
 pub fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
+    copy_tree_with(from, to, rel, true)
+}
+
+/// [`copy_tree`] with every file copied, never linked: a copy that must not change when the
+/// files it came from are edited in place (the last applied working copy).
+pub fn copy_tree_detached(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
+    copy_tree_with(from, to, rel, false)
+}
+
+fn copy_tree_with(from: &Path, to: &Path, rel: &Path, link: bool) -> std::io::Result<()> {
     let src = from.join(rel);
     let dst = to.join(rel);
     std::fs::create_dir_all(&dst)?;
@@ -130,14 +140,14 @@ pub fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
         let child = rel.join(&name);
         let target = to.join(&child);
         if ty.is_dir() {
-            copy_tree(from, to, &child)?;
+            copy_tree_with(from, to, &child, link)?;
         } else if ty.is_symlink() {
             if !target.exists() {
                 std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
             }
         } else if target.exists() {
             continue;
-        } else if name == LOCK_FILE || std::fs::hard_link(entry.path(), &target).is_err() {
+        } else if !link || name == LOCK_FILE || std::fs::hard_link(entry.path(), &target).is_err() {
             std::fs::copy(entry.path(), &target)?;
             let mut perms = std::fs::metadata(&target)?.permissions();
             std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
