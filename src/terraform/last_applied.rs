@@ -59,6 +59,8 @@ impl Terraform {
             workdir::copy_tree_detached(&p.tree(), &tmp.join("tree"), rel)
                 .map_err(io("copy", &p.tree().join(rel)))?;
         }
+        // Kept beside the layer's state and inputs: readable by strata's user only.
+        crate::util::fs::make_tree_private(&tmp).map_err(io("restrict", &tmp))?;
         let vars = std::fs::read(&p.var_file).map_err(io("read", &p.var_file))?;
         crate::util::fs::write_private(&tmp.join("vars.json"), &vars).map_err(io("write", &tmp))?;
         if let Some(b) = &p.backend_file {

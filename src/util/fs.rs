@@ -81,6 +81,32 @@ pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Takes every permission of group and others away from `dir` and everything below it (links are
+/// not followed): for copies of files that sit next to secrets.
+///
+/// # Errors
+/// The first entry that could not be read or changed.
+pub fn make_tree_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&d)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&d)? {
+                todo.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,18 @@ fn assert_absent(what: &str, text: &str, planted: &[&str]) {
 /// Every file of the state dir, as text, except the provider cache and the files that must hold
 /// sensitive outputs to hand them downstream (terraform's state, the outputs cache): those are
 /// checked to be readable by their owner only.
+fn assert_private_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", d.display());
+        if d.is_dir() {
+            todo.extend(std::fs::read_dir(&d).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+}
+
 fn state_files(dir: &Path) -> Vec<(PathBuf, String)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
@@ -49,6 +61,12 @@ fn state_files(dir: &Path) -> Vec<(PathBuf, String)> {
             if name.contains(".tfstate") || name == "outputs.json" {
                 let mode = std::fs::metadata(&p).unwrap().permissions().mode();
                 assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+                continue;
+            }
+            // A removed layer is destroyed from the copy of its last apply: its source (this
+            // test's own Terraform code holds the planted value) and its inputs, owner-only.
+            if name == "applied" {
+                assert_private_tree(&p);
                 continue;
             }
             if p.is_dir() {
