@@ -35,6 +35,7 @@ use record::CommitInfo;
 use state::StackState;
 
 pub use change::{Change, ChangeAction, Target};
+pub use drift::diff_applied;
 pub use inputs::{Waiting, WaitingOn};
 pub use record::{DriftState, SCHEMA_VERSION};
 pub use run::Hold;

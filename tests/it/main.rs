@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod alerts;
 mod devcluster;
 mod engine;
 mod graph;
