@@ -7,8 +7,17 @@ use crate::exit::ExitStatus;
 
 pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Error> {
     let state = crate::engine::state::StackState::load(state_dir);
+    // What the agent observed, when an agent runs on this state dir.
+    let agent = state_dir
+        .join("agent.json")
+        .exists()
+        .then(|| crate::agent::AgentStatus::load(state_dir));
     if json {
-        out_json(&state)?;
+        let mut v = serde_json::to_value(&state).unwrap_or_default();
+        if let Some(a) = &agent {
+            v["agent"] = serde_json::to_value(a).unwrap_or_default();
+        }
+        out_json(&v)?;
         return Ok(ExitStatus::Success);
     }
     if state.layers.is_empty() {
@@ -24,6 +33,9 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
         .unwrap_or_else(|| "not found on PATH".into());
     out(&crate::report::status::text(&state, state_dir, &terraform))?;
+    if let Some(a) = &agent {
+        out(&crate::report::status::agent(a))?;
+    }
     Ok(ExitStatus::Success)
 }
 

@@ -144,8 +144,8 @@ mod tests {
             "kubernetes.app: dry-run failed, nothing applied:\n{}the real reason",
             "x".repeat(2000)
         );
-        let s = shorten(&reason, 100);
-        assert_eq!(s.chars().count(), 100);
+        let s = shorten(&reason, 120);
+        assert_eq!(s.chars().count(), 120);
         assert!(
             s.starts_with("kubernetes.app: dry-run failed, nothing applied: xx"),
             "{s}"

@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::run::short;
+use crate::agent::{AgentStatus, Reach};
+use crate::engine::record::Observation;
 use crate::engine::state::StackState;
 use crate::engine::DriftState;
 
@@ -38,6 +40,47 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
             l.last_result.as_deref().unwrap_or("-"),
             l.drift.map_or("unknown", DriftState::key),
             l.last_run.as_deref().unwrap_or("-"),
+        );
+    }
+    t
+}
+
+/// What the agent observed: the source, each cluster and each layer.
+pub fn agent(a: &AgentStatus) -> String {
+    let reach = |r: &Reach| {
+        if r.up {
+            "up".to_string()
+        } else {
+            format!(
+                "unreachable since {}: {}",
+                r.down_since.as_deref().unwrap_or("?"),
+                r.reason.as_deref().unwrap_or("")
+            )
+        }
+    };
+    let mut t = format!(
+        "\nagent: {}\n",
+        a.not_ready
+            .as_deref()
+            .map_or("ready".into(), |w| format!("not ready: {w}"))
+    );
+    let _ = writeln!(t, "  source: {}", reach(&a.source));
+    for (name, r) in &a.clusters {
+        let _ = writeln!(t, "  cluster {name}: {}", reach(r));
+    }
+    for (layer, o) in &a.layers {
+        let detail = match o {
+            Observation::Unknown { reason } => format!(": {reason}"),
+            Observation::Pending { revision } => format!(" {}", short(revision)),
+            _ => String::new(),
+        };
+        let _ = writeln!(t, "  {layer}: observed {}{detail}", o.key());
+    }
+    for c in &a.conditions {
+        let _ = writeln!(
+            t,
+            "  alerted since {}: {} ({})",
+            c.since, c.key, c.fingerprint
         );
     }
     t
