@@ -291,4 +291,11 @@ pub struct AgentArgs {
     /// On SIGTERM, how long a running apply may finish before it is interrupted.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: String,
+    /// How long the source or a cluster may stay unreachable before a `degraded` alert and a
+    /// failing /readyz.
+    #[arg(long, default_value = "5m")]
+    pub unreachable_after: String,
+    /// At most one `diff` alert per layer in this interval.
+    #[arg(long, default_value = "1h")]
+    pub diff_alert_interval: String,
 }

@@ -1,135 +1,204 @@
-//! The periodic drift check: diff every layer against the converged revision, correct the layers
-//! that say so, write the report, and raise `diff` / `converged` alerts.
+//! The periodic drift check: observe every layer against the revision last applied to it,
+//! correct the layers that say so, write the report, and raise `diff` / `converged` alerts and
+//! the clusters' `degraded` / `recovered` ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::record::LayerStatus;
+use crate::engine::record::{DriftReport, LayerStatus, Observation};
 use crate::engine::{Engine, Mode, Source};
 use crate::notify::EventType;
 use crate::stack::{DriftPolicy, LayerId, LayerKind};
 
 use super::Agent;
 
+fn diff_key(layer: &LayerId) -> String {
+    format!("diff {layer}")
+}
+
 impl Agent {
-    /// Checks every layer for drift; re-applies `drift = "correct"` layers; raises `diff` and
-    /// `converged` alerts.
+    /// Observes every layer; re-applies drifted `drift = "correct"` layers; raises `diff`
+    /// alerts (at most one per layer per `diff_interval`, and once per drift), and `converged`
+    /// only when every layer was observed in sync after a drift.
     pub async fn drift(&mut self) {
         let Some(revision) = self.status.revision.clone() else {
             return;
         };
         self.status.last_drift_check = Some(crate::now_rfc3339());
+        // The newest revision seen: each layer is measured against the one applied to it, and
+        // a newer one shows as pending.
         let mut spec = self.opts.spec.clone();
-        spec.reference = Some(revision.clone());
+        spec.reference = Some(self.status.latest_seen.clone().unwrap_or(revision.clone()));
         let source = Source::Repo {
             spec,
             opts: self.opts.source.clone(),
         };
-        let engine = match Engine::open(source.clone(), self.engine_options()).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("drift check skipped: {e}");
-                return;
-            }
-        };
-        let pending = self.status.latest_seen.clone().filter(|l| *l != revision);
-        let mut report = match engine.diff(pending).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("drift check failed: {e}");
-                return;
-            }
-        };
+        let mut report =
+            match crate::engine::diff_applied(source.clone(), self.engine_options()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Not looked at: every layer is unknown, never in sync.
+                    tracing::warn!("drift check failed: {e}");
+                    let reason = format!("the drift check could not run: {e}");
+                    for o in self.status.layers.values_mut() {
+                        *o = Observation::Unknown {
+                            reason: reason.clone(),
+                        };
+                    }
+                    self.http.metrics.record_observed(&self.status.layers);
+                    self.save();
+                    return;
+                }
+            };
         self.http.metrics.record_drift(&report);
+        self.clusters_from(&report);
         let drifted: Vec<LayerId> = report
             .layers
             .iter()
-            .filter(|l| l.state == crate::engine::DriftState::Drifted)
+            .filter(|l| l.observed == Observation::Drifted)
             .map(|l| l.layer.clone())
             .collect();
+        let stack = crate::engine::Engine::open(source.clone(), self.engine_options())
+            .await
+            .ok()
+            .map(|e| (e.stack.clone(), e.state()));
         let to_correct: BTreeSet<LayerId> = drifted
             .iter()
             .filter(|id| {
-                engine
-                    .stack
-                    .layer(id)
-                    .is_some_and(|l| l.drift == DriftPolicy::Correct)
+                stack.as_ref().is_some_and(|(s, _)| {
+                    s.layer(id).is_some_and(|l| l.drift == DriftPolicy::Correct)
+                })
             })
             .cloned()
             .collect();
         if !to_correct.is_empty() {
-            let mut opts = self.engine_options();
-            opts.only = Some(to_correct.clone());
-            opts.force_plan = to_correct
-                .iter()
-                .filter(|l| l.kind == LayerKind::Terraform)
-                .cloned()
-                .collect();
-            if let Ok(corrector) = Engine::open(source, opts).await {
-                match corrector.run(Mode::Apply).await {
-                    Ok(r) => {
-                        self.http.metrics.record_run(&r);
-                        report.corrected = r
-                            .layers
-                            .iter()
-                            .filter(|l| {
-                                matches!(l.status, LayerStatus::Applied | LayerStatus::Unchanged)
-                            })
-                            .map(|l| l.layer.clone())
-                            .collect();
-                    }
-                    Err(e) => tracing::warn!("drift correction failed: {e}"),
-                }
-            }
+            self.correct(&source, &to_correct, &mut report).await;
         }
         if let Err(e) =
             crate::state::reports::write(&self.opts.state_dir, &report, crate::state::reports::KEEP)
         {
             tracing::warn!("failed to write the drift report: {e}");
         }
-        // Alerts: `diff` once a layer has stayed divergent longer than alert_after (and was not
-        // corrected); `converged` when every layer matches again after an alert.
-        let still: Vec<LayerId> = drifted
-            .into_iter()
-            .filter(|d| !report.corrected.contains(d))
-            .collect();
-        let alert_after = engine.stack.settings.alert_after;
-        let state = engine.state();
-        let due: Vec<LayerId> = still
+        self.status.layers = report
+            .layers
             .iter()
-            .filter(|id| !self.alerted.contains(*id))
-            .filter(|id| {
-                state
-                    .layer(id)
-                    .and_then(|l| l.drift_since.as_deref())
-                    .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                    .is_none_or(|since| {
-                        jiff::Timestamp::now().duration_since(since).as_secs() as u64
-                            >= alert_after.as_secs()
-                    })
+            .map(|l| {
+                let o = if report.corrected.contains(&l.layer) {
+                    Observation::InSync
+                } else {
+                    l.observed.clone()
+                };
+                (l.layer.to_string(), o)
             })
-            .cloned()
             .collect();
-        if !due.is_empty() {
-            let names: Vec<String> = due.iter().map(ToString::to_string).collect();
-            self.event(
-                EventType::Diff,
-                &revision,
-                names.clone(),
-                format!("drift in {}", names.join(", ")),
-            );
-            self.alerted.extend(due);
+        self.http.metrics.record_observed(&self.status.layers);
+        let alert_after = stack
+            .as_ref()
+            .map(|(s, _)| s.settings.alert_after)
+            .unwrap_or_default();
+        let state = stack.map(|(_, st)| st).unwrap_or_default();
+        if !report.corrected.is_empty() {
+            self.owes_converged = true;
         }
-        if still.is_empty() && (!self.alerted.is_empty() || !report.corrected.is_empty()) {
+        for l in &report.layers {
+            let key = diff_key(&l.layer);
+            let drifting =
+                l.observed == Observation::Drifted && !report.corrected.contains(&l.layer);
+            if !drifting {
+                // Unknown says nothing either way: the condition stands until observed.
+                if !matches!(l.observed, Observation::Unknown { .. }) && self.memory.clear(&key) {
+                    self.owes_converged = true;
+                }
+                continue;
+            }
+            let old_enough = state
+                .layer(&l.layer)
+                .and_then(|s| s.drift_since.as_deref())
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|since| {
+                    jiff::Timestamp::now().duration_since(since).as_secs() as u64
+                        >= alert_after.as_secs()
+                });
+            let fingerprint = serde_json::to_string(&l.changes).unwrap_or_default();
+            if old_enough
+                && self
+                    .memory
+                    .raise_at_most_every(&key, &fingerprint, self.opts.diff_interval)
+            {
+                let against = l.revision.clone().unwrap_or(revision.clone());
+                self.event(
+                    EventType::Diff,
+                    &against,
+                    vec![l.layer.to_string()],
+                    &key,
+                    format!(
+                        "drift in {}: {} change{} against {}",
+                        l.layer,
+                        l.changes.len(),
+                        if l.changes.len() == 1 { "" } else { "s" },
+                        crate::report::run::short(&against)
+                    ),
+                );
+            }
+        }
+        if self.owes_converged && report.all_in_sync() {
             let names: Vec<String> = report.corrected.iter().map(ToString::to_string).collect();
             let summary = if names.is_empty() {
-                "every layer matches the revision again".to_string()
+                "every layer was observed in sync with the revision applied to it".to_string()
             } else {
                 format!("drift corrected in {}", names.join(", "))
             };
-            self.event(EventType::Converged, &revision, names, summary);
-            self.alerted.clear();
+            self.event(EventType::Converged, &revision, names, "drift", summary);
+            self.owes_converged = false;
         }
-        self.alerted.retain(|a| still.contains(a));
         self.save();
+    }
+
+    /// Re-applies the drifted layers that say `drift = "correct"`, noting which converged.
+    async fn correct(
+        &mut self,
+        source: &Source,
+        layers: &BTreeSet<LayerId>,
+        report: &mut DriftReport,
+    ) {
+        let mut opts = self.engine_options();
+        opts.only = Some(layers.clone());
+        opts.force_plan = layers
+            .iter()
+            .filter(|l| l.kind == LayerKind::Terraform)
+            .cloned()
+            .collect();
+        let Ok(corrector) = Engine::open(source.clone(), opts).await else {
+            return;
+        };
+        match corrector.run(Mode::Apply).await {
+            Ok(r) => {
+                self.http.metrics.record_run(&r);
+                report.corrected = r
+                    .layers
+                    .iter()
+                    .filter(|l| matches!(l.status, LayerStatus::Applied | LayerStatus::Unchanged))
+                    .map(|l| l.layer.clone())
+                    .collect();
+            }
+            Err(e) => tracing::warn!("drift correction failed: {e}"),
+        }
+    }
+
+    /// Which clusters answered in this check: one that answered for any layer is up; one that
+    /// answered for none is down.
+    fn clusters_from(&mut self, report: &DriftReport) {
+        let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for l in &report.layers {
+            let Some(reach) = &l.cluster else { continue };
+            let entry = seen
+                .entry(reach.name.clone())
+                .or_insert(reach.error.clone());
+            if reach.error.is_none() {
+                *entry = None;
+            }
+        }
+        for (name, error) in seen {
+            self.cluster_seen(&name, error);
+        }
     }
 }

@@ -6,16 +6,19 @@
 //! - [`run`](Agent::run) (`run.rs`): the loop — when to sync, when to check drift, shutdown.
 //! - `sync.rs`: fetch, converge a revision, record success, failure or refusal.
 //! - `drift.rs`: the periodic drift check, corrections and `diff` alerts.
+//! - `reach.rs`: whether the source and each cluster answer; `degraded` / `recovered` alerts
+//!   and readiness.
 //! - `status.rs`: what the agent knows of itself (`agent.json`, `/api/v1/status`).
 //! - `writeback.rs`: the git note on a converged commit.
 
 mod drift;
+mod reach;
 mod run;
 mod status;
 mod sync;
 mod writeback;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -25,13 +28,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineOptions;
+use crate::notify::memory::{shorten, Conditions, SUMMARY_MAX};
 use crate::notify::{AgentConfig, Event, EventType, Notifier};
 use crate::redact::Redacted;
 use crate::server::{AgentHttp, Metrics, Trigger};
 use crate::source::{SourceOptions, SourceSpec};
-use crate::stack::LayerId;
 
-pub use status::{AgentStatus, Refused};
+pub use status::{AgentStatus, Reach, Refused};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -49,6 +52,12 @@ pub struct AgentOptions {
     /// Override the stack's `poll_interval` / `drift_interval`.
     pub poll_interval: Option<Duration>,
     pub drift_interval: Option<Duration>,
+    /// How long the source or a cluster may stay unreachable before a `degraded` alert and a
+    /// failing `/readyz`. Default 5m.
+    pub unreachable_after: Duration,
+    /// At most one `diff` alert per layer in this interval, however its drift changes.
+    /// Default 1h.
+    pub diff_interval: Duration,
     /// Converge once and return (bootstrap without --watch).
     pub once: bool,
     /// Plan every layer on the first sync (bootstrap).
@@ -69,6 +78,8 @@ impl AgentOptions {
             config: AgentConfig::default(),
             terraform_env: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            unreachable_after: Duration::from_secs(300),
+            diff_interval: Duration::from_secs(3600),
             poll_interval: None,
             drift_interval: None,
             once: false,
@@ -98,8 +109,15 @@ pub struct Agent {
     pub(super) triggers: tokio::sync::mpsc::Receiver<Trigger>,
     /// Cancels running terraform (after the shutdown grace).
     pub(super) interrupt: CancellationToken,
-    /// Layers for which a `diff` alert was raised in the current drift episode.
-    pub(super) alerted: BTreeSet<LayerId>,
+    /// The conditions alerted on and not cleared: one alert per condition until it changes.
+    pub(super) memory: Conditions,
+    /// A `diff` condition cleared or a layer was corrected since the last `converged`: the next
+    /// drift check that observes every layer in sync says so.
+    pub(super) owes_converged: bool,
+    /// Since when the source has not answered.
+    pub(super) source_down: Option<Instant>,
+    /// Since when each cluster has not answered.
+    pub(super) clusters_down: BTreeMap<String, Instant>,
     pub(super) next_retry: Option<Instant>,
     pub(super) synced_once: bool,
     /// The settings of the stack as last opened.
@@ -118,6 +136,7 @@ impl Agent {
             metrics: Metrics::default(),
             status: std::sync::Mutex::new(serde_json::to_value(&status).unwrap_or_default()),
             ready: std::sync::atomic::AtomicBool::new(false),
+            not_ready: std::sync::Mutex::new(None),
             trigger: tx,
             webhook_secret: opts.webhook_secret.clone(),
             state_dir: opts.state_dir.clone(),
@@ -130,20 +149,26 @@ impl Agent {
                 .path
                 .as_ref()
                 .map_or(root.clone(), |p| root.join(p));
-            crate::stack::Stack::load(dir).ok().map(|s| s.settings)
+            crate::stack::Stack::load(dir).ok()
         });
+        let stack = settings.as_ref().map(|s| s.name.clone());
+        let settings = settings.map(|s| s.settings);
         let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
         Ok(Agent {
             opts,
             status: AgentStatus {
                 ready: false,
+                stack: stack.unwrap_or(status.stack.clone()),
                 ..status
             },
             notifier,
             http,
             triggers: rx,
             interrupt: CancellationToken::new(),
-            alerted: BTreeSet::new(),
+            memory: Conditions::default(),
+            owes_converged: false,
+            source_down: None,
+            clusters_down: BTreeMap::new(),
             next_retry: None,
             synced_once: false,
             settings,
@@ -155,7 +180,10 @@ impl Agent {
         self.notifier.clone()
     }
 
-    pub(super) fn save(&self) {
+    pub(super) fn save(&mut self) {
+        let not_ready = self.not_ready();
+        self.status.not_ready = not_ready.clone();
+        self.status.conditions = self.memory.active();
         let mut shown = serde_json::to_value(&self.status).unwrap_or_default();
         // The agent keeps running on a state dir it cannot write, but says so loudly: a
         // restart would start from the last status that was written.
@@ -164,22 +192,29 @@ impl Agent {
             shown["state_error"] = e.to_string().into();
         }
         *self.http.status.lock().expect("status") = shown;
-        self.http.ready.store(self.status.ready, Ordering::Relaxed);
+        *self.http.not_ready.lock().expect("not ready") = not_ready.clone();
+        self.http
+            .ready
+            .store(not_ready.is_none(), Ordering::Relaxed);
     }
 
+    /// Raises an alert about `condition`, with the stack's name and a complete summary.
     pub(super) fn event(
         &self,
         kind: EventType,
         revision: &str,
         layers: Vec<String>,
+        condition: &str,
         summary: String,
     ) {
+        self.http.metrics.alert(kind);
         self.notifier.notify(Event {
             kind,
-            stack: String::new(),
+            stack: self.status.stack.clone(),
             revision: revision.to_string(),
             layers,
-            summary,
+            condition: condition.to_string(),
+            summary: shorten(&summary, SUMMARY_MAX),
             time: crate::now_rfc3339(),
         });
     }

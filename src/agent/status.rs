@@ -1,7 +1,34 @@
 //! What the agent knows of itself, served as `/api/v1/status` and kept in the state dir by
 //! [`crate::state::agent_status`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::engine::record::Observation;
+use crate::notify::memory::Active;
+
+/// Whether the agent reaches something it depends on (the source, a cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    pub up: bool,
+    /// Unreachable since (RFC 3339), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since: Option<String>,
+    /// Why it could not be reached, while it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Reach {
+            up: true,
+            down_since: None,
+            reason: None,
+        }
+    }
+}
 
 /// A revision the agent will not apply, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +39,10 @@ pub struct Refused {
 
 /// What the agent knows of itself (`agent.json` in the state dir, and `/api/v1/status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AgentStatus {
+    /// The stack's name, as of the last revision opened.
+    pub stack: String,
     /// The revision last converged (or attempted).
     pub revision: Option<String>,
     /// The newest revision seen on the source.
@@ -27,5 +57,20 @@ pub struct AgentStatus {
     /// Consecutive failed syncs (backoff grows with it).
     pub failures: u32,
     pub awaiting_approval: Vec<String>,
+    /// A sync succeeded, and neither the source nor a cluster has been unreachable for longer
+    /// than the agent's threshold.
     pub ready: bool,
+    /// Why `/readyz` fails, while it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
+    /// Polls and webhooks handled since the agent started.
+    pub syncs: u64,
+    pub source: Reach,
+    /// Per cluster, from the last drift check.
+    pub clusters: BTreeMap<String, Reach>,
+    /// Per layer, what the last drift check observed.
+    pub layers: BTreeMap<String, Observation>,
+    /// The conditions alerted on that still hold.
+    #[serde(skip_deserializing)]
+    pub conditions: Vec<Active>,
 }

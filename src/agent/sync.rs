@@ -6,9 +6,15 @@ use std::time::{Duration, Instant};
 use crate::engine::record::{LayerStatus, RunReport};
 use crate::engine::{Engine, EngineError, Mode, Source};
 use crate::notify::EventType;
+use crate::state::lock::LockError;
 use crate::util::retry::Backoff;
 
 use super::{Agent, Refused};
+
+/// The condition of syncing: the last sync failed (and how), or was refused.
+const SYNC: &str = "sync";
+/// The condition of a new revision having been announced.
+const REVISION: &str = "revision";
 
 /// The wait before retrying after failed syncs in a row: 10 s doubling to 5 min, with jitter
 /// (docs/operations.md). The first wait lies between 10 and 20 s, the longest between 2.5 and
@@ -24,13 +30,15 @@ impl Agent {
     /// Fetches, and converges a new (or failed, or newly approved) revision.
     pub async fn sync(&mut self) {
         self.status.last_sync = Some(crate::now_rfc3339());
+        self.status.syncs += 1;
         let pin = match crate::state::pin::read(&self.opts.state_dir) {
             Ok(pin) => pin,
             Err(e) => {
                 // Neither following the branch nor guessing the pin: nothing is applied until an
                 // operator resolves it.
                 let at = self.status.revision.clone().unwrap_or_default();
-                self.failed(&at, vec![], e.to_string());
+                let condition = format!("state: {e}");
+                self.failed(&at, vec![], &condition, e.to_string());
                 return;
             }
         };
@@ -62,15 +70,15 @@ impl Agent {
         }
         match &rev.stale {
             Some(s) => {
-                self.http.metrics.fetch_errors.inc();
                 if self.status.stale_since.is_none() {
                     let since = jiff::Timestamp::from_second(s.since as i64)
                         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
                         .unwrap_or_default();
                     self.status.stale_since = Some(since);
                 }
+                self.source_unreachable(s.error.clone());
             }
-            None => self.status.stale_since = None,
+            None => self.source_up(),
         }
         let commit = rev.commit.clone();
         if self
@@ -83,11 +91,14 @@ impl Agent {
             return;
         }
         let is_new = self.status.revision.as_deref() != Some(commit.as_str());
-        let retry_due =
-            self.status.failures > 0 && self.next_retry.is_none_or(|t| t <= Instant::now());
+        // Backoff holds after every failure, new revision or not: a stack locked by another
+        // writer, or a broken target, is not tried (and alerted) on every poll.
+        let backing_off = self.next_retry.is_some_and(|t| t > Instant::now());
+        let retry_due = self.status.failures > 0 && !backing_off;
         let approvals = !crate::state::approvals::list(&self.opts.state_dir).is_empty()
             && !self.status.awaiting_approval.is_empty();
-        if !is_new && !retry_due && !approvals && self.synced_once {
+        if (backing_off && !approvals) || (!is_new && !retry_due && !approvals && self.synced_once)
+        {
             self.save();
             return;
         }
@@ -113,7 +124,8 @@ impl Agent {
             }
             // The state dir's fault, not the revision's: retried, never refused.
             Err(e @ EngineError::State(_)) => {
-                self.failed(&commit, vec![], e.to_string());
+                let condition = format!("state: {e}");
+                self.failed(&commit, vec![], &condition, e.to_string());
                 return;
             }
             Err(e) => {
@@ -122,19 +134,33 @@ impl Agent {
             }
         };
         self.settings = Some(engine.stack.settings.clone());
-        if is_new {
+        self.status.stack = engine.stack.name.clone();
+        // One `change_committed` per revision, however often it is retried.
+        if is_new && self.memory.raise(REVISION, &commit) {
             let summary = engine
                 .commit
                 .as_ref()
                 .map(|c| format!("new revision: \"{}\" by {}", c.summary, c.author))
                 .unwrap_or_default();
-            self.event(EventType::ChangeCommitted, &commit, vec![], summary);
+            self.event(
+                EventType::ChangeCommitted,
+                &commit,
+                vec![],
+                REVISION,
+                summary,
+            );
         }
         self.status.refused = None;
         let report = match engine.run(Mode::Apply).await {
             Ok(r) => r,
             Err(e) => {
-                self.failed(&commit, vec![], e.to_string());
+                let condition = match &e {
+                    EngineError::Lock(LockError::Held { .. } | LockError::HeldUnnamed { .. }) => {
+                        "the stack is locked by another writer".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                self.failed(&commit, vec![], &condition, e.to_string());
                 return;
             }
         };
@@ -171,6 +197,7 @@ impl Agent {
             crate::state::approvals::consume(&self.opts.state_dir, &l.layer.name);
         }
         if failed.is_empty() {
+            self.memory.clear(SYNC);
             self.status.failures = 0;
             self.next_retry = None;
             self.status.ready = true;
@@ -188,7 +215,7 @@ impl Agent {
                 .filter(|l| l.status == LayerStatus::Applied)
                 .map(|l| l.layer.to_string())
                 .collect();
-            self.event(EventType::Converged, &commit, changed, summary);
+            self.event(EventType::Converged, &commit, changed, SYNC, summary);
             if self.opts.config.writeback_notes {
                 super::writeback::note(engine, &self.opts, report);
             }
@@ -197,29 +224,29 @@ impl Agent {
                 .layers
                 .iter()
                 .filter(|l| matches!(l.status, LayerStatus::Failed | LayerStatus::Interrupted))
-                .map(|l| {
-                    format!(
-                        "{}: {}",
-                        l.layer,
-                        l.detail
-                            .clone()
-                            .unwrap_or_default()
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                    )
-                })
+                .map(|l| format!("{}: {}", l.layer, l.detail.clone().unwrap_or_default()))
                 .collect();
-            self.failed(&commit, failed, details.join("; "));
+            let details = details.join("; ");
+            let condition = format!("{} at {commit}: {details}", failed.join(", "));
+            self.failed(&commit, failed, &condition, details);
             return;
         }
         self.save();
     }
 
-    pub(super) fn failed(&mut self, commit: &str, layers: Vec<String>, summary: String) {
+    /// A failed sync: backoff, and a `failed` alert unless `condition` was already alerted.
+    pub(super) fn failed(
+        &mut self,
+        commit: &str,
+        layers: Vec<String>,
+        condition: &str,
+        summary: String,
+    ) {
         self.status.failures += 1;
         self.next_retry = Some(Instant::now() + FAILED_SYNC.delay_after(self.status.failures));
-        self.event(EventType::Failed, commit, layers, summary);
+        if self.memory.raise(SYNC, condition) {
+            self.event(EventType::Failed, commit, layers, SYNC, summary);
+        }
         self.save();
     }
 
@@ -232,32 +259,30 @@ impl Agent {
             revision: commit.to_string(),
             reason: reason.clone(),
         });
-        self.event(
-            EventType::Failed,
-            commit,
-            vec![],
-            format!("revision refused, staying on the last good revision: {reason}"),
-        );
+        if self
+            .memory
+            .raise(SYNC, &format!("{commit} refused: {reason}"))
+        {
+            self.event(
+                EventType::Failed,
+                commit,
+                vec![],
+                SYNC,
+                format!("revision refused, staying on the last good revision: {reason}"),
+            );
+        }
         self.save();
     }
 
     pub(super) fn source_failed(&mut self, e: crate::source::SourceError) {
-        self.http.metrics.fetch_errors.inc();
         if let crate::source::SourceError::Verification { commit, reason } = &e {
+            self.http.metrics.fetch_errors.inc();
             if self.status.refused.as_ref().map(|r| &r.revision) != Some(commit) {
                 self.refuse(commit, reason.clone());
             }
             return;
         }
-        if self.status.stale_since.is_none() {
-            self.status.stale_since = Some(crate::now_rfc3339());
-            self.event(
-                EventType::Failed,
-                self.status.revision.as_deref().unwrap_or(""),
-                vec![],
-                format!("the source can't be fetched: {e}"),
-            );
-        }
+        self.source_unreachable(e.to_string());
         self.save();
     }
 }

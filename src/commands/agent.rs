@@ -30,6 +30,10 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     opts.drift_interval = duration(&a.drift_interval)?;
     opts.shutdown_grace =
         crate::util::duration::parse_duration(&a.shutdown_grace).map_err(Error::Usage)?;
+    opts.unreachable_after =
+        crate::util::duration::parse_duration(&a.unreachable_after).map_err(Error::Usage)?;
+    opts.diff_interval =
+        crate::util::duration::parse_duration(&a.diff_alert_interval).map_err(Error::Usage)?;
     opts.once = bootstrap && !watch;
     opts.all_first = bootstrap;
     opts.progress = std::io::stderr().is_terminal() || bootstrap;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use super::{engine_err, out, out_json, runtime};
 use crate::cli::SourceArgs;
-use crate::engine::record::{LayerStatus, RunReport};
+use crate::engine::record::{LayerStatus, RunReport, Verdict};
 use crate::engine::{Engine, EngineOptions, Mode, Source};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -59,18 +59,19 @@ pub fn plan(a: &SourceArgs, all: bool, json: bool) -> Result<ExitStatus, Error> 
     runtime()?.block_on(async {
         let mut opts = options(a);
         opts.all = all;
+        let cancel = opts.cancel.clone();
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
         let report = engine.run(Mode::Plan).await.map_err(engine_err)?;
         print_run(&report, json)?;
-        Ok(
-            if report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted) {
-                ExitStatus::Failure
-            } else if has_changes(&report) {
-                ExitStatus::Changes
-            } else {
-                ExitStatus::Success
-            },
-        )
+        Ok(if cancel.is_cancelled() {
+            ExitStatus::Interrupted
+        } else if report.any(LayerStatus::Failed) || report.any(LayerStatus::Interrupted) {
+            ExitStatus::Failure
+        } else if has_changes(&report) {
+            ExitStatus::Changes
+        } else {
+            ExitStatus::Success
+        })
     })
 }
 
@@ -101,6 +102,7 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
         opts.reinit = reinit;
         opts.lock_timeout = lock_timeout;
         opts.adopt = adopt;
+        let cancel = opts.cancel.clone();
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
         if !auto_approve {
             if !std::io::stdin().is_terminal() {
@@ -124,6 +126,10 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
         }
         let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
         print_run(&report, json)?;
+        // Stopped by SIGTERM or SIGINT after the graceful stop: 130, as documented.
+        if cancel.is_cancelled() {
+            return Ok(ExitStatus::Interrupted);
+        }
         Ok(
             if report.any(LayerStatus::Failed)
                 || report.any(LayerStatus::Interrupted)
@@ -146,27 +152,12 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
 
 pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
     runtime()?.block_on(async {
-        let source = source_of(a);
-        let mut engine = Engine::open(source.clone(), options(a))
+        let opts = options(a);
+        let cancel = opts.cancel.clone();
+        // Each layer against the revision last applied to it; a newer one is pending.
+        let report = crate::engine::diff_applied(source_of(a), opts)
             .await
             .map_err(engine_err)?;
-        // Drift is measured against the last converged revision; a newer commit is pending.
-        let mut pending = None;
-        if let (Source::Repo { spec, opts }, Some(converged)) =
-            (&source, engine.state().converged_revision)
-        {
-            if converged != engine.revision {
-                pending = Some(engine.revision.clone());
-                let mut pinned = spec.clone();
-                pinned.reference = Some(converged);
-                let source = Source::Repo {
-                    spec: pinned,
-                    opts: opts.clone(),
-                };
-                engine = Engine::open(source, options(a)).await.map_err(engine_err)?;
-            }
-        }
-        let report = engine.diff(pending).await.map_err(engine_err)?;
         // `strata report` shows the latest check, whoever ran it; failing to keep it is not
         // worth failing the diff that was just printed.
         if let Err(e) =
@@ -184,12 +175,13 @@ pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Er
                 std::io::stdout().is_terminal(),
             ))?;
         }
-        Ok(if report.errors() {
-            ExitStatus::Failure
-        } else if report.drifted() {
-            ExitStatus::Changes
-        } else {
-            ExitStatus::Success
+        if cancel.is_cancelled() {
+            return Ok(ExitStatus::Interrupted);
+        }
+        Ok(match report.verdict() {
+            Verdict::Unknown => ExitStatus::Failure,
+            Verdict::Diverged => ExitStatus::Changes,
+            Verdict::InSync => ExitStatus::Success,
         })
     })
 }

@@ -13,8 +13,17 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         "{}",
         crate::report::status::exposure_warning(state_dir, &exposed)
     );
+    // What the agent observed, when an agent runs on this state dir.
+    let agent = crate::state::agent_status::path(state_dir)
+        .exists()
+        .then(|| crate::state::agent_status::load(state_dir))
+        .transpose()?;
     if json {
-        out_json(&state)?;
+        let mut v = serde_json::to_value(&state).unwrap_or_default();
+        if let Some(a) = &agent {
+            v["agent"] = serde_json::to_value(a).unwrap_or_default();
+        }
+        out_json(&v)?;
         return Ok(ExitStatus::Success);
     }
     if state.layers.is_empty() {
@@ -30,6 +39,9 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
         .unwrap_or_else(|| "not found on PATH".into());
     out(&crate::report::status::text(&state, state_dir, &terraform))?;
+    if let Some(a) = &agent {
+        out(&crate::report::status::agent(a))?;
+    }
     Ok(ExitStatus::Success)
 }
 

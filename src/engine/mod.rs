@@ -36,6 +36,7 @@ use crate::value::Outputs;
 use record::CommitInfo;
 
 pub use change::{Change, ChangeAction, Target};
+pub use drift::diff_applied;
 pub use inputs::{Waiting, WaitingOn};
 pub use record::{DriftState, SCHEMA_VERSION};
 pub use run::Hold;

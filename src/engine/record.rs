@@ -156,11 +156,63 @@ impl DriftState {
     }
 }
 
+/// What strata could observe of a layer: the truth it may report, and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Observation {
+    /// Looked, and the live system matches the revision last applied to the layer.
+    InSync,
+    /// Looked, and the live system differs from the revision last applied to the layer.
+    Drifted,
+    /// Could not look (API unreachable, auth failure, terraform missing, source unreadable,
+    /// inputs not known): nothing is claimed about the live system.
+    Unknown { reason: String },
+    /// Never applied from this state dir: there is nothing to compare with.
+    NeverApplied,
+    /// In sync with the revision last applied, but a newer revision failed or is not applied
+    /// yet.
+    Pending { revision: String },
+}
+
+impl Observation {
+    /// `in_sync`, `drifted`, `unknown`, `never_applied`, `pending`: the metric label.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Observation::InSync => "in_sync",
+            Observation::Drifted => "drifted",
+            Observation::Unknown { .. } => "unknown",
+            Observation::NeverApplied => "never_applied",
+            Observation::Pending { .. } => "pending",
+        }
+    }
+
+    /// Every key, for metrics that show 0 for the states a layer is not in.
+    pub const KEYS: [&'static str; 5] =
+        ["in_sync", "drifted", "unknown", "never_applied", "pending"];
+}
+
+/// Whether a Kubernetes layer's cluster answered its drift check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterReach {
+    pub name: String,
+    /// Why the cluster could not be read; `None` when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One layer's drift.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerDrift {
     pub layer: LayerId,
     pub state: DriftState,
+    /// What was observed, against [`LayerDrift::revision`].
+    pub observed: Observation,
+    /// The revision last applied to the layer, which the live system was compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// For Kubernetes layers that tried to reach their cluster: whether it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReach>,
     /// What an apply would change to undo the drift.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
@@ -191,6 +243,18 @@ pub struct DriftReport {
     pub corrected: Vec<LayerId>,
 }
 
+/// What a whole drift check says, most serious first: `strata diff`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A layer could not be observed (exit 1).
+    Unknown,
+    /// A layer drifted or was never applied (exit 2).
+    Diverged,
+    /// Every layer was observed in sync with the revision last applied to it (exit 0); some
+    /// may have a newer revision pending.
+    InSync,
+}
+
 impl DriftReport {
     pub fn drifted(&self) -> bool {
         self.layers.iter().any(|l| l.state == DriftState::Drifted)
@@ -198,6 +262,36 @@ impl DriftReport {
 
     pub fn errors(&self) -> bool {
         self.layers.iter().any(|l| l.state == DriftState::Error)
+    }
+
+    /// The layers observed in `key` state ([`Observation::key`]).
+    pub fn observed(&self, key: &str) -> Vec<&LayerDrift> {
+        self.layers
+            .iter()
+            .filter(|l| l.observed.key() == key)
+            .collect()
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if !self.observed("unknown").is_empty() {
+            Verdict::Unknown
+        } else if self
+            .layers
+            .iter()
+            .any(|l| matches!(l.observed, Observation::Drifted | Observation::NeverApplied))
+        {
+            Verdict::Diverged
+        } else {
+            Verdict::InSync
+        }
+    }
+
+    /// Whether every layer was observed in sync at the revision applied to it, with nothing
+    /// pending: only then may the agent say `converged`.
+    pub fn all_in_sync(&self) -> bool {
+        self.layers
+            .iter()
+            .all(|l| l.observed == Observation::InSync)
     }
 }
 

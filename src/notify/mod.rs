@@ -1,6 +1,9 @@
 //! Alerts: `change_committed`, `diff`, `converged`, `failed`, delivered to the sinks configured on
 //! the agent (never in the repository: sinks hold secrets). Delivery is retried in the
-//! background; a failing sink never blocks reconciliation.
+//! background; a failing sink never blocks reconciliation. Which alerts are raised, and how
+//! often, is the agent's memory of conditions ([`memory`]).
+
+pub mod memory;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,9 +22,27 @@ pub enum EventType {
     ChangeCommitted,
     /// A layer stayed divergent longer than `alert_after`.
     Diff,
-    /// Every layer matches a revision.
+    /// Every layer was observed in sync with the revision applied to it.
     Converged,
     Failed,
+    /// The source or a cluster has been unreachable longer than the configured time.
+    Degraded,
+    /// A `degraded` condition cleared: the source or cluster answers again.
+    Recovered,
+}
+
+impl EventType {
+    /// The name in JSON and metric labels: `change_committed`, `diff`, ...
+    pub fn key(self) -> &'static str {
+        match self {
+            EventType::ChangeCommitted => "change_committed",
+            EventType::Diff => "diff",
+            EventType::Converged => "converged",
+            EventType::Failed => "failed",
+            EventType::Degraded => "degraded",
+            EventType::Recovered => "recovered",
+        }
+    }
 }
 
 /// One alert, as the webhook sink posts it.
@@ -32,6 +53,10 @@ pub struct Event {
     pub stack: String,
     pub revision: String,
     pub layers: Vec<String>,
+    /// What the alert is about (`source`, `sync`, `cluster main`, `diff kubernetes.app`,
+    /// `revision`): one alert per condition until it changes.
+    pub condition: String,
+    /// Complete: a long reason is shortened in the middle, never cut off.
     pub summary: String,
     /// RFC 3339.
     pub time: String,
@@ -204,9 +229,9 @@ async fn deliver(client: &reqwest::Client, sink: &Sink, event: &Event) {
         Sink::Webhook { url, .. } => (url, serde_json::to_value(event).expect("json")),
         Sink::Slack { url, .. } => {
             let text = format!(
-                "strata {}: {:?} at {} — {}",
+                "strata {}: {} at {} — {}",
                 event.stack,
-                event.kind,
+                event.kind.key(),
                 crate::report::run::short(&event.revision),
                 event.summary
             );

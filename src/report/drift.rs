@@ -2,7 +2,53 @@
 
 use std::fmt::Write;
 
-use crate::engine::record::{DriftReport, DriftState};
+use crate::engine::record::{DriftReport, DriftState, LayerDrift, Observation};
+
+/// A layer's observation in words: `in sync`, `drifted`, `unknown: why`, `never applied`,
+/// `pending abc1234: in sync with def5678`.
+fn observed(l: &LayerDrift) -> String {
+    let against = l.revision.as_deref().map(short).unwrap_or("-");
+    match &l.observed {
+        Observation::InSync => "in sync".into(),
+        Observation::Drifted => "drifted".into(),
+        Observation::Unknown { reason } => format!("unknown: {reason}"),
+        Observation::NeverApplied => "never applied: not checked".into(),
+        Observation::Pending { revision } => format!(
+            "pending {}: in sync with {against}, the revision last applied",
+            short(revision)
+        ),
+    }
+}
+
+/// The last line: what was found, most serious first, naming the layers.
+fn verdict(d: &DriftReport) -> String {
+    let names = |key: &str| {
+        d.observed(key)
+            .iter()
+            .map(|l| l.layer.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let count = |key: &str| d.observed(key).len();
+    let layers = |n: usize| if n == 1 { "layer" } else { "layers" };
+    let mut parts = Vec::new();
+    for (key, what) in [
+        ("unknown", "Could not check"),
+        ("drifted", "Drift in"),
+        ("never_applied", "Never applied:"),
+        ("pending", "A newer revision is pending for"),
+    ] {
+        let n = count(key);
+        if n > 0 {
+            parts.push(format!("{what} {n} {}: {}.", layers(n), names(key)));
+        }
+    }
+    if parts.is_empty() {
+        "No drift: every layer was observed in sync.".into()
+    } else {
+        parts.join(" ")
+    }
+}
 
 use super::run::short;
 
@@ -41,13 +87,7 @@ pub fn text(d: &DriftReport, color: bool) -> String {
         .max()
         .unwrap_or(0);
     for l in &d.layers {
-        let state = l.state.as_str();
-        let detail = l
-            .detail
-            .as_ref()
-            .map(|x| format!(": {x}"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {:width$}  {state}{detail}", l.layer.to_string());
+        let _ = writeln!(out, "  {:width$}  {}", l.layer.to_string(), observed(l));
         if l.state == DriftState::Drifted {
             if let Some(p) = &l.terraform {
                 for line in terraform_lines(p) {
@@ -68,23 +108,7 @@ pub fn text(d: &DriftReport, color: bool) -> String {
             short(p)
         );
     }
-    let drifted = d
-        .layers
-        .iter()
-        .filter(|l| l.state == DriftState::Drifted)
-        .count();
-    let _ = writeln!(
-        out,
-        "{}",
-        if drifted == 0 {
-            "No drift.".to_string()
-        } else {
-            format!(
-                "Drift in {drifted} layer{}.",
-                if drifted == 1 { "" } else { "s" }
-            )
-        }
-    );
+    let _ = writeln!(out, "{}", verdict(d));
     out
 }
 
@@ -92,14 +116,9 @@ pub fn text(d: &DriftReport, color: bool) -> String {
 pub fn markdown(d: &DriftReport) -> String {
     let mut out = format!("## Drift report: `{}`\n\nRevision `{}`, checked {}.\n\n| layer | state | details |\n| --- | --- | --- |\n", d.stack, short(&d.revision), d.checked_at);
     for l in &d.layers {
-        let details = l.detail.clone().unwrap_or_default().replace('|', "\\|");
-        let _ = writeln!(
-            out,
-            "| `{}` | {} | {} |",
-            l.layer,
-            l.state.as_str(),
-            details
-        );
+        let text = observed(l).replace('|', "\\|").replace('\n', " ");
+        let (state, details) = text.split_once(": ").unwrap_or((&text, ""));
+        let _ = writeln!(out, "| `{}` | {state} | {details} |", l.layer);
     }
     for l in d.layers.iter().filter(|l| l.state == DriftState::Drifted) {
         let _ = writeln!(out, "\n### `{}`\n\n```diff", l.layer);
@@ -120,5 +139,6 @@ pub fn markdown(d: &DriftReport) -> String {
             short(p)
         );
     }
+    let _ = writeln!(out, "\n{}", verdict(d));
     out
 }

@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::run::short;
+use crate::agent::{AgentStatus, Reach};
+use crate::engine::record::Observation;
 use crate::engine::DriftState;
 use crate::state::stack_status::StackState;
 
@@ -63,5 +65,46 @@ pub fn exposure_warning(state_dir: &Path, exposed: &[crate::state::exposure::Exp
         let _ = writeln!(t, "  and {} more", exposed.len() - EXPOSED_SHOWN);
     }
     let _ = writeln!(t, "  fix it with: chmod -R go-rwx {}", state_dir.display());
+    t
+}
+
+/// What the agent observed: the source, each cluster and each layer.
+pub fn agent(a: &AgentStatus) -> String {
+    let reach = |r: &Reach| {
+        if r.up {
+            "up".to_string()
+        } else {
+            format!(
+                "unreachable since {}: {}",
+                r.down_since.as_deref().unwrap_or("?"),
+                r.reason.as_deref().unwrap_or("")
+            )
+        }
+    };
+    let mut t = format!(
+        "\nagent: {}\n",
+        a.not_ready
+            .as_deref()
+            .map_or("ready".into(), |w| format!("not ready: {w}"))
+    );
+    let _ = writeln!(t, "  source: {}", reach(&a.source));
+    for (name, r) in &a.clusters {
+        let _ = writeln!(t, "  cluster {name}: {}", reach(r));
+    }
+    for (layer, o) in &a.layers {
+        let detail = match o {
+            Observation::Unknown { reason } => format!(": {reason}"),
+            Observation::Pending { revision } => format!(" {}", short(revision)),
+            _ => String::new(),
+        };
+        let _ = writeln!(t, "  {layer}: observed {}{detail}", o.key());
+    }
+    for c in &a.conditions {
+        let _ = writeln!(
+            t,
+            "  alerted since {}: {} ({})",
+            c.since, c.key, c.fingerprint
+        );
+    }
     t
 }

@@ -20,7 +20,8 @@ use prometheus_client::registry::Registry;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::engine::record::{DriftReport, LayerStatus, RunReport};
+use crate::engine::record::{DriftReport, LayerStatus, Observation, RunReport};
+use crate::notify::EventType;
 use crate::redact::Redacted;
 
 type Labels = Vec<(String, String)>;
@@ -34,6 +35,10 @@ pub struct Metrics {
     results: Family<Labels, Counter>,
     pub fetch_errors: Counter,
     revision: Family<Labels, Gauge>,
+    observed: Family<Labels, Gauge>,
+    source_up: Gauge,
+    cluster_up: Family<Labels, Gauge>,
+    alerts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -47,6 +52,32 @@ impl Default for Metrics {
         let results = Family::<Labels, Counter>::default();
         let fetch_errors = Counter::default();
         let revision = Family::<Labels, Gauge>::default();
+        let observed = Family::<Labels, Gauge>::default();
+        let source_up = Gauge::default();
+        // Up until a fetch says otherwise: the agent fetches before anything else.
+        source_up.set(1);
+        let cluster_up = Family::<Labels, Gauge>::default();
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register(
+            "strata_layer_observed",
+            "1 for the state the last drift check observed the layer in (in_sync, drifted, unknown, never_applied, pending)",
+            observed.clone(),
+        );
+        registry.register(
+            "strata_source_up",
+            "1 when the last fetch of the source succeeded",
+            source_up.clone(),
+        );
+        registry.register(
+            "strata_cluster_up",
+            "1 when the cluster answered the last drift check",
+            cluster_up.clone(),
+        );
+        registry.register(
+            "strata_alerts_sent",
+            "Alerts raised, by type",
+            alerts.clone(),
+        );
         registry.register(
             "strata_layer_drift",
             "1 when the layer differs from its converged revision",
@@ -85,6 +116,10 @@ impl Default for Metrics {
             results,
             fetch_errors,
             revision,
+            observed,
+            source_up,
+            cluster_up,
+            alerts,
         }
     }
 }
@@ -123,6 +158,37 @@ impl Metrics {
         }
     }
 
+    /// Each layer's observation: 1 for its state, 0 for the others.
+    pub fn record_observed(&self, layers: &std::collections::BTreeMap<String, Observation>) {
+        for (name, o) in layers {
+            for key in Observation::KEYS {
+                let labels = vec![
+                    ("layer".to_string(), name.clone()),
+                    ("state".to_string(), key.to_string()),
+                ];
+                self.observed
+                    .get_or_create(&labels)
+                    .set(i64::from(o.key() == key));
+            }
+        }
+    }
+
+    pub fn source_up(&self, up: bool) {
+        self.source_up.set(i64::from(up));
+    }
+
+    pub fn cluster_up(&self, cluster: &str, up: bool) {
+        self.cluster_up
+            .get_or_create(&vec![("cluster".into(), cluster.to_string())])
+            .set(i64::from(up));
+    }
+
+    pub fn alert(&self, kind: EventType) {
+        self.alerts
+            .get_or_create(&vec![("type".into(), kind.key().to_string())])
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
@@ -144,6 +210,8 @@ pub struct AgentHttp {
     pub metrics: Metrics,
     pub status: Mutex<serde_json::Value>,
     pub ready: std::sync::atomic::AtomicBool,
+    /// Why the agent is not ready, for `/readyz`.
+    pub not_ready: Mutex<Option<String>>,
     pub trigger: tokio::sync::mpsc::Sender<Trigger>,
     pub webhook_secret: Option<Redacted<Vec<u8>>>,
     pub state_dir: std::path::PathBuf,
@@ -182,11 +250,13 @@ async fn readyz(State(s): State<Arc<AgentHttp>>) -> Response {
     if s.ready.load(std::sync::atomic::Ordering::Relaxed) {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no successful sync yet",
-        )
-            .into_response()
+        let why = s
+            .not_ready
+            .lock()
+            .expect("not ready")
+            .clone()
+            .unwrap_or_else(|| "no successful sync yet".into());
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
     }
 }
 

@@ -57,6 +57,7 @@ mod tests {
                             stack: "s".into(),
                             revision: "abc".into(),
                             layers: vec![format!("{t}")],
+                            condition: "sync".into(),
                             summary: format!("{n}"),
                             time: "2024-01-01T00:00:00Z".into(),
                         };

@@ -14,17 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{free_port, repo_root, strata_cli, Cluster, Postgres};
 
-const NULL: &str =
+pub(crate) const NULL: &str =
     "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n";
 
 /// A Git repository holding a stack: one Terraform layer, two Kubernetes layers (one reports
 /// drift, one corrects it).
-struct Repo {
-    dir: PathBuf,
+pub(crate) struct Repo {
+    pub(crate) dir: PathBuf,
 }
 
 impl Repo {
-    fn new(root: &Path, kubeconfig: &Path) -> Repo {
+    pub(crate) fn new(root: &Path, kubeconfig: &Path) -> Repo {
         let dir = root.join("repo");
         let r = Repo { dir };
         r.write("strata.hcl", &format!(
@@ -44,13 +44,13 @@ impl Repo {
         r
     }
 
-    fn write(&self, path: &str, text: &str) {
+    pub(crate) fn write(&self, path: &str, text: &str) {
         let p = self.dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
             .args(args)
             .current_dir(&self.dir)
@@ -68,19 +68,19 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    fn commit(&self, message: &str) -> String {
+    pub(crate) fn commit(&self, message: &str) -> String {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-qm", message]);
         self.git(&["rev-parse", "HEAD"])
     }
 }
 
-fn cm(name: &str, color: &str) -> String {
+pub(crate) fn cm(name: &str, color: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  color: {color}\n")
 }
 
 /// An HTTP receiver for webhook alerts.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
     let app = axum::Router::new().route(
@@ -99,7 +99,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, got)
 }
 
-fn options(repo: &Repo, state: &Path, alerts: &str) -> AgentOptions {
+pub(crate) fn options(repo: &Repo, state: &Path, alerts: &str) -> AgentOptions {
     let spec = SourceSpec {
         url: repo.dir.display().to_string(),
         reference: None,
@@ -123,7 +123,7 @@ fn options(repo: &Repo, state: &Path, alerts: &str) -> AgentOptions {
     o
 }
 
-async fn until<F: Fn() -> bool>(what: &str, secs: u64, f: F) {
+pub(crate) async fn until<F: Fn() -> bool>(what: &str, secs: u64, f: F) {
     let start = Instant::now();
     while !f() {
         assert!(
@@ -134,7 +134,7 @@ async fn until<F: Fn() -> bool>(what: &str, secs: u64, f: F) {
     }
 }
 
-fn kinds(got: &Arc<Mutex<Vec<Value>>>) -> Vec<String> {
+pub(crate) fn kinds(got: &Arc<Mutex<Vec<Value>>>) -> Vec<String> {
     got.lock()
         .unwrap()
         .iter()
@@ -585,7 +585,7 @@ async fn sigterm_during_a_long_apply_stops_cleanly_leaving_no_terraform() {
     );
 }
 
-fn processes() -> Vec<String> {
+pub(crate) fn processes() -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()

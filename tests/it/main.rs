@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod alerts;
 mod approval;
 mod devcluster;
 mod engine;
