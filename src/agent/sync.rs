@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::orphans::OrphanStatus;
 use crate::engine::record::{LayerStatus, RunReport};
 use crate::engine::{Engine, EngineError, Mode, Source};
 use crate::notify::EventType;
@@ -172,7 +173,7 @@ impl Agent {
     fn after_apply(&mut self, engine: &Engine, report: &RunReport) {
         let commit = report.revision.clone();
         self.status.revision = Some(commit.clone());
-        let failed: Vec<String> = report
+        let mut failed: Vec<String> = report
             .layers
             .iter()
             .filter(|l| {
@@ -195,6 +196,30 @@ impl Agent {
             .filter(|l| l.status == LayerStatus::Applied)
         {
             crate::state::approvals::consume(&self.opts.state_dir, &l.layer.name);
+        }
+        // A layer removed from strata.hcl whose resources remain: one alert when it is first
+        // found, and it waits for approval like a manual layer (an approval wakes the agent).
+        for o in &report.orphaned {
+            let name = o.layer.to_string();
+            match o.status {
+                OrphanStatus::Orphaned => {
+                    if o.new {
+                        let condition = format!("orphaned {name}");
+                        self.event(
+                            EventType::Diff,
+                            &commit,
+                            vec![name.clone()],
+                            &condition,
+                            format!("{name} was removed from strata.hcl: {}", o.detail),
+                        );
+                    }
+                    self.status.awaiting_approval.push(name);
+                }
+                OrphanStatus::Destroyed => {
+                    crate::state::approvals::consume(&self.opts.state_dir, &o.layer.name);
+                }
+                OrphanStatus::Failed => failed.push(name),
+            }
         }
         if failed.is_empty() {
             self.memory.clear(SYNC);

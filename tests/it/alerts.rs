@@ -505,3 +505,77 @@ async fn sigterm_during_apply_exits_130_after_the_graceful_stop() {
         .unwrap();
     assert_eq!(status.code(), Some(130), "interrupted, as documented");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_layer_removed_from_the_stack_alerts_once_and_is_destroyed_only_when_approved() {
+    let c = Cluster::start().await;
+    let repo = Repo::new(c.dir.path(), &c.kubeconfig);
+    let (alerts, got) = receiver().await;
+    let state = c.dir.path().join("state");
+    let mut o = options(&repo, &state, &alerts);
+    o.poll_interval = Some(Duration::from_secs(1));
+    let addr = o.listen.unwrap();
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
+    until("the first sync converged", 120, || {
+        kinds(&got).contains(&"converged".to_string())
+    })
+    .await;
+
+    // terraform.net leaves strata.hcl (and the layer that depended on it stops depending).
+    let hcl = std::fs::read_to_string(repo.dir.join("strata.hcl")).unwrap();
+    let hcl = hcl
+        .replace("terraform \"net\" {\n  source = \"net\"\n}\n", "")
+        .replace("  depends_on = [terraform.net]\n", "");
+    repo.write("strata.hcl", &hcl);
+    repo.commit("drop net");
+    let orphaned = |got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>| {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["condition"] == "orphaned terraform.net")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    until("an orphaned alert", 120, || !orphaned(&got).is_empty()).await;
+    polls(addr, 3).await;
+    let alert = orphaned(&got);
+    assert_eq!(alert.len(), 1, "one alert: {alert:?}");
+    assert_eq!(alert[0]["type"], "diff", "{alert:?}");
+    let s = status(addr).await;
+    assert_eq!(
+        s["awaiting_approval"],
+        serde_json::json!(["terraform.net"]),
+        "{s}"
+    );
+    let tfstate = state.join("layers/net/terraform.tfstate");
+    let text = std::fs::read_to_string(&tfstate).unwrap();
+    assert!(
+        text.contains("null_resource"),
+        "nothing destroyed unasked: {text}"
+    );
+
+    strata_cli(
+        &repo_root(),
+        &[
+            "approve",
+            "terraform.net",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    )
+    .await
+    .code(0);
+    until_status(addr, "the orphan destroyed", |s| {
+        s["awaiting_approval"] == serde_json::json!([])
+    })
+    .await;
+    let text = std::fs::read_to_string(&tfstate).unwrap_or_default();
+    assert!(
+        !text.contains("null_resource"),
+        "destroyed once approved: {text}"
+    );
+    assert_eq!(orphaned(&got).len(), 1, "still one alert");
+    stop.cancel();
+    agent.await.unwrap();
+}
