@@ -112,6 +112,21 @@ pub enum TerraformError {
 }
 
 impl TerraformError {
+    /// A `map_err` for an I/O error of `layer` while it did `action` to `path`.
+    pub(crate) fn io(
+        layer: &LayerId,
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> TerraformError {
+        let (layer, path) = (layer.clone(), path.to_path_buf());
+        move |source| TerraformError::Io {
+            layer,
+            action,
+            path,
+            source,
+        }
+    }
+
     /// Whether the layer was stopped (timeout or cancellation) rather than failing on its own.
     pub fn is_interrupted(&self) -> bool {
         matches!(

@@ -82,16 +82,8 @@ pub(crate) async fn run(
     limits: &Limits<'_>,
     redactor: &Redactor,
 ) -> Result<Finished, TerraformError> {
-    let io = |action: &'static str, path: &Path| {
-        let layer = inv.layer.clone();
-        let path = path.to_path_buf();
-        move |source| TerraformError::Io {
-            layer,
-            action,
-            path,
-            source,
-        }
-    };
+    let io =
+        |action: &'static str, path: &std::path::Path| TerraformError::io(inv.layer, action, path);
     let out_path = inv
         .run_dir
         .join(format!("{:03}-{}.stdout", inv.seq, inv.step));

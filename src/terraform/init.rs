@@ -37,14 +37,7 @@ impl Terraform {
         limits: &Limits<'_>,
     ) -> Result<(), TerraformError> {
         let io = |action: &'static str, path: &std::path::Path| {
-            let layer = p.layer.clone();
-            let path = path.to_path_buf();
-            move |source| TerraformError::Io {
-                layer,
-                action,
-                path,
-                source,
-            }
+            TerraformError::io(&p.layer, action, path)
         };
         if p.reinit {
             remove(&p.paths.init_stamp).map_err(io("remove", &p.paths.init_stamp))?;

@@ -3,7 +3,7 @@
 //! from the stack file, this is what its resources are destroyed from, with approval — the
 //! revision that had it may no longer exist (a directory stack) or no longer be fetched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,15 +41,8 @@ impl Terraform {
     /// # Errors
     /// Any filesystem error, naming the path.
     pub async fn keep_applied(&self, p: &Prepared) -> Result<(), TerraformError> {
-        let io = |action: &'static str, path: &Path| {
-            let layer = p.layer.clone();
-            let path = path.to_path_buf();
-            move |source| TerraformError::Io {
-                layer,
-                action,
-                path,
-                source,
-            }
+        let io = |action: &'static str, path: &std::path::Path| {
+            TerraformError::io(&p.layer, action, path)
         };
         let target = dir(&p.paths);
         let tmp = p.paths.dir.join(".applied-new");
@@ -104,16 +97,8 @@ impl Terraform {
     ) -> Result<Option<Prepared>, TerraformError> {
         let paths = LayerPaths::new(&self.opts.state_dir, id);
         let saved = dir(&paths);
-        let io = |action: &'static str, path: &Path| {
-            let layer = id.clone();
-            let path = path.to_path_buf();
-            move |source| TerraformError::Io {
-                layer,
-                action,
-                path,
-                source,
-            }
-        };
+        let io =
+            |action: &'static str, path: &std::path::Path| TerraformError::io(id, action, path);
         let meta_file = saved.join("meta.json");
         let meta: Meta = match std::fs::read(&meta_file) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TerraformError::Config {

@@ -202,16 +202,8 @@ impl Terraform {
                 message: "not a terraform layer".into(),
             });
         };
-        let io = |action: &'static str, path: &Path| {
-            let layer = id.clone();
-            let path = path.to_path_buf();
-            move |source| TerraformError::Io {
-                layer,
-                action,
-                path,
-                source,
-            }
-        };
+        let io =
+            |action: &'static str, path: &std::path::Path| TerraformError::io(&id, action, path);
         let config = modules::inspect(input.stack_root, &layer.source).map_err(|e| {
             TerraformError::Config {
                 layer: id.clone(),
