@@ -66,14 +66,21 @@ impl Engine {
             (Err(w), _) | (Ok(_), Some(w)) => return Ok(Err(w)),
             (Ok(a), None) => a,
         };
-        let client = k8s::cluster::connect(&access, &self.opts.state_dir, &cluster.name)
+        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, &cluster.name)
             .await
             .map_err(|e| e.to_string())?;
         let opts = self.sync_options(layer);
+        // The first request to the cluster happens here: name the cluster and its server, so
+        // that a refused connection or a changed CA says where.
         let (desired, resources) =
             k8s::desired(&client, &self.root, &layer.source, &vars, &opts.apply)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    k8s::KubeError::Read { .. } => {
+                        format!("cluster \"{}\" at {url}: {e}", cluster.name)
+                    }
+                    other => other.to_string(),
+                })?;
         Ok(Ok(KubeInputs {
             client,
             desired,

@@ -28,13 +28,14 @@ fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// A client for the cluster. Content is written to `state_dir/clusters/<name>.kubeconfig` with
-/// mode 0600 so that operators can reach the same cluster.
+/// A client for the cluster, and the server URL it talks to (for messages). Content is written
+/// to `state_dir/clusters/<name>.kubeconfig` with mode 0600 so that operators can reach the same
+/// cluster.
 pub async fn connect(
     access: &Access,
     state_dir: &Path,
     name: &str,
-) -> Result<::kube::Client, KubeError> {
+) -> Result<(::kube::Client, String), KubeError> {
     let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
     let (kubeconfig, context) = match access {
         Access::Path { path, context } => {
@@ -63,5 +64,7 @@ pub async fn connect(
     let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| fail(&e))?;
-    ::kube::Client::try_from(config).map_err(|e| fail(&e))
+    let url = config.cluster_url.to_string();
+    let client = ::kube::Client::try_from(config).map_err(|e| fail(&e))?;
+    Ok((client, url))
 }

@@ -70,7 +70,7 @@ async fn list(
                     "in namespace {n}"
                 ))
             ),
-            message: e.to_string(),
+            message: super::error::describe(&e),
         })?;
     Ok(items
         .items

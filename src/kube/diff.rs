@@ -197,7 +197,7 @@ async fn diff_one(
         .await
         .map_err(|e| KubeError::Read {
             what: d.r.to_string(),
-            message: e.to_string(),
+            message: super::error::describe(&e),
         })?;
     let Some(live) = live else {
         return missing();

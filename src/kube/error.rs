@@ -64,3 +64,20 @@ impl KubeError {
         }
     }
 }
+
+/// An error and each distinct cause, `: `-joined: kube-rs says `ServiceError: client error
+/// (Connect)` and keeps the reason (`invalid peer certificate: UnknownIssuer`, `Connection
+/// refused`) in its sources, which a person needs to see.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}

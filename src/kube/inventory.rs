@@ -86,7 +86,7 @@ async fn read_named(
         Ok(None) => return Ok(None),
         // Its namespace not existing yet means no inventory yet.
         Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(None),
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(super::error::describe(&e))),
     };
     let text = obj.data["data"]["entries"].as_str().unwrap_or("[]");
     serde_json::from_str(text)
@@ -113,7 +113,7 @@ pub async fn write(
         (&opts.stack, &opts.stack_id, &opts.layer, opts.backoff);
     let fail = |e: ::kube::Error| KubeError::Apply {
         object: format!("ConfigMap/{NAMESPACE}/{}", name(stack_id, layer)),
-        message: e.to_string(),
+        message: super::error::describe(&e),
     };
     let ns_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("", "v1", "Namespace"),
@@ -151,7 +151,7 @@ pub async fn write(
             Err(e) => {
                 return Err(KubeError::Prune {
                     object: format!("ConfigMap/{NAMESPACE}/{old} (the inventory before stack ids)"),
-                    message: e.to_string(),
+                    message: super::error::describe(&e),
                 })
             }
         }

@@ -141,7 +141,7 @@ pub async fn prune(
             .await
             .map_err(|e| KubeError::Read {
                 what: r.to_string(),
-                message: e.to_string(),
+                message: super::error::describe(&e),
             })?;
         let Some(obj) = live else { continue };
         let mut verdict = verdict(&obj, opts, stack);
@@ -170,7 +170,7 @@ pub async fn prune(
                         .await
                         .map_err(|e| KubeError::Prune {
                             object: r.to_string(),
-                            message: e.to_string(),
+                            message: super::error::describe(&e),
                         })?;
                 }
                 cs.push(r.clone(), Action::Deleted, Some("no longer in Git".into()));

@@ -33,7 +33,7 @@ impl Resources {
         .await
         .map_err(|e| KubeError::Read {
             what: "the cluster's API resources (discovery)".into(),
-            message: e.to_string(),
+            message: super::error::describe(&e),
         })?;
         let mut types = BTreeMap::new();
         for group in d.groups() {
