@@ -7,6 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Agent, Ended};
 
+/// How often the agent looks whether `strata rollback` or `strata resume` changed the pin.
+const PIN_CHECK: Duration = Duration::from_secs(1);
+
 impl Agent {
     /// Runs until `shutdown` (or, with `once`, until the first sync ends).
     pub async fn run(mut self, shutdown: CancellationToken) -> Ended {
@@ -34,23 +37,43 @@ impl Agent {
                 Sync,
                 Drift,
                 Stop,
+                Idle,
             }
-            let wake = [Some(next_poll), next_drift, self.next_retry]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(next_poll);
+            // Besides its schedule, the agent looks at the pin every second: `strata rollback`
+            // and `strata resume` take effect at once, not at the next poll.
+            let pin_check = Instant::now() + PIN_CHECK;
+            let wake = [
+                Some(next_poll),
+                next_drift,
+                self.next_retry,
+                Some(pin_check),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_poll);
             let work = tokio::select! {
                 // Polled first: a stop wins over a poll, retry or webhook that is due as well.
                 biased;
                 _ = shutdown.cancelled() => Work::Stop,
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    if next_drift.is_some_and(|d| d <= Instant::now()) { Work::Drift } else { Work::Sync }
+                    let now = Instant::now();
+                    if next_drift.is_some_and(|d| d <= now) {
+                        Work::Drift
+                    } else if next_poll <= now
+                        || self.next_retry.is_some_and(|r| r <= now)
+                        || self.pin_changed()
+                    {
+                        Work::Sync
+                    } else {
+                        Work::Idle
+                    }
                 }
                 t = self.triggers.recv() => match t { Some(_) => Work::Sync, None => Work::Stop },
             };
             let ended = match work {
                 Work::Stop => return Ended::Clean,
+                Work::Idle => continue,
                 Work::Sync => {
                     let interrupted = self.guarded(&shutdown, true).await;
                     let (poll, drift) = self.intervals();
@@ -80,6 +103,14 @@ impl Agent {
                 };
             }
         }
+    }
+
+    /// Whether the pin file says something else than the last sync saw. An unreadable pin is
+    /// left to the next scheduled sync, which reports it.
+    fn pin_changed(&self) -> bool {
+        self.status.last_sync.is_some()
+            && crate::state::pin::read(&self.opts.state_dir)
+                .is_ok_and(|pin| pin != self.status.pinned)
     }
 
     /// The poll and drift intervals: the flags', else the stack's (as of the last revision

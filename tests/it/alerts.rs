@@ -579,3 +579,31 @@ async fn a_layer_removed_from_the_stack_alerts_once_and_is_destroyed_only_when_a
     stop.cancel();
     agent.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn resume_and_a_new_pin_wake_the_agent_without_waiting_for_its_poll() {
+    let c = Cluster::start().await;
+    let repo = kube_repo(c.dir.path(), &c.kubeconfig);
+    let (alerts, got) = receiver().await;
+    let state = c.dir.path().join("state");
+    let o = options(&repo, &state, &alerts); // polls once an hour
+    let addr = o.listen.unwrap();
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
+    until("the first sync converged", 90, || {
+        kinds(&got).contains(&"converged".to_string())
+    })
+    .await;
+    let first = repo.git(&["rev-parse", "HEAD"]);
+    strata::state::pin::write(&state, &first).unwrap();
+    until_status(addr, "the pin taken", |s| s["pinned"] == first.as_str()).await;
+    strata_cli(
+        &repo_root(),
+        &["resume", "--state-dir", state.to_str().unwrap()],
+    )
+    .await
+    .code(0);
+    until_status(addr, "the pin gone", |s| s["pinned"].is_null()).await;
+    stop.cancel();
+    agent.await.unwrap();
+}
