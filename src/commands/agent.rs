@@ -24,6 +24,7 @@ fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
 
 pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Error> {
     let (spec, sopts) = source_of(&a.repo);
+    let state_dir = &a.repo.state_dir;
     let mut opts = AgentOptions::new(spec, sopts);
     opts.listen = (!bootstrap || watch).then_some(a.listen);
     opts.poll_interval = duration(&a.poll_interval)?;
@@ -64,11 +65,23 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
-        match Agent::new(opts)?.run(shutdown).await {
-            Ended::Clean => Ok(ExitStatus::Success),
-            Ended::NotConverged => Ok(ExitStatus::Failure),
-            Ended::Interrupted => Ok(ExitStatus::Interrupted),
+        let ended = Agent::new(opts)?.run(shutdown).await;
+        if bootstrap && !watch && ended != Ended::Interrupted {
+            let agent = crate::state::agent_status::load(state_dir)?;
+            let state = crate::state::stack_status::StackState::load(state_dir)?;
+            out(&crate::report::status::bootstrap(
+                ended == Ended::Clean,
+                &agent,
+                &state,
+                state_dir,
+                &super::state::terraform_line().await,
+            ))?;
         }
+        Ok(match ended {
+            Ended::Clean => ExitStatus::Success,
+            Ended::NotConverged => ExitStatus::Failure,
+            Ended::Interrupted => ExitStatus::Interrupted,
+        })
     })
 }
 

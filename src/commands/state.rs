@@ -32,11 +32,7 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
     }
     let terraform = tokio::runtime::Runtime::new()
         .ok()
-        .and_then(|rt| {
-            rt.block_on(crate::terraform::TerraformBinary::find(None))
-                .ok()
-        })
-        .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
+        .map(|rt| rt.block_on(terraform_line()))
         .unwrap_or_else(|| "not found on PATH".into());
     out(&crate::report::status::text(&state, state_dir, &terraform))?;
     if let Some(a) = &agent {
@@ -53,4 +49,12 @@ pub fn history(state_dir: &std::path::Path, limit: usize, json: bool) -> Result<
     }
     out(&crate::report::history::text(&records, state_dir))?;
     Ok(ExitStatus::Success)
+}
+
+/// The terraform (or tofu) `status` reports: flavour, version and path, or that none was found.
+pub(super) async fn terraform_line() -> String {
+    crate::terraform::TerraformBinary::find(None)
+        .await
+        .map(|b| format!("{:?} {} ({})", b.flavour, b.version, b.path.display()))
+        .unwrap_or_else(|_| "not found on PATH".into())
 }

@@ -108,3 +108,46 @@ pub fn agent(a: &AgentStatus) -> String {
     }
     t
 }
+
+/// What `strata bootstrap` says when it ends: whether everything converged, at which revision,
+/// and where each layer stands (or why it did not converge).
+pub fn bootstrap(
+    converged: bool,
+    agent: &AgentStatus,
+    state: &StackState,
+    state_dir: &Path,
+    terraform: &str,
+) -> String {
+    let at = agent
+        .revision
+        .as_deref()
+        .map(short)
+        .unwrap_or("no revision");
+    let mut t = if converged {
+        format!(
+            "bootstrap of stack \"{}\": converged at {at}\n",
+            agent.stack
+        )
+    } else {
+        format!(
+            "bootstrap of stack \"{}\": NOT converged (at {at})\n",
+            agent.stack
+        )
+    };
+    if let Some(r) = &agent.refused {
+        let _ = writeln!(t, "  revision {} refused: {}", short(&r.revision), r.reason);
+    }
+    if !agent.awaiting_approval.is_empty() {
+        let _ = writeln!(
+            t,
+            "  awaiting approval: {} (strata approve LAYER)",
+            agent.awaiting_approval.join(", ")
+        );
+    }
+    if let Some(why) = &agent.not_ready {
+        let _ = writeln!(t, "  not ready: {why}");
+    }
+    t.push('\n');
+    t.push_str(&text(state, state_dir, terraform));
+    t
+}

@@ -640,6 +640,13 @@ async fn disaster_recovery_rebuilds_a_lost_cluster_from_git_without_recreating_t
 
     let out = strata_cli(work.path(), &boot).await;
     assert_eq!(out.code, 0, "{out:?}");
+    // It says what it did: converged, at which commit, and every layer.
+    assert!(
+        out.stdout
+            .contains("bootstrap of stack \"dr\": converged at"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("terraform.cluster"), "{out:?}");
     let first = strata_cli(work.path(), &["history", "--state-dir", "state", "--json"])
         .await
         .code(0);
