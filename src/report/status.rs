@@ -25,22 +25,38 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
             .map(short)
             .unwrap_or("none")
     );
-    let width = state.layers.keys().map(String::len).max().unwrap_or(0);
-    let _ = writeln!(
-        t,
-        "  {:width$}  {:14}  {:14}  {:10}  last run",
-        "layer", "converged at", "last result", "drift"
-    );
-    for (name, l) in &state.layers {
-        let _ = writeln!(
-            t,
-            "  {:width$}  {:14}  {:14}  {:10}  {}",
-            name,
-            l.converged_revision.as_deref().map(short).unwrap_or("-"),
-            l.last_result.as_deref().unwrap_or("-"),
-            l.drift.map_or("unknown", DriftState::key),
-            l.last_run.as_deref().unwrap_or("-"),
-        );
+    // Every cell first, then each column as wide as its widest cell: aligned for every state.
+    let header = ["layer", "converged at", "last result", "drift", "last run"].map(String::from);
+    let rows: Vec<[String; 5]> = state
+        .layers
+        .iter()
+        .map(|(name, l)| {
+            [
+                name.clone(),
+                l.converged_revision
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or("-")
+                    .to_string(),
+                l.last_result.as_deref().unwrap_or("-").to_string(),
+                l.drift.map_or("unknown", DriftState::key).to_string(),
+                l.last_run.as_deref().unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        let _ = writeln!(t, "  {}", cells.join("  ").trim_end());
     }
     t
 }
@@ -88,6 +104,26 @@ pub fn agent(a: &AgentStatus) -> String {
             .map_or("ready".into(), |w| format!("not ready: {w}"))
     );
     let _ = writeln!(t, "  source: {}", reach(&a.source));
+    if let Some(seen) = &a.latest_seen {
+        let _ = writeln!(t, "  latest revision seen: {}", short(seen));
+    }
+    if let Some(pin) = &a.pinned {
+        let _ = writeln!(
+            t,
+            "  pinned at {} by `strata rollback`: new commits are not applied until `strata resume`",
+            short(pin)
+        );
+    }
+    if let Some(r) = &a.refused {
+        let _ = writeln!(t, "  refused revision {}: {}", short(&r.revision), r.reason);
+    }
+    if !a.awaiting_approval.is_empty() {
+        let _ = writeln!(
+            t,
+            "  awaiting approval: {} (strata approve LAYER)",
+            a.awaiting_approval.join(", ")
+        );
+    }
     for (name, r) in &a.clusters {
         let _ = writeln!(t, "  cluster {name}: {}", reach(r));
     }
@@ -150,4 +186,36 @@ pub fn bootstrap(
     t.push('\n');
     t.push_str(&text(state, state_dir, terraform));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::stack_status::LayerState;
+
+    #[test]
+    fn columns_stay_aligned_for_every_state() {
+        let mut state = StackState {
+            stack: "demo".into(),
+            ..Default::default()
+        };
+        for (name, result) in [
+            ("terraform.network", "converged"),
+            ("kubernetes.apps", "awaiting approval"),
+            ("terraform.x", "not affected"),
+        ] {
+            state.layers.insert(
+                name.into(),
+                LayerState {
+                    last_result: Some(result.into()),
+                    ..Default::default()
+                },
+            );
+        }
+        let t = text(&state, Path::new("s"), "terraform 1.11");
+        let lines: Vec<&str> = t.lines().skip_while(|l| !l.contains("layer")).collect();
+        let col = |l: &str| l.find("drift").or_else(|| l.find("unknown")).unwrap();
+        let first = col(lines[0]);
+        assert!(lines[1..].iter().all(|l| col(l) == first), "{t}");
+    }
 }
