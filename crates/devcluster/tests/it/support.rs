@@ -60,6 +60,12 @@ impl Cluster {
         let out = tokio::process::Command::new(kubectl)
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
+            // A discovery cache of its own: kubectl keeps one per host:port in $HOME, and an
+            // earlier cluster on the same port (ports are reused) would answer for this one.
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.path().join("kubectl-cache").display()
+            ))
             .env_remove("KUBECTL_EXTERNAL_DIFF")
             .output()
             .await
