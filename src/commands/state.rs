@@ -30,7 +30,7 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         out(&crate::report::status::text(&state, state_dir, ""))?;
         return Ok(ExitStatus::Success);
     }
-    let terraform = tokio::runtime::Runtime::new()
+    let terraform = super::runtime()
         .ok()
         .map(|rt| rt.block_on(terraform_line()))
         .unwrap_or_else(|| "not found on PATH".into());

@@ -53,6 +53,15 @@ impl LayerStatus {
             LayerStatus::Interrupted => "interrupted",
         }
     }
+
+    /// The name in `status.json` and metric labels: `not_affected`, `awaiting_approval`, ...
+    pub fn key(self) -> &'static str {
+        match self {
+            LayerStatus::NotAffected => "not_affected",
+            LayerStatus::AwaitingApproval => "awaiting_approval",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// One layer in a plan or apply.
@@ -350,6 +359,24 @@ impl RunRecord {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_status_key_is_its_json_name() {
+        use LayerStatus::*;
+        for s in [
+            Changes,
+            Unchanged,
+            NotAffected,
+            Waiting,
+            AwaitingApproval,
+            Applied,
+            Failed,
+            Skipped,
+            Interrupted,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.key());
+        }
+    }
     use super::*;
 
     #[test]

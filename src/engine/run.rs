@@ -276,7 +276,7 @@ impl Engine {
                 ls.last_result = Some(if converged(l.status) {
                     "converged".into()
                 } else {
-                    l.status.as_str().replace(' ', "_")
+                    l.status.key().to_string()
                 });
                 ls.last_error = matches!(l.status, LayerStatus::Failed | LayerStatus::Interrupted)
                     .then(|| l.detail.clone())

@@ -135,7 +135,7 @@ impl Metrics {
             .map_or(0.0, |d| d.as_secs_f64());
         for l in &report.layers {
             let mut labels = layer(&l.layer);
-            labels.push(("result".into(), l.status.as_str().replace(' ', "_")));
+            labels.push(("result".into(), l.status.key().into()));
             self.results.get_or_create(&labels).inc();
             if l.status == LayerStatus::Applied {
                 self.last_apply.get_or_create(&layer(&l.layer)).set(now);
