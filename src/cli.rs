@@ -111,15 +111,23 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Approve an `apply = "manual"` layer for the running agent (or its next start).
+    /// Approve the plan an `apply = "manual"` layer (or an orphaned Terraform layer's destroy)
+    /// waits with: in the state dir, or through a running agent's API.
     Approve {
-        /// The layer: `cluster` or `terraform.cluster`.
+        /// The layer with its kind: `terraform.NAME` or `kubernetes.NAME`.
         layer: String,
         #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
         state_dir: PathBuf,
-        /// The agent's address, to make it act at once (e.g. http://127.0.0.1:9090).
-        #[arg(long)]
+        /// The agent's address (e.g. http://127.0.0.1:9090); needs --api-token-file.
+        #[arg(long, requires = "api_token_file")]
         agent: Option<String>,
+        /// The file holding the agent's API token (as given to `strata run --api-token-file`).
+        #[arg(long)]
+        api_token_file: Option<PathBuf>,
+        /// The digest of the plan to approve (as `plan` and `status` show it); refused when
+        /// another plan waits. Default: the plan waiting now.
+        #[arg(long, value_name = "DIGEST")]
+        plan: Option<String>,
     },
     /// Converge to an earlier revision and pin the agent there until `strata resume`.
     Rollback {
@@ -279,6 +287,10 @@ pub struct AgentArgs {
     /// A file holding the secret GitHub-style webhooks are signed with (X-Hub-Signature-256).
     #[arg(long)]
     pub webhook_secret_file: Option<PathBuf>,
+    /// A file holding the bearer token the API's mutating endpoints (approvals) require; without
+    /// it they refuse every request.
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
     /// Alert sinks and Git writeback (HCL: alert "webhook" "ops" { url = "..." }).
     #[arg(long)]
     pub config: Option<PathBuf>,

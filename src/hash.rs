@@ -47,6 +47,12 @@ impl Hasher {
     }
 }
 
+/// A plan's digest as approvals name it: the first 16 hex digits (64 bits) of the SHA-256 of its
+/// changes. Enough to tell two plans of one layer apart; an approval is also bound to the layer.
+pub fn plan_digest(h: &Hasher) -> String {
+    h.finish()[..16].to_string()
+}
+
 fn collect(
     root: &Path,
     dir: &Path,

@@ -34,7 +34,7 @@ use crate::redact::Redacted;
 use crate::server::{AgentHttp, Metrics, Trigger};
 use crate::source::{SourceOptions, SourceSpec};
 
-pub use status::{AgentStatus, Reach, Refused};
+pub use status::{AgentStatus, Awaiting, Reach, Refused};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct AgentOptions {
     /// HTTP listen address; `None` serves nothing.
     pub listen: Option<SocketAddr>,
     pub webhook_secret: Option<Redacted<Vec<u8>>>,
+    /// The bearer token of the HTTP API's mutating endpoints (approvals).
+    pub api_token: Option<Redacted<Vec<u8>>>,
     pub config: AgentConfig,
     pub terraform_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// On SIGTERM, how long a running apply may go on before it is interrupted. Default 30s.
@@ -75,6 +77,7 @@ impl AgentOptions {
             state_dir,
             listen: None,
             webhook_secret: None,
+            api_token: None,
             config: AgentConfig::default(),
             terraform_env: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -139,6 +142,7 @@ impl Agent {
             not_ready: std::sync::Mutex::new(None),
             trigger: tx,
             webhook_secret: opts.webhook_secret.clone(),
+            api_token: opts.api_token.clone(),
             state_dir: opts.state_dir.clone(),
         });
         // The last converged revision's settings, until a sync opens a newer one.
@@ -154,6 +158,7 @@ impl Agent {
         let stack = settings.as_ref().map(|s| s.name.clone());
         let settings = settings.map(|s| s.settings);
         let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
+        let memory = Conditions::restore(&status.conditions);
         Ok(Agent {
             opts,
             status: AgentStatus {
@@ -165,7 +170,7 @@ impl Agent {
             http,
             triggers: rx,
             interrupt: CancellationToken::new(),
-            memory: Conditions::default(),
+            memory,
             owes_converged: false,
             source_down: None,
             clusters_down: BTreeMap::new(),
@@ -225,9 +230,6 @@ impl Agent {
         o.cancel = self.interrupt.clone();
         o.progress = self.opts.progress;
         o.age_keys = self.opts.age_keys.clone();
-        o.approve = crate::state::approvals::list(&self.opts.state_dir)
-            .into_iter()
-            .collect();
         o
     }
 }

@@ -39,8 +39,9 @@ impl Agent {
                 Stop,
                 Idle,
             }
-            // Besides its schedule, the agent looks at the pin every second: `strata rollback`
-            // and `strata resume` take effect at once, not at the next poll.
+            // Besides its schedule, the agent looks at the pin and the approvals every second:
+            // `strata rollback`, `strata resume` and `strata approve --state-dir` take effect at
+            // once, not at the next poll.
             let pin_check = Instant::now() + PIN_CHECK;
             let wake = [
                 Some(next_poll),
@@ -63,6 +64,7 @@ impl Agent {
                     } else if next_poll <= now
                         || self.next_retry.is_some_and(|r| r <= now)
                         || self.pin_changed()
+                        || self.approval_given()
                     {
                         Work::Sync
                     } else {
@@ -111,6 +113,22 @@ impl Agent {
         self.status.last_sync.is_some()
             && crate::state::pin::read(&self.opts.state_dir)
                 .is_ok_and(|pin| pin != self.status.pinned)
+    }
+
+    /// Whether an approval on disk approves a plan a layer waits with now (given by `strata
+    /// approve --state-dir`, or over HTTP): worth a sync at once.
+    pub(super) fn approval_given(&self) -> bool {
+        if self.status.awaiting_approval.is_empty() {
+            return false;
+        }
+        crate::state::approvals::list(&self.opts.state_dir)
+            .iter()
+            .any(|(id, a)| {
+                self.status
+                    .awaiting_approval
+                    .iter()
+                    .any(|w| w.layer == id.to_string() && w.plan == a.plan)
+            })
     }
 
     /// The poll and drift intervals: the flags', else the stack's (as of the last revision

@@ -56,7 +56,8 @@ pub struct AgentStatus {
     pub last_drift_check: Option<String>,
     /// Consecutive failed syncs (backoff grows with it).
     pub failures: u32,
-    pub awaiting_approval: Vec<String>,
+    /// The layers (and orphaned layers' destroys) waiting for approval, with their plans.
+    pub awaiting_approval: Vec<Awaiting>,
     /// A sync succeeded, and neither the source nor a cluster has been unreachable for longer
     /// than the agent's threshold.
     pub ready: bool,
@@ -70,7 +71,28 @@ pub struct AgentStatus {
     pub clusters: BTreeMap<String, Reach>,
     /// Per layer, what the last drift check observed.
     pub layers: BTreeMap<String, Observation>,
-    /// The conditions alerted on that still hold.
-    #[serde(skip_deserializing)]
+    /// The conditions alerted on that still hold; a restarted agent remembers them.
     pub conditions: Vec<Active>,
+}
+
+/// A plan waiting for approval: `strata approve LAYER --plan PLAN`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    /// `terraform.gate`.
+    pub layer: String,
+    /// The digest of the plan it waits with.
+    pub plan: String,
+    /// The revision that plan was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+impl Awaiting {
+    /// `terraform.gate`, the layer names of a list, for summaries.
+    pub fn names(list: &[Awaiting]) -> String {
+        list.iter()
+            .map(|a| a.layer.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

@@ -10,7 +10,7 @@ use crate::notify::EventType;
 use crate::state::lock::LockError;
 use crate::util::retry::Backoff;
 
-use super::{Agent, Refused};
+use super::{Agent, Awaiting, Refused};
 
 /// The condition of syncing: the last sync failed (and how), or was refused.
 const SYNC: &str = "sync";
@@ -96,8 +96,7 @@ impl Agent {
         // writer, or a broken target, is not tried (and alerted) on every poll.
         let backing_off = self.next_retry.is_some_and(|t| t > Instant::now());
         let retry_due = self.status.failures > 0 && !backing_off;
-        let approvals = !crate::state::approvals::list(&self.opts.state_dir).is_empty()
-            && !self.status.awaiting_approval.is_empty();
+        let approvals = self.approval_given();
         if (backing_off && !approvals) || (!is_new && !retry_due && !approvals && self.synced_once)
         {
             self.save();
@@ -184,19 +183,17 @@ impl Agent {
             })
             .map(|l| l.layer.to_string())
             .collect();
+        // The engine took (or dropped) the approvals it was given; what waits now is listed.
         self.status.awaiting_approval = report
             .layers
             .iter()
             .filter(|l| l.status == LayerStatus::AwaitingApproval)
-            .map(|l| l.layer.to_string())
+            .map(|l| Awaiting {
+                layer: l.layer.to_string(),
+                plan: l.plan.clone().unwrap_or_default(),
+                revision: Some(commit.clone()),
+            })
             .collect();
-        for l in report
-            .layers
-            .iter()
-            .filter(|l| l.status == LayerStatus::Applied)
-        {
-            crate::state::approvals::consume(&self.opts.state_dir, &l.layer.name);
-        }
         // A layer removed from strata.hcl whose resources remain: one alert when it is first
         // found, and it waits for approval like a manual layer (an approval wakes the agent).
         for o in &report.orphaned {
@@ -213,11 +210,15 @@ impl Agent {
                             format!("{name} was removed from strata.hcl: {}", o.detail),
                         );
                     }
-                    self.status.awaiting_approval.push(name);
+                    if o.layer.kind == crate::stack::LayerKind::Terraform {
+                        self.status.awaiting_approval.push(Awaiting {
+                            layer: name,
+                            plan: o.plan.clone(),
+                            revision: Some(commit.clone()),
+                        });
+                    }
                 }
-                OrphanStatus::Destroyed => {
-                    crate::state::approvals::consume(&self.opts.state_dir, &o.layer.name);
-                }
+                OrphanStatus::Destroyed => {}
                 OrphanStatus::Failed => failed.push(name),
             }
         }
@@ -231,7 +232,7 @@ impl Agent {
             } else {
                 format!(
                     "converged, except layers awaiting approval: {}",
-                    self.status.awaiting_approval.join(", ")
+                    Awaiting::names(&self.status.awaiting_approval)
                 )
             };
             let changed: Vec<String> = report

@@ -12,8 +12,34 @@ use crate::engine::{Engine, EngineOptions, Mode, Source};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
-/// The shortest webhook secret the agent accepts, in bytes (after trimming whitespace).
-const MIN_WEBHOOK_SECRET: usize = 16;
+/// The shortest webhook secret or API token the agent accepts, in bytes (after trimming
+/// whitespace).
+const MIN_SECRET: usize = 16;
+
+/// Reads a secret (`what`: "webhook secret", "API token") from `f`.
+///
+/// # Errors
+/// The file cannot be read, or holds fewer than [`MIN_SECRET`] bytes: a short secret is
+/// guessed, and an empty one makes every signature made with an empty key pass. The message
+/// gives the length, never the secret.
+fn read_secret(f: &std::path::Path, what: &str) -> Result<crate::redact::Redacted<Vec<u8>>, Error> {
+    let secret = std::fs::read(f).map_err(|e| Error::Io {
+        action: "read",
+        path: f.to_path_buf(),
+        source: e,
+    })?;
+    // The bytes as they are (a binary secret from /dev/urandom included), less the whitespace
+    // an editor or `echo` adds around them.
+    let trimmed = secret.trim_ascii().to_vec();
+    if trimmed.len() < MIN_SECRET {
+        return Err(Error::Usage(format!(
+            "the {what} in {} is {} bytes long: use at least {MIN_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
+            f.display(),
+            trimmed.len()
+        )));
+    }
+    Ok(crate::redact::Redacted::new(trimmed))
+}
 
 fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
     s.as_deref()
@@ -40,24 +66,10 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     opts.progress = std::io::stderr().is_terminal() || bootstrap;
     opts.age_keys = crate::secrets::AgeKeys::from_flag_or_env(a.repo.age_key_file.as_deref());
     if let Some(f) = &a.webhook_secret_file {
-        let secret = std::fs::read(f).map_err(|e| Error::Io {
-            action: "read",
-            path: f.clone(),
-            source: e,
-        })?;
-        // The bytes as they are (a binary secret from /dev/urandom included), less the
-        // whitespace an editor or `echo` adds around them.
-        let trimmed = secret.trim_ascii().to_vec();
-        // A short secret is guessed; an empty one makes every signature made with an empty key
-        // pass. Neither starts an agent. The message gives the length, never the secret.
-        if trimmed.len() < MIN_WEBHOOK_SECRET {
-            return Err(Error::Usage(format!(
-                "the webhook secret in {} is {} bytes long: use at least {MIN_WEBHOOK_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
-                f.display(),
-                trimmed.len()
-            )));
-        }
-        opts.webhook_secret = Some(crate::redact::Redacted::new(trimmed));
+        opts.webhook_secret = Some(read_secret(f, "webhook secret")?);
+    }
+    if let Some(f) = &a.api_token_file {
+        opts.api_token = Some(read_secret(f, "API token")?);
     }
     if let Some(c) = &a.config {
         opts.config = crate::notify::load_config(c).map_err(Error::Usage)?;
@@ -85,37 +97,69 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     })
 }
 
-pub fn approve(
-    layer: &str,
-    state_dir: &std::path::Path,
-    agent: Option<&str>,
-) -> Result<ExitStatus, Error> {
-    crate::state::approvals::give(state_dir, layer).map_err(Error::Usage)?;
-    let Some(url) = agent else {
-        out(&format!(
-            "approved {layer}; the agent applies it on its next sync\n"
-        ))?;
-        return Ok(ExitStatus::Success);
-    };
-    let url = format!(
-        "{}/api/v1/approve/{}",
-        url.trim_end_matches('/'),
-        layer.rsplit('.').next().unwrap_or(layer)
-    );
-    let sent = runtime()?.block_on(async {
-        reqwest::Client::new()
-            .post(&url)
-            .send()
-            .await
-            .map(|r| r.status())
-    });
-    match sent {
-        Ok(s) if s.is_success() => out(&format!("approved {layer}; the agent applies it now\n"))?,
-        Ok(s) => return Err(Error::Usage(format!("the agent at {url} answered {s}"))),
-        Err(e) => {
-            return Err(Error::Usage(format!(
-                "failed to reach the agent at {url}: {e}"
-            )))
+/// Where `strata approve` gives its approval.
+pub enum ApproveAt {
+    /// In the state dir the agent (or the next apply) reads.
+    StateDir(std::path::PathBuf),
+    /// Through a running agent's API, which wakes it at once.
+    Agent {
+        url: String,
+        token_file: std::path::PathBuf,
+    },
+}
+
+/// `strata approve LAYER [--plan DIGEST]`: exit 0 when the approval was taken, 1 (saying why)
+/// when nothing waits for approval on that layer, another plan waits, or the agent refused.
+pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitStatus, Error> {
+    let id = crate::state::approvals::parse_layer(layer).map_err(Error::Usage)?;
+    match at {
+        ApproveAt::StateDir(state_dir) => {
+            let a = crate::state::approvals::give(&state_dir, &id, plan).map_err(|e| match e {
+                crate::state::approvals::Refusal::State(s) => Error::State(s),
+                other => Error::Usage(other.to_string()),
+            })?;
+            out(&format!(
+                "approved plan {} of {id}; the agent applies it on its next sync\n",
+                a.plan
+            ))?;
+        }
+        ApproveAt::Agent { url, token_file } => {
+            let token = read_secret(&token_file, "API token")?;
+            let url = format!("{}/api/v1/approve/{id}", url.trim_end_matches('/'));
+            let body = match plan {
+                Some(p) => serde_json::json!({ "plan": p }),
+                None => serde_json::json!({}),
+            };
+            let sent = runtime()?.block_on(async {
+                let r = reqwest::Client::new()
+                    .post(&url)
+                    .bearer_auth(String::from_utf8_lossy(token.expose()))
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = r.status();
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                Ok::<_, reqwest::Error>((status, v))
+            });
+            match sent {
+                Ok((s, v)) if s == reqwest::StatusCode::ACCEPTED => out(&format!(
+                    "approved plan {} of {id}; the agent applies it now\n",
+                    v["plan"].as_str().unwrap_or_default()
+                ))?,
+                Ok((s, v)) => {
+                    let why = v["message"].as_str().unwrap_or_default();
+                    return Err(Error::Usage(if s == reqwest::StatusCode::CONFLICT {
+                        why.to_string()
+                    } else {
+                        format!("the agent at {url} answered {s}: {why}")
+                    }));
+                }
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "failed to reach the agent at {url}: {e}"
+                    )))
+                }
+            }
         }
     }
     Ok(ExitStatus::Success)

@@ -34,7 +34,19 @@ pub fn run(cli: Cli) -> ExitStatus {
             layer,
             state_dir,
             agent,
-        } => agent::approve(&layer, &state_dir, agent.as_deref()),
+            api_token_file,
+            plan,
+        } => agent::approve(
+            &layer,
+            plan.as_deref(),
+            match agent {
+                Some(url) => agent::ApproveAt::Agent {
+                    url,
+                    token_file: api_token_file.unwrap_or_default(),
+                },
+                None => agent::ApproveAt::StateDir(state_dir),
+            },
+        ),
         Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
         Command::Resume { state_dir } => agent::resume(&state_dir),
         Command::Report { state_dir, format } => agent::report(&state_dir, format),

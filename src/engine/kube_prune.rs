@@ -166,7 +166,10 @@ impl Engine {
                         report.counts = Some(cs.summary());
                         report.changes = change::of_kubernetes(&cs);
                         report.status = LayerStatus::AwaitingApproval;
-                        report.detail = Some(super::kube_step::awaiting_approval(&id));
+                        report.detail = report
+                            .plan
+                            .as_deref()
+                            .and_then(|plan| self.approves(&id, plan).err());
                         false
                     }
                     Ok(cs) => {

@@ -11,7 +11,7 @@ use super::record::LayerStatus;
 use super::run::{Failure, Shared, StepResult, Stepped};
 use super::{change, Engine, Mode, Source};
 use crate::kube::{self as k8s, SyncOptions};
-use crate::stack::{ApplyPolicy, DriftPolicy, Layer, LayerId, LayerSpec};
+use crate::stack::{ApplyPolicy, DriftPolicy, Layer, LayerSpec};
 use crate::value::Outputs;
 
 /// What a Kubernetes layer works with once its inputs are known: a client for its cluster, its
@@ -156,24 +156,40 @@ impl Engine {
             .map_err(Failure::failed)?;
         let previous = inventory.entries.clone();
         // `apply = "manual"` holds a layer whose dry run changes anything, as for Terraform
-        // layers: it is compared, never written, until approved.
-        let held = mode == Mode::Apply && layer.apply == ApplyPolicy::Manual && !self.approved(id);
-        let (cs, stage) = match mode {
-            Mode::Plan => {
-                self.progress(id, Event::Comparing);
-                let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
-                    .await
-                    .map_err(Failure::failed)?;
-                (cs.clone(), Stage::Planned(cs))
+        // layers: it is compared, never written, until this run approves that very plan.
+        let manual = mode == Mode::Apply && layer.apply == ApplyPolicy::Manual;
+        let mut held: Option<String> = None;
+        let planned = if mode == Mode::Plan || manual {
+            self.progress(id, Event::Comparing);
+            let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
+                .await
+                .map_err(Failure::failed)?;
+            let declared: std::collections::BTreeSet<&k8s::ObjRef> =
+                k.desired.iter().map(|d| &d.r).collect();
+            let prunes = previous.iter().any(|r| !declared.contains(r));
+            if cs.has_changes() || prunes {
+                let digest = super::approval::kubernetes_plan(
+                    id,
+                    &cs,
+                    k.desired.iter().map(|d| (&d.r, &d.object)),
+                    &previous,
+                );
+                if manual {
+                    held = self.approves(id, &digest).err();
+                }
+                report.plan = Some(digest);
             }
-            Mode::Apply if held => {
-                self.progress(id, Event::Comparing);
-                let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
-                    .await
-                    .map_err(Failure::failed)?;
+            Some(cs)
+        } else {
+            None
+        };
+        let (cs, stage) = match (mode, planned) {
+            (Mode::Plan, Some(cs)) => (cs.clone(), Stage::Planned(cs)),
+            // Held, or nothing to write: a manual layer is only compared.
+            (Mode::Apply, Some(cs)) if held.is_some() || report.plan.is_none() => {
                 (cs.clone(), Stage::Held(cs))
             }
-            Mode::Apply => {
+            _ => {
                 self.progress(id, Event::Applying);
                 let applied = k8s::apply_layer(&k.client, &k.desired, inventory, &opts)
                     .await
@@ -193,9 +209,9 @@ impl Engine {
         );
         report.counts = Some(cs.summary());
         report.changes = change::of_kubernetes(&cs);
-        if held && cs.has_changes() {
+        if let Some(why) = held.filter(|_| cs.has_changes()) {
             report.status = LayerStatus::AwaitingApproval;
-            report.detail = Some(awaiting_approval(id));
+            report.detail = Some(why);
             report.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(Stepped {
                 report,
@@ -213,9 +229,4 @@ impl Engine {
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(Stepped::done(report))
     }
-}
-
-/// What a layer held for approval says, and how to approve it.
-pub(super) fn awaiting_approval(id: &LayerId) -> String {
-    format!("apply = \"manual\": approve with --approve {}", id.name)
 }

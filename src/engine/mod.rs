@@ -6,6 +6,7 @@
 //! ([`terraform_step`], [`kube_step`]), and [`drift`] walks it for a diff. Every step returns
 //! data ([`record`], [`change`]); text is rendered from it in [`crate::report`].
 
+mod approval;
 pub mod change;
 mod drift;
 pub mod inputs;
@@ -35,6 +36,7 @@ use crate::terraform::{Terraform, TerraformBinary, TerraformOptions};
 use crate::value::Outputs;
 use record::CommitInfo;
 
+pub use approval::orphan_plan;
 pub use change::{Change, ChangeAction, Target};
 pub use drift::diff_applied;
 pub use inputs::{Waiting, WaitingOn};
@@ -133,6 +135,8 @@ pub struct Engine {
     /// Layers affected since the last converged commit, when that is known (Git sources).
     pub affected: Option<Affected>,
     state: Mutex<StackState>,
+    /// The approvals of plans in the state dir when the engine opened ([`approval`]).
+    approvals: std::collections::BTreeMap<LayerId, crate::state::approvals::Approval>,
     terraform: tokio::sync::OnceCell<Arc<Terraform>>,
     progress: Mutex<Option<Arc<progress::Progress>>>,
 }
@@ -188,13 +192,6 @@ impl Engine {
     fn reinit_requested(&self, id: &LayerId) -> bool {
         self.opts
             .reinit
-            .iter()
-            .any(|a| *a == id.name || *a == id.to_string())
-    }
-
-    fn approved(&self, id: &LayerId) -> bool {
-        self.opts
-            .approve
             .iter()
             .any(|a| *a == id.name || *a == id.to_string())
     }

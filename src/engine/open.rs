@@ -101,6 +101,7 @@ impl Engine {
             }
             _ => None,
         };
+        let approvals = crate::state::approvals::list(&opts.state_dir);
         Ok(Engine {
             opts,
             source,
@@ -111,6 +112,7 @@ impl Engine {
             commit,
             affected,
             state: Mutex::new(state),
+            approvals,
             terraform: tokio::sync::OnceCell::new(),
             progress: Mutex::new(None),
         })

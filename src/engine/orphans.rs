@@ -28,6 +28,9 @@ pub struct Orphan {
     /// Whether this run destroyed it.
     #[serde(default)]
     pub status: OrphanStatus,
+    /// The digest of its destroy, which an approval names ([`super::orphan_plan`]).
+    #[serde(default)]
+    pub plan: String,
 }
 
 /// What a run did about an orphaned layer.
@@ -66,13 +69,18 @@ pub fn find(state: &StackState, declared: &[LayerId], now: &str) -> Vec<Orphan> 
         .filter(|(_, l)| l.converged_revision.is_some() || l.orphaned_since.is_some())
         .filter_map(|(name, l)| {
             let id = LayerId::parse(name)?;
-            (!declared.contains(&id)).then(|| Orphan {
-                detail: Orphan::detail(&id),
-                layer: id,
-                converged_revision: l.converged_revision.clone(),
-                since: l.orphaned_since.clone().unwrap_or_else(|| now.to_string()),
-                new: l.orphaned_since.is_none(),
-                status: OrphanStatus::Orphaned,
+            (!declared.contains(&id)).then(|| {
+                let mut o = Orphan {
+                    detail: Orphan::detail(&id),
+                    layer: id,
+                    converged_revision: l.converged_revision.clone(),
+                    since: l.orphaned_since.clone().unwrap_or_else(|| now.to_string()),
+                    new: l.orphaned_since.is_none(),
+                    status: OrphanStatus::Orphaned,
+                    plan: String::new(),
+                };
+                o.plan = super::orphan_plan(&o);
+                o
             })
         })
         .collect()
@@ -89,13 +97,13 @@ impl Engine {
     /// one's last apply, with its backend and workspace.
     ///
     /// # Guarantees
-    /// - Nothing is destroyed unless this run approves the layer by name; a cancelled run
-    ///   destroys nothing more.
+    /// - Nothing is destroyed unless this run approves its destroy (by the digest of that
+    ///   destroy, or `--approve` naming the layer); a cancelled run destroys nothing more.
     /// - A layer without a kept working copy is not guessed at: it fails, saying so.
     pub(super) async fn destroy_orphans(&self, orphans: &mut [Orphan]) {
         for o in orphans.iter_mut() {
             if o.layer.kind != LayerKind::Terraform
-                || !self.approved(&o.layer)
+                || self.approves(&o.layer, &o.plan).is_err()
                 || self.opts.cancel.is_cancelled()
             {
                 continue;

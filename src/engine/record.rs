@@ -87,6 +87,9 @@ pub struct LayerReport {
     /// it waits for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<Waiting>,
+    /// The digest of the plan, when it changes anything: what `strata approve --plan` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
     pub duration_ms: u64,
 }
 

@@ -281,6 +281,19 @@ impl Engine {
                 ls.last_error = matches!(l.status, LayerStatus::Failed | LayerStatus::Interrupted)
                     .then(|| l.detail.clone())
                     .flatten();
+                // What `strata approve` may approve: the plan the layer waits with now. A layer
+                // that did not get as far as planning keeps the plan it waited with before.
+                match l.status {
+                    LayerStatus::AwaitingApproval => {
+                        ls.awaiting_plan = l.plan.clone();
+                        ls.awaiting_revision = Some(self.revision.clone());
+                    }
+                    LayerStatus::Skipped | LayerStatus::Waiting | LayerStatus::Interrupted => {}
+                    _ => {
+                        ls.awaiting_plan = None;
+                        ls.awaiting_revision = None;
+                    }
+                }
                 if let Some(m) = mine
                     .layer(&l.layer)
                     .filter(|m| m.converged_revision.as_deref() == Some(&self.revision))
@@ -305,6 +318,11 @@ impl Engine {
                 ls.orphaned_since = Some(o.since.clone());
                 if mode == Mode::Apply {
                     ls.last_result = Some("orphaned".into());
+                    // A Terraform orphan's destroy waits for approval like a manual layer.
+                    if o.layer.kind == crate::stack::LayerKind::Terraform {
+                        ls.awaiting_plan = Some(o.plan.clone());
+                        ls.awaiting_revision = Some(self.revision.clone());
+                    }
                 }
             }
             for l in &report.layers {
@@ -327,6 +345,9 @@ impl Engine {
             &self.opts.state_dir,
             &record::RunRecord::of(report, result),
         )?;
+        if mode == Mode::Apply {
+            self.settle_approvals(report);
+        }
         Ok(())
     }
 
@@ -346,6 +367,7 @@ impl Engine {
             changes: vec![],
             detail: None,
             waiting_on: vec![],
+            plan: None,
             duration_ms: started.elapsed().as_millis() as u64,
         }
     }

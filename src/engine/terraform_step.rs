@@ -19,7 +19,8 @@ impl Engine {
     ///   outputs it waits on.
     /// - A layer nothing changed for is not planned; its cached outputs (read from its state
     ///   when missing) flow downstream.
-    /// - A manual layer is applied only when approved in this run.
+    /// - A manual layer is applied only when this run approves the very plan it made (by its
+    ///   digest, or `--approve` on the command); otherwise it waits, with that plan's digest.
     /// - Applied outputs are cached (0600) before dependents see them.
     /// - A layer with unsaved state (`errored.tfstate`) fails, naming the file and the command
     ///   that pushes it, until it is pushed.
@@ -80,6 +81,7 @@ impl Engine {
         report.counts = Some(plan.counts.to_string());
         report.changes = change::of_terraform(&plan);
         if plan.has_changes {
+            report.plan = Some(plan.digest.clone());
             shared.lock().expect("shared").changed.insert(id.clone());
         }
         match mode {
@@ -99,16 +101,15 @@ impl Engine {
                     self.keep_applied(&tf, &p).await;
                     return Ok(Stepped::done(report));
                 }
-                if layer.apply == ApplyPolicy::Manual && !self.approved(id) {
-                    report.status = LayerStatus::AwaitingApproval;
-                    report.detail = Some(format!(
-                        "apply = \"manual\": approve with --approve {}",
-                        id.name
-                    ));
-                    return Ok(Stepped {
-                        report,
-                        hold: Some(Hold::Approval),
-                    });
+                if layer.apply == ApplyPolicy::Manual {
+                    if let Err(why) = self.approves(id, &plan.digest) {
+                        report.status = LayerStatus::AwaitingApproval;
+                        report.detail = Some(why);
+                        return Ok(Stepped {
+                            report,
+                            hold: Some(Hold::Approval),
+                        });
+                    }
                 }
                 self.progress(id, Event::Applying);
                 let applied = tf.apply(&p, &plan, &self.opts.cancel).await?;

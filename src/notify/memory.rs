@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A condition the agent has alerted on and that still holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Active {
     /// What the condition is about: `source`, `sync`, `cluster main`, `diff kubernetes.app`.
     pub key: String,
@@ -20,8 +20,21 @@ pub struct Active {
     pub fingerprint: String,
     /// When it was alerted (RFC 3339).
     pub since: String,
-    #[serde(skip)]
+    #[serde(skip, default = "Instant::now")]
     at: Instant,
+}
+
+impl Active {
+    /// When it was alerted, on this process's clock: from `since`, for a condition a previous
+    /// agent alerted on (now when `since` does not parse, or lies in the future).
+    fn alerted_at(since: &str) -> Instant {
+        let age = since
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| jiff::Timestamp::now().duration_since(t).try_into().ok())
+            .unwrap_or(Duration::ZERO);
+        Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+    }
 }
 
 /// The conditions alerted on and not cleared yet.
@@ -31,6 +44,22 @@ pub struct Conditions {
 }
 
 impl Conditions {
+    /// The conditions a previous agent on the same state dir alerted on and saved: a restart
+    /// does not alert again on what is still the same (a revision, a failure, an outage), and
+    /// still owes the `recovered` or `converged` that clears them.
+    pub fn restore(saved: &[Active]) -> Conditions {
+        Conditions {
+            active: saved
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a.at = Active::alerted_at(&a.since);
+                    (a.key.clone(), a)
+                })
+                .collect(),
+        }
+    }
+
     /// Whether `fingerprint` under `key` is news: not alerted yet, or changed since. Remembers
     /// it when it is.
     pub fn raise(&mut self, key: &str, fingerprint: &str) -> bool {

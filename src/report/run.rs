@@ -73,6 +73,15 @@ pub fn text(r: &RunReport) -> String {
             {
                 let _ = writeln!(out, "      why: {}", l.reasons.join("; "));
             }
+            // What `strata approve --plan` names, for a plan a reviewer approves.
+            if let Some(plan) = l.plan.as_deref().filter(|_| {
+                matches!(
+                    l.status,
+                    LayerStatus::Changes | LayerStatus::AwaitingApproval
+                )
+            }) {
+                let _ = writeln!(out, "      plan: {plan}");
+            }
         }
     }
     let n = |s: LayerStatus| r.count(s);

@@ -117,13 +117,7 @@ pub fn agent(a: &AgentStatus) -> String {
     if let Some(r) = &a.refused {
         let _ = writeln!(t, "  refused revision {}: {}", short(&r.revision), r.reason);
     }
-    if !a.awaiting_approval.is_empty() {
-        let _ = writeln!(
-            t,
-            "  awaiting approval: {} (strata approve LAYER)",
-            a.awaiting_approval.join(", ")
-        );
-    }
+    awaiting(&mut t, &a.awaiting_approval);
     for (name, r) in &a.clusters {
         let _ = writeln!(t, "  cluster {name}: {}", reach(r));
     }
@@ -173,19 +167,29 @@ pub fn bootstrap(
     if let Some(r) = &agent.refused {
         let _ = writeln!(t, "  revision {} refused: {}", short(&r.revision), r.reason);
     }
-    if !agent.awaiting_approval.is_empty() {
-        let _ = writeln!(
-            t,
-            "  awaiting approval: {} (strata approve LAYER)",
-            agent.awaiting_approval.join(", ")
-        );
-    }
+    awaiting(&mut t, &agent.awaiting_approval);
     if let Some(why) = &agent.not_ready {
         let _ = writeln!(t, "  not ready: {why}");
     }
     t.push('\n');
     t.push_str(&text(state, state_dir, terraform));
     t
+}
+
+/// One line per plan waiting for approval, with the command that approves exactly that plan.
+fn awaiting(t: &mut String, list: &[crate::agent::Awaiting]) {
+    for a in list {
+        let at = a
+            .revision
+            .as_deref()
+            .map(|r| format!(" (at {})", short(r)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "  awaiting approval: {} plan {}{at}: strata approve {} --plan {}",
+            a.layer, a.plan, a.layer, a.plan
+        );
+    }
 }
 
 #[cfg(test)]

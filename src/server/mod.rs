@@ -1,13 +1,14 @@
 //! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
 //! API, the Git webhook (HMAC-signed) and approvals.
 
+mod approve;
 pub mod serve;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -214,6 +215,8 @@ pub struct AgentHttp {
     pub not_ready: Mutex<Option<String>>,
     pub trigger: tokio::sync::mpsc::Sender<Trigger>,
     pub webhook_secret: Option<Redacted<Vec<u8>>>,
+    /// The bearer token mutating endpoints require (`--api-token-file`); none: they refuse all.
+    pub api_token: Option<Redacted<Vec<u8>>>,
     pub state_dir: std::path::PathBuf,
 }
 
@@ -242,7 +245,7 @@ pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/hooks/git", post(hook))
-        .route("/api/v1/approve/{layer}", post(approve))
+        .route("/api/v1/approve/{layer}", post(approve::approve))
         .with_state(shared)
 }
 
@@ -301,14 +304,6 @@ async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) 
         )
             .into_response()
     }
-}
-
-async fn approve(State(s): State<Arc<AgentHttp>>, Path(layer): Path<String>) -> Response {
-    if let Err(e) = crate::state::approvals::give(&s.state_dir, &layer) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
-    }
-    let _ = s.trigger.try_send(Trigger::Approve(layer));
-    (StatusCode::ACCEPTED, "approved").into_response()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //!   lock                        the one writer's kernel lock, naming its pid, host, command, since (lock.rs)
 //!   agent.json                  the agent's status (agent_status.rs)
 //!   pin                         the revision `strata rollback` pinned the agent to (pin.rs)
-//!   approvals/<layer>           approvals of manual layers (approvals.rs)
+//!   approvals/<kind>.<name>     approvals of waiting plans (approvals.rs)
 //!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
 //!   alerts.jsonl                the alerts the agent raised, the newest 4-8 MiB (alerts.rs, retention.rs)
 //! ```

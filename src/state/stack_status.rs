@@ -30,6 +30,14 @@ pub struct LayerState {
     /// (RFC 3339); cleared when it is declared again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphaned_since: Option<String>,
+    /// The digest of the plan the layer waits with for approval (`apply = "manual"`, or an
+    /// orphaned Terraform layer's destroy); `strata approve` takes only this one. Cleared by any
+    /// other result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_plan: Option<String>,
+    /// The revision that plan was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_revision: Option<String>,
 }
 
 /// The whole stack's memory.

@@ -565,7 +565,12 @@ impl Terraform {
         if out.code != 0 {
             return Err(Self::failed(p, Step::Apply, &out));
         }
-        let mut outputs = self.read_outputs(p, &limits).await?;
+        // The plan knew every output: terraform would print exactly those (it fails an apply
+        // whose results differ from known planned values), so `terraform output` is skipped.
+        let mut outputs = match &plan.known_outputs {
+            Some(known) => known.0.clone(),
+            None => self.read_outputs(p, &limits).await?,
+        };
         apply::taint(&mut outputs, &p.redactor);
         Ok(Applied {
             layer: p.layer.clone(),

@@ -151,6 +151,14 @@ pub struct LayerPlan {
     /// Outputs with an action other than no-op.
     pub outputs: Vec<OutputChange>,
     pub terraform_version: String,
+    /// What an approval names: the digest of every change this plan makes (see
+    /// [`crate::hash::plan_digest`]).
+    pub digest: String,
+    /// Every root-module output as it will be once this plan is applied, when the plan knows
+    /// them all: the apply then need not run `terraform output`. Held in memory only; a
+    /// sensitive value stays wrapped ([`crate::value::Output`] prints `***`).
+    #[serde(skip)]
+    pub(crate) known_outputs: Option<KnownOutputs>,
     #[serde(skip)]
     pub(crate) plan_file: PathBuf,
 }
@@ -228,6 +236,8 @@ impl LayerPlan {
             }
         }
         LayerPlan {
+            digest: digest(json, &layer),
+            known_outputs: known_outputs(json),
             layer,
             mode,
             revision,
@@ -243,6 +253,97 @@ impl LayerPlan {
             plan_file,
         }
     }
+}
+
+/// Outputs a plan knows. Debug names them only: a value derived from a sensitive input is not
+/// marked sensitive until the apply taints it, and plans are printed in tests and logs.
+#[derive(Clone, PartialEq)]
+pub(crate) struct KnownOutputs(pub(crate) std::collections::BTreeMap<String, crate::value::Output>);
+
+impl std::fmt::Debug for KnownOutputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The root module's outputs after the plan is applied, from its `planned_values`; `None` when
+/// any of them (or any part of one) is unknown until apply, or the plan says nothing of them.
+/// terraform refuses an apply whose results differ from the known planned values, so these are
+/// what `terraform output` would print afterwards.
+fn known_outputs(json: &Value) -> Option<KnownOutputs> {
+    let planned = json.get("planned_values")?;
+    if let Some(changes) = json["output_changes"].as_object() {
+        if changes.values().any(|c| truthy(&c["after_unknown"])) {
+            return None;
+        }
+    }
+    let empty = serde_json::Map::new();
+    let outputs = planned
+        .get("outputs")
+        .map_or(Some(&empty), Value::as_object)?;
+    outputs
+        .iter()
+        .map(|(name, o)| {
+            // Sensitive when the module says so, or when terraform found a sensitive value in it.
+            let sensitive = o["sensitive"].as_bool().unwrap_or(false)
+                || truthy(&json["output_changes"][name.as_str()]["after_sensitive"]);
+            Some((
+                name.clone(),
+                crate::value::Output {
+                    value: o.get("value")?.clone(),
+                    sensitive,
+                },
+            ))
+        })
+        .collect::<Option<_>>()
+        .map(KnownOutputs)
+}
+
+/// The digest of what a plan does: each resource change (address, actions, before, after,
+/// what stays unknown) and each output change, no-ops left out. Two plans that would do the same
+/// to the same state have the same digest, whenever and wherever they were made; any other
+/// difference (a value, an action, a resource refreshed differently) changes it. Sensitive
+/// values are hashed with the rest and never kept.
+fn digest(json: &Value, layer: &LayerId) -> String {
+    let mut h = crate::hash::Hasher::new();
+    h.part("layer", layer.to_string().as_bytes());
+    let noop = |c: &Value| c["actions"] == serde_json::json!(["no-op"]);
+    for rc in json["resource_changes"].as_array().into_iter().flatten() {
+        let c = &rc["change"];
+        if noop(c) {
+            continue;
+        }
+        let what = serde_json::json!({
+            "actions": c["actions"],
+            "before": c["before"],
+            "after": c["after"],
+            "after_unknown": c["after_unknown"],
+        });
+        h.part(
+            "resource",
+            rc["address"].as_str().unwrap_or_default().as_bytes(),
+        );
+        h.part("change", what.to_string().as_bytes());
+    }
+    if let Some(map) = json["output_changes"].as_object() {
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        for name in names {
+            let c = &map[name];
+            if noop(c) {
+                continue;
+            }
+            let what = serde_json::json!({
+                "actions": c["actions"],
+                "before": c["before"],
+                "after": c["after"],
+                "after_unknown": c["after_unknown"],
+            });
+            h.part("output", name.as_bytes());
+            h.part("change", what.to_string().as_bytes());
+        }
+    }
+    crate::hash::plan_digest(&h)
 }
 
 impl LayerPlan {
@@ -365,6 +466,89 @@ mod tests {
             true,
             PathBuf::new(),
         )
+    }
+
+    #[test]
+    fn outputs_the_plan_knows_spare_a_terraform_output() {
+        let known = plan(json!({
+            "planned_values": {"outputs": {
+                "id": {"sensitive": false, "value": "abc"},
+                "token": {"sensitive": true, "value": "planted"}
+            }},
+            "output_changes": {"id": {"actions": ["create"], "after": "abc", "after_unknown": false}}
+        }));
+        let o = &known.known_outputs.as_ref().unwrap().0;
+        assert_eq!(o["id"], crate::value::Output::plain(json!("abc")));
+        assert!(o["token"].sensitive);
+        assert!(!format!("{known:?}").contains("planted"), "{known:?}");
+        let shown = format!("{:?}", known.known_outputs);
+        assert_eq!(shown, r#"Some({"id", "token"})"#, "names only");
+        // Made sensitive by a sensitive input, though the module did not say so.
+        let derived = plan(json!({
+            "planned_values": {"outputs": {"echo": {"sensitive": false, "value": "planted"}}},
+            "output_changes": {"echo": {"actions": ["create"], "after": "planted", "after_unknown": false, "after_sensitive": true}}
+        }));
+        assert!(derived.known_outputs.unwrap().0["echo"].sensitive);
+        // No outputs at all: known, and empty.
+        let none = plan(json!({"planned_values": {"root_module": {}}}));
+        assert_eq!(none.known_outputs.map(|o| o.0.len()), Some(0));
+        // One unknown until apply (absent value, or an unknown part): read after the apply.
+        let unknown = plan(json!({
+            "planned_values": {"outputs": {"id": {"sensitive": false}}},
+            "output_changes": {"id": {"actions": ["create"], "after_unknown": true}}
+        }));
+        assert!(unknown.known_outputs.is_none());
+        let partly = plan(json!({
+            "planned_values": {"outputs": {"o": {"sensitive": false, "value": {"a": 1}}}},
+            "output_changes": {"o": {"actions": ["create"], "after": {"a": 1}, "after_unknown": {"b": true}}}
+        }));
+        assert!(partly.known_outputs.is_none());
+        assert!(plan(json!({})).known_outputs.is_none(), "no planned values");
+    }
+
+    #[test]
+    fn the_digest_names_what_the_plan_does_and_nothing_else() {
+        let base = json!({
+            "terraform_version": "1.0.3",
+            "resource_changes": [
+                {"address": "a.x", "change": {"actions": ["update"], "before": {"k": 1}, "after": {"k": 2}}},
+                {"address": "a.z", "change": {"actions": ["no-op"], "before": {"n": 1}, "after": {"n": 1}}}
+            ],
+            "output_changes": {"o": {"actions": ["update"], "before": "a", "after": "b"}}
+        });
+        let d = plan(base.clone()).digest;
+        assert_eq!(d.len(), 16);
+        let mut other_version = base.clone();
+        other_version["terraform_version"] = json!("1.11.0");
+        other_version["resource_changes"][1]["change"]["before"] = json!({"n": 2});
+        assert_eq!(
+            plan(other_version).digest,
+            d,
+            "no-ops and versions are not the plan"
+        );
+        for (path, value) in [
+            ("/resource_changes/0/change/after/k", json!(3)),
+            ("/resource_changes/0/change/before/k", json!(0)),
+            (
+                "/resource_changes/0/change/actions",
+                json!(["delete", "create"]),
+            ),
+            ("/output_changes/o/after", json!("c")),
+        ] {
+            let mut changed = base.clone();
+            *changed.pointer_mut(path).unwrap() = value;
+            assert_ne!(plan(changed).digest, d, "{path}");
+        }
+        let other_layer = LayerPlan::from_show_json(
+            &base,
+            LayerId::terraform("u"),
+            PlanMode::Normal,
+            "rev".into(),
+            "h".into(),
+            true,
+            PathBuf::new(),
+        );
+        assert_ne!(other_layer.digest, d, "a digest is one layer's");
     }
 
     #[test]

@@ -720,7 +720,10 @@ async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
     r.commit("gated");
     let (alerts, got) = receiver().await;
     let state = dir.path().join("state");
-    let o = options(&r, &state, &alerts);
+    let mut o = options(&r, &state, &alerts);
+    o.api_token = Some(Redacted::new(b"0123456789abcdef0123".to_vec()));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
     let addr = o.listen.unwrap();
     let stop = CancellationToken::new();
     let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
@@ -734,9 +737,15 @@ async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
         .json()
         .await
         .unwrap();
+    let waiting = &status["awaiting_approval"];
+    assert_eq!(waiting.as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(waiting[0]["layer"], "terraform.gate");
+    let plan = waiting[0]["plan"].as_str().unwrap().to_string();
+    assert_eq!(plan.len(), 16, "{waiting}");
     assert_eq!(
-        status["awaiting_approval"],
-        serde_json::json!(["terraform.gate"])
+        status["stack"]["layers"]["terraform.gate"]["awaiting_plan"],
+        plan.as_str(),
+        "status.json records the plan that waits"
     );
     let summary = got.lock().unwrap().last().unwrap()["summary"].clone();
     assert_eq!(
@@ -748,11 +757,13 @@ async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
         dir.path(),
         &[
             "approve",
-            "gate",
-            "--state-dir",
-            state.to_str().unwrap(),
+            "terraform.gate",
             "--agent",
             &format!("http://{addr}"),
+            "--api-token-file",
+            token.to_str().unwrap(),
+            "--plan",
+            &plan,
         ],
     )
     .await;
@@ -773,8 +784,12 @@ async fn a_manual_layer_waits_for_approval_through_the_running_agent() {
         "converged"
     );
     assert!(
-        !state.join("approvals/gate").exists(),
+        !state.join("approvals/terraform.gate").exists(),
         "an approval is used once"
+    );
+    assert!(
+        status["stack"]["layers"]["terraform.gate"]["awaiting_plan"].is_null(),
+        "{status}"
     );
     stop.cancel();
     agent.await.unwrap();

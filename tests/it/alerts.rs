@@ -359,6 +359,29 @@ async fn a_stack_locked_by_another_process_alerts_once_and_backs_off() {
         "{failed}"
     );
 
+    // A restarted agent remembers what it alerted on: the same revision and the same failure
+    // are not news, and the `converged` that clears the failure is still owed.
+    stop.cancel();
+    agent.await.unwrap();
+    let mut o = options(&repo, &state, &alerts);
+    o.poll_interval = Some(Duration::from_secs(1));
+    let addr = o.listen.unwrap();
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(Agent::new(o).expect("agent state").run(stop.clone()));
+    polls(addr, 5).await;
+    assert_eq!(
+        sorted(kinds(&got)),
+        ["change_committed", "failed"],
+        "nothing new after a restart"
+    );
+    let conditions = status(addr).await["conditions"].clone();
+    assert!(
+        conditions
+            .as_array()
+            .is_some_and(|c| c.iter().any(|a| a["key"] == "sync")),
+        "{conditions}"
+    );
+
     drop(holder.stdin.take());
     holder.kill().await.ok();
     holder.wait().await.unwrap();
@@ -543,10 +566,10 @@ async fn a_layer_removed_from_the_stack_alerts_once_and_is_destroyed_only_when_a
     assert_eq!(alert.len(), 1, "one alert: {alert:?}");
     assert_eq!(alert[0]["type"], "diff", "{alert:?}");
     let s = status(addr).await;
+    assert_eq!(s["awaiting_approval"][0]["layer"], "terraform.net", "{s}");
     assert_eq!(
-        s["awaiting_approval"],
-        serde_json::json!(["terraform.net"]),
-        "{s}"
+        s["awaiting_approval"][0]["plan"], s["stack"]["layers"]["terraform.net"]["awaiting_plan"],
+        "the orphan's destroy waits with its digest: {s}"
     );
     let tfstate = state.join("layers/net/terraform.tfstate");
     let text = std::fs::read_to_string(&tfstate).unwrap();

@@ -42,7 +42,14 @@ kubernetes "apps" {{
 
     let held = run(&root, "apply").await.code(2);
     assert!(held.stdout.contains("awaiting approval"), "{held:?}");
-    assert!(held.stdout.contains("--approve apps"), "{held:?}");
+    assert!(
+        held.stdout.contains("--approve kubernetes.apps"),
+        "{held:?}"
+    );
+    assert!(
+        held.stdout.contains("plan: "),
+        "the plan's digest: {held:?}"
+    );
     let orders = c.kubectl(&["get", "cm", "orders", "-n", "shop"]).await;
     assert_ne!(orders.code, 0, "nothing written unapproved: {orders:?}");
     c.kubectl(&["get", "cm", "settings", "-n", "shop"])

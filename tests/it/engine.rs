@@ -469,3 +469,59 @@ async fn two_layers_declaring_the_same_object_are_refused_naming_both_files() {
         out.stderr
     );
 }
+
+/// An apply runs `terraform output` only when the plan left an output unknown: outputs the plan
+/// knows are what terraform would print (one invocation fewer per applied layer), and they come
+/// out the same, sensitive flag included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_takes_the_outputs_its_plan_knows_and_asks_terraform_for_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let known = format!(
+        "{NULL}resource \"null_resource\" \"x\" {{}}\noutput \"name\" {{ value = \"fixed\" }}\noutput \"token\" {{\n  value     = \"s3cr3t-planted\"\n  sensitive = true\n}}\n"
+    );
+    let later = format!("{NULL}resource \"null_resource\" \"x\" {{}}\noutput \"id\" {{ value = null_resource.x.id }}\n");
+    let mut counts = Vec::new();
+    for (name, tf) in [("known", &known), ("later", &later)] {
+        let root = dir.path().join(name);
+        write(
+            &root,
+            &[
+                (
+                    "strata.hcl",
+                    &format!("stack \"{name}\" {{}}\nterraform \"t\" {{\n  source = \"t\"\n}}\n"),
+                ),
+                ("t/main.tf", tf),
+            ],
+        );
+        let state = root.join(".strata");
+        let mut opts = EngineOptions::new(&state);
+        opts.terraform_env = tf_env()
+            .into_iter()
+            .filter(|(k, _)| k != "PATH")
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let engine = Engine::open(Source::Dir(root.clone()), opts).await.unwrap();
+        let report = engine.run(Mode::Apply).await.unwrap();
+        assert_eq!(report.layers[0].status, LayerStatus::Applied, "{report:?}");
+        counts.push(engine.terraform_invocations());
+        let cached: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(state.join("layers/t/outputs.json")).unwrap(),
+        )
+        .unwrap();
+        if name == "known" {
+            // `{name: [value, sensitive]}`.
+            assert_eq!(cached["name"], serde_json::json!(["fixed", false]));
+            assert_eq!(cached["token"][1], true, "{cached}");
+        } else {
+            assert!(
+                cached["id"][0].as_str().is_some_and(|v| !v.is_empty()),
+                "{cached}"
+            );
+        }
+    }
+    assert_eq!(
+        counts[1],
+        counts[0] + 1,
+        "`terraform output` only where the plan did not know an output: {counts:?}"
+    );
+}

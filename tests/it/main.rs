@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod alerts;
 mod approval;
+mod approval_binding;
 mod cluster_errors;
 mod devcluster;
 mod engine;

@@ -219,7 +219,12 @@ async fn state_files_are_owner_only_and_the_state_dir_too() {
     let report = engine.diff(None).await.unwrap();
     strata::state::reports::write(&state, &report, strata::state::reports::KEEP).unwrap();
     strata::state::pin::write(&state, "0123abcd").unwrap();
-    strata::state::approvals::give(&state, "app").unwrap();
+    let app = strata::stack::LayerId::terraform("app");
+    strata::state::stack_status::StackState::update(&state, |s| {
+        s.layer_mut(&app).awaiting_plan = Some("0123456789abcdef".into());
+    })
+    .unwrap();
+    strata::state::approvals::give(&state, &app, None).unwrap();
 
     assert_eq!(mode(&state), 0o700, "the state dir");
     let files: Vec<PathBuf> = [
@@ -229,7 +234,7 @@ async fn state_files_are_owner_only_and_the_state_dir_too() {
         "history.jsonl.lock",
         "lock",
         "pin",
-        "approvals/app",
+        "approvals/terraform.app",
         "layers/app/outputs.json",
         "reports/latest.json",
         "reports/latest.md",
