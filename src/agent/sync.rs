@@ -197,24 +197,26 @@ impl Agent {
         {
             crate::state::approvals::consume(&self.opts.state_dir, &l.layer.name);
         }
-        // A layer removed from strata.hcl whose resources remain: one alert when it is first
-        // found, and it waits for approval like a manual layer (an approval wakes the agent).
+        // A layer removed from strata.hcl: one alert when it is first found, whatever this run
+        // did about it. A Terraform layer waits for approval like a manual layer (an approval
+        // wakes the agent); a Kubernetes layer's objects are pruned without one.
         for o in &report.orphaned {
             let name = o.layer.to_string();
+            if o.new {
+                let condition = format!("orphaned {name}");
+                self.event(
+                    EventType::Diff,
+                    &commit,
+                    vec![name.clone()],
+                    &condition,
+                    format!("{name} was removed from strata.hcl: {}", o.detail),
+                );
+            }
             match o.status {
-                OrphanStatus::Orphaned => {
-                    if o.new {
-                        let condition = format!("orphaned {name}");
-                        self.event(
-                            EventType::Diff,
-                            &commit,
-                            vec![name.clone()],
-                            &condition,
-                            format!("{name} was removed from strata.hcl: {}", o.detail),
-                        );
-                    }
+                OrphanStatus::Orphaned if o.layer.kind == crate::stack::LayerKind::Terraform => {
                     self.status.awaiting_approval.push(name);
                 }
+                OrphanStatus::Orphaned | OrphanStatus::Pruned => {}
                 OrphanStatus::Destroyed => {
                     crate::state::approvals::consume(&self.opts.state_dir, &o.layer.name);
                 }

@@ -9,11 +9,13 @@
 pub mod change;
 mod drift;
 pub mod inputs;
+mod kube_orphans;
 mod kube_prune;
 mod kube_step;
 mod open;
 pub mod orphans;
 pub mod progress;
+mod reason;
 pub mod record;
 mod run;
 mod state_push;

@@ -7,11 +7,17 @@ use super::run::short;
 use crate::agent::{AgentStatus, Reach};
 use crate::engine::record::Observation;
 use crate::engine::DriftState;
-use crate::state::stack_status::StackState;
+use crate::state::stack_status::{Reason, StackState};
 
 /// The stack, the terraform in use (`terraform` is already a line of text: finding it touches
-/// the machine), and one row per layer.
-pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
+/// the machine), and one row per layer: with `agent` (an agent runs on the state dir), what it
+/// observed and the revisions it has not applied.
+pub fn text(
+    state: &StackState,
+    agent: Option<&AgentStatus>,
+    state_dir: &Path,
+    terraform: &str,
+) -> String {
     if state.layers.is_empty() {
         return format!("no runs recorded in {}\n", state_dir.display());
     }
@@ -26,13 +32,22 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
             .unwrap_or("none")
     );
     // Every cell first, then each column as wide as its widest cell: aligned for every state.
-    let header = ["layer", "converged at", "last result", "drift", "last run"].map(String::from);
-    let rows: Vec<[String; 5]> = state
-        .layers
-        .iter()
-        .map(|(name, l)| {
+    let header = [
+        "layer",
+        "converged at",
+        "last result",
+        "drift",
+        "observed",
+        "last run",
+        "reason",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 7]> = state
+        .view(agent)
+        .into_iter()
+        .map(|l| {
             [
-                name.clone(),
+                l.layer,
                 l.converged_revision
                     .as_deref()
                     .map(short)
@@ -40,11 +55,13 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
                     .to_string(),
                 l.last_result.as_deref().unwrap_or("-").to_string(),
                 l.drift.map_or("unknown", DriftState::key).to_string(),
+                l.observed.as_ref().map_or("-".into(), observed),
                 l.last_run.as_deref().unwrap_or("-").to_string(),
+                l.reason.as_ref().map_or("-".into(), reason),
             ]
         })
         .collect();
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -59,6 +76,48 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
         let _ = writeln!(t, "  {}", cells.join("  ").trim_end());
     }
     t
+}
+
+/// `in sync`, `pending 0123456789ab`, `unknown`: what the agent observed of a layer, in a cell.
+pub fn observed(o: &Observation) -> String {
+    match o {
+        Observation::InSync => "in sync".into(),
+        Observation::Drifted => "drifted".into(),
+        Observation::Unknown { .. } => "unknown".into(),
+        Observation::NeverApplied => "never applied".into(),
+        Observation::Pending { revision } => format!("pending {}", short(revision)),
+    }
+}
+
+/// Why a layer is not converged, in one line.
+pub fn reason(r: &Reason) -> String {
+    let one_line = |s: &str| crate::report::summary_line(s);
+    match r {
+        Reason::AwaitingApproval => "awaiting approval".into(),
+        Reason::Waiting { on } => crate::engine::WaitingOn(on.clone()).to_string(),
+        Reason::UpstreamFailed { upstream } => format!("held: upstream {upstream} failed"),
+        Reason::UpstreamHeld { upstream, why } => format!("held: upstream {upstream}: {why}"),
+        Reason::Failed { error } => format!("failed: {}", one_line(error)),
+        Reason::Interrupted => "interrupted: the next apply resumes it".into(),
+        Reason::Orphaned { detail } => format!("orphaned: {}", one_line(detail)),
+        Reason::PendingRevision { revision } => {
+            format!(
+                "pending revision {} (newer, not applied yet)",
+                short(revision)
+            )
+        }
+        Reason::RefusedRevision { revision, reason } => {
+            format!("revision {} refused: {}", short(revision), one_line(reason))
+        }
+        Reason::Pinned { revision, newest } => match newest {
+            Some(n) => format!(
+                "pinned at {} by strata rollback ({} waits for strata resume)",
+                short(revision),
+                short(n)
+            ),
+            None => format!("pinned at {} by strata rollback", short(revision)),
+        },
+    }
 }
 
 /// How many exposed paths the warning lists before it only counts them.
@@ -184,7 +243,7 @@ pub fn bootstrap(
         let _ = writeln!(t, "  not ready: {why}");
     }
     t.push('\n');
-    t.push_str(&text(state, state_dir, terraform));
+    t.push_str(&text(state, Some(agent), state_dir, terraform));
     t
 }
 
@@ -212,7 +271,7 @@ mod tests {
                 },
             );
         }
-        let t = text(&state, Path::new("s"), "terraform 1.11");
+        let t = text(&state, None, Path::new("s"), "terraform 1.11");
         let lines: Vec<&str> = t.lines().skip_while(|l| !l.contains("layer")).collect();
         let col = |l: &str| l.find("drift").or_else(|| l.find("unknown")).unwrap();
         let first = col(lines[0]);

@@ -11,6 +11,7 @@ mod engine;
 mod graph;
 mod json_output;
 mod kube;
+mod kube_orphans;
 mod kube_ownership;
 mod kube_safety;
 mod kubectl_parity;
