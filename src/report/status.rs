@@ -99,6 +99,8 @@ pub fn reason(r: &Reason) -> String {
         Reason::UpstreamHeld { upstream, why } => format!("held: upstream {upstream}: {why}"),
         Reason::Failed { error } => format!("failed: {}", one_line(error)),
         Reason::Interrupted => "interrupted: the next apply resumes it".into(),
+        // A Terraform orphan's detail begins with the word already.
+        Reason::Orphaned { detail } if detail.starts_with("orphaned") => one_line(detail),
         Reason::Orphaned { detail } => format!("orphaned: {}", one_line(detail)),
         Reason::PendingRevision { revision } => {
             format!(
@@ -251,6 +253,86 @@ pub fn bootstrap(
 mod tests {
     use super::*;
     use crate::state::stack_status::LayerState;
+
+    #[test]
+    fn every_reason_reads_as_one_line_in_an_aligned_column() {
+        use crate::engine::Waiting;
+        use crate::stack::LayerId;
+        let reasons = [
+            (Reason::AwaitingApproval, "awaiting approval"),
+            (
+                Reason::Waiting {
+                    on: vec![Waiting {
+                        on: LayerId::terraform("cluster"),
+                        output: "outputs.kubeconfig".into(),
+                    }],
+                },
+                "waiting on terraform.cluster (outputs.kubeconfig unknown until applied)",
+            ),
+            (
+                Reason::UpstreamFailed {
+                    upstream: "terraform.network".into(),
+                },
+                "held: upstream terraform.network failed",
+            ),
+            (
+                Reason::Failed {
+                    error: "terraform apply failed:\n  Error: boom".into(),
+                },
+                "failed: terraform apply failed: Error: boom",
+            ),
+            (
+                Reason::Orphaned {
+                    detail: "removed from the stack file".into(),
+                },
+                "orphaned: removed from the stack file",
+            ),
+            (
+                Reason::PendingRevision {
+                    revision: "c".repeat(40),
+                },
+                "pending revision cccccccccccc (newer, not applied yet)",
+            ),
+        ];
+        let mut state = StackState {
+            stack: "demo".into(),
+            ..Default::default()
+        };
+        for (i, (r, text)) in reasons.iter().enumerate() {
+            assert_eq!(reason(r), *text);
+            state.layers.insert(
+                format!("kubernetes.l{i}"),
+                LayerState {
+                    reason: Some(r.clone()),
+                    last_result: Some("awaiting_approval".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        state
+            .layers
+            .insert("kubernetes.ok".into(), LayerState::default());
+        let mut agent = AgentStatus::default();
+        agent.layers.insert(
+            "kubernetes.ok".into(),
+            Observation::Pending {
+                revision: "d".repeat(40),
+            },
+        );
+        let t = text(&state, Some(&agent), Path::new("s"), "terraform 1.11");
+        let lines: Vec<&str> = t.lines().skip_while(|l| !l.contains("layer")).collect();
+        let col = lines[0].find("reason").unwrap();
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l[..col].ends_with("  ") && !l[col..].starts_with(' ')),
+            "{t}"
+        );
+        for (_, text) in &reasons {
+            assert!(t.contains(text), "{t}");
+        }
+        assert!(t.contains("pending dddddddddddd"), "{t}");
+    }
 
     #[test]
     fn columns_stay_aligned_for_every_state() {

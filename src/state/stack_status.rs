@@ -232,6 +232,83 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_recorded_reason_comes_first_then_the_pin_the_refusal_and_a_pending_revision() {
+        let mut state = StackState::default();
+        state.layers.insert(
+            "terraform.gate".into(),
+            LayerState {
+                reason: Some(Reason::AwaitingApproval),
+                ..Default::default()
+            },
+        );
+        state
+            .layers
+            .insert("kubernetes.apps".into(), LayerState::default());
+        let reason = |agent: Option<&crate::agent::AgentStatus>, layer: &str| {
+            state
+                .view(agent)
+                .into_iter()
+                .find(|v| v.layer == layer)
+                .unwrap()
+                .reason
+        };
+        assert_eq!(reason(None, "kubernetes.apps"), None);
+        let mut agent = crate::agent::AgentStatus {
+            revision: Some("r1".into()),
+            latest_seen: Some("r2".into()),
+            pinned: Some("r1".into()),
+            refused: Some(crate::agent::Refused {
+                revision: "r2".into(),
+                reason: "unsigned".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            reason(Some(&agent), "terraform.gate"),
+            Some(Reason::AwaitingApproval)
+        );
+        assert_eq!(
+            reason(Some(&agent), "kubernetes.apps"),
+            Some(Reason::Pinned {
+                revision: "r1".into(),
+                newest: Some("r2".into())
+            })
+        );
+        agent.pinned = None;
+        assert!(matches!(
+            reason(Some(&agent), "kubernetes.apps"),
+            Some(Reason::RefusedRevision { .. })
+        ));
+        agent.refused = None;
+        assert_eq!(
+            reason(Some(&agent), "kubernetes.apps"),
+            Some(Reason::PendingRevision {
+                revision: "r2".into()
+            })
+        );
+        agent.latest_seen = Some("r1".into());
+        assert_eq!(reason(Some(&agent), "kubernetes.apps"), None, "converged");
+        agent.layers.insert(
+            "kubernetes.apps".into(),
+            Observation::Pending {
+                revision: "r3".into(),
+            },
+        );
+        let view = state.view(Some(&agent));
+        let apps = view.iter().find(|v| v.layer == "kubernetes.apps").unwrap();
+        assert_eq!(
+            apps.reason,
+            Some(Reason::PendingRevision {
+                revision: "r3".into()
+            })
+        );
+        assert_eq!(
+            state.to_json(Some(&agent))["layers"]["kubernetes.apps"]["observed"]["state"],
+            "pending"
+        );
+    }
+
+    #[test]
     fn concurrent_updates_of_different_fields_lose_none() {
         let dir = tempfile::tempdir().unwrap();
         let threads: Vec<_> = (0..8)

@@ -358,3 +358,88 @@ fn spawn_apply(root: &Path) -> tokio::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// The agent, on a commit that removes a Kubernetes layer: one `orphaned` alert, its objects
+/// pruned, no approval asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn the_agent_alerts_once_when_a_kubernetes_layer_leaves_and_prunes_it() {
+    use crate::agent::{cm, kinds, options, receiver, until, Repo};
+    let c = Cluster::start().await;
+    let repo = Repo {
+        dir: c.dir.path().join("repo"),
+    };
+    let hcl = |with_gone: bool| {
+        let mut h = format!(
+            "stack \"truth\" {{\n  alert_after = \"0s\"\n}}\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\nkubernetes \"kept\" {{\n  source    = \"k8s/kept\"\n  cluster   = cluster.main\n  namespace = \"default\"\n}}\n",
+            c.kubeconfig.display()
+        );
+        if with_gone {
+            h.push_str("kubernetes \"gone\" {\n  source    = \"k8s/gone\"\n  cluster   = cluster.main\n  namespace = \"default\"\n}\n");
+        }
+        h
+    };
+    repo.write("strata.hcl", &hcl(true));
+    repo.write("k8s/kept/cm.yaml", &cm("kept", "blue"));
+    repo.write("k8s/gone/cm.yaml", &cm("gone", "red"));
+    repo.git(&["init", "-q", "-b", "main"]);
+    repo.commit("first");
+    let (alerts, got) = receiver().await;
+    let state = c.dir.path().join("state");
+    let mut o = options(&repo, &state, &alerts);
+    o.poll_interval = Some(Duration::from_secs(1));
+    let addr = o.listen.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agent = tokio::spawn(
+        strata::agent::Agent::new(o)
+            .expect("agent state")
+            .run(stop.clone()),
+    );
+    until("the first sync converged", 120, || {
+        kinds(&got).contains(&"converged".to_string())
+    })
+    .await;
+    assert!(exists(&c, "cm", "gone", "default").await);
+
+    repo.write("strata.hcl", &hcl(false));
+    repo.commit("drop gone");
+    let orphaned = || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["condition"] == "orphaned kubernetes.gone")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    until("an orphaned alert", 120, || !orphaned().is_empty()).await;
+    let mut polls = 0;
+    while exists(&c, "cm", "gone", "default").await {
+        polls += 1;
+        assert!(polls < 600, "never pruned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = || async {
+        let r = reqwest::get(format!("http://{addr}/api/v1/status"))
+            .await
+            .unwrap();
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()
+    };
+    // A few more polls of the same commit: still one alert.
+    let syncs = status().await["syncs"].as_u64().unwrap();
+    let mut polls = 0;
+    while status().await["syncs"].as_u64().unwrap() < syncs + 3 {
+        polls += 1;
+        assert!(polls < 600, "the agent stopped polling");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let alert = orphaned();
+    assert_eq!(alert.len(), 1, "one alert: {alert:?}");
+    let s = status().await;
+    assert_eq!(s["awaiting_approval"], serde_json::json!([]), "{s:#}");
+    assert!(
+        s["stack"]["layers"].get("kubernetes.gone").is_none(),
+        "{s:#}"
+    );
+    assert!(exists(&c, "cm", "kept", "default").await);
+    stop.cancel();
+    agent.await.unwrap();
+}

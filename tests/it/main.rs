@@ -24,6 +24,7 @@ mod shutdown;
 mod sops;
 mod source;
 mod state;
+mod status_reasons;
 mod terraform;
 mod terraform_init;
 mod terraform_recovery;
