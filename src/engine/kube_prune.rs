@@ -137,10 +137,13 @@ impl Engine {
             (c.to_string(), previous.to_vec())
         }));
         for r in removed {
+            let o = &mut orphans[r.index];
+            if mode == Mode::Apply && self.opts.cancel.is_cancelled() {
+                o.detail = "interrupted before pruning: the next apply prunes it".into();
+                continue;
+            }
             let stack = self.stackwide(&r.cluster, &declared, &summary);
-            let index = r.index;
-            self.prune_removed(mode, r, &stack, &mut orphans[index])
-                .await;
+            self.prune_removed(mode, r, &stack, o).await;
         }
         let order: Vec<LayerId> = self.graph.layers().iter().rev().cloned().collect();
         for id in order {

@@ -443,3 +443,53 @@ async fn the_agent_alerts_once_when_a_kubernetes_layer_leaves_and_prunes_it() {
     stop.cancel();
     agent.await.unwrap();
 }
+
+/// Pruned with the stack: a removed layer's objects go first, so the Namespace another layer
+/// stops declaring in the same commit goes in the same apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_layer_is_pruned_before_the_namespace_it_lived_in() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    stack(&root, &c, &[("old", "main")], false);
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    layer(&root, "old", &[("legacy.yaml", LEGACY)]);
+    run(&root, "apply").await.code(0);
+
+    stack(&root, &c, &[], false);
+    layer(&root, "platform", &[]);
+    let apply = run(&root, "apply").await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stdout.contains("- ConfigMap/shop/legacy"),
+        "{apply:?}"
+    );
+    assert!(apply.stdout.contains("- Namespace/shop"), "{apply:?}");
+    assert!(
+        !exists(&c, "namespace", "shop", "default").await,
+        "{apply:?}"
+    );
+}
+
+/// A cluster block pointed at another API server since the layer was applied: its inventory is
+/// not looked for there, and nothing is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_layer_whose_cluster_now_points_elsewhere_is_kept() {
+    let c = Cluster::start().await;
+    let other = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    stack(&root, &c, &[("old", "main")], false);
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    layer(&root, "old", &[("legacy.yaml", LEGACY)]);
+    run(&root, "apply").await.code(0);
+
+    stack(&root, &other, &[], false);
+    let apply = run_with(&root, "apply", &["--json"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let a = json(&apply);
+    assert_eq!(a["orphaned"][0]["status"], "orphaned", "{a:#}");
+    let detail = a["orphaned"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("which points at"), "{detail}");
+    assert!(exists(&c, "cm", "legacy", "shop").await);
+    assert_eq!(inventories(&c, "old").await.len(), 1);
+    assert!(remembered(&root, "kubernetes.old"));
+}
