@@ -194,31 +194,30 @@ impl Agent {
                 revision: Some(commit.clone()),
             })
             .collect();
-        // A layer removed from strata.hcl whose resources remain: one alert when it is first
-        // found, and it waits for approval like a manual layer (an approval wakes the agent).
+        // A layer removed from strata.hcl: one alert when it is first found, whatever this run
+        // did about it. A Terraform layer waits for approval like a manual layer (an approval
+        // wakes the agent); a Kubernetes layer's objects are pruned without one.
         for o in &report.orphaned {
             let name = o.layer.to_string();
+            if o.new {
+                let condition = format!("orphaned {name}");
+                self.event(
+                    EventType::Diff,
+                    &commit,
+                    vec![name.clone()],
+                    &condition,
+                    format!("{name} was removed from strata.hcl: {}", o.detail),
+                );
+            }
             match o.status {
-                OrphanStatus::Orphaned => {
-                    if o.new {
-                        let condition = format!("orphaned {name}");
-                        self.event(
-                            EventType::Diff,
-                            &commit,
-                            vec![name.clone()],
-                            &condition,
-                            format!("{name} was removed from strata.hcl: {}", o.detail),
-                        );
-                    }
-                    if o.layer.kind == crate::stack::LayerKind::Terraform {
-                        self.status.awaiting_approval.push(Awaiting {
-                            layer: name,
-                            plan: o.plan.clone(),
-                            revision: Some(commit.clone()),
-                        });
-                    }
+                OrphanStatus::Orphaned if o.layer.kind == crate::stack::LayerKind::Terraform => {
+                    self.status.awaiting_approval.push(Awaiting {
+                        layer: name,
+                        plan: o.plan.clone(),
+                        revision: Some(commit.clone()),
+                    });
                 }
-                OrphanStatus::Destroyed => {}
+                OrphanStatus::Orphaned | OrphanStatus::Pruned | OrphanStatus::Destroyed => {}
                 OrphanStatus::Failed => failed.push(name),
             }
         }

@@ -19,7 +19,7 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         .then(|| crate::state::agent_status::load(state_dir))
         .transpose()?;
     if json {
-        let mut v = serde_json::to_value(&state).unwrap_or_default();
+        let mut v = state.to_json(agent.as_ref());
         if let Some(a) = &agent {
             v["agent"] = serde_json::to_value(a).unwrap_or_default();
         }
@@ -27,14 +27,24 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> Result<ExitStatus, Err
         return Ok(ExitStatus::Success);
     }
     if state.layers.is_empty() {
-        out(&crate::report::status::text(&state, state_dir, ""))?;
+        out(&crate::report::status::text(
+            &state,
+            agent.as_ref(),
+            state_dir,
+            "",
+        ))?;
         return Ok(ExitStatus::Success);
     }
     let terraform = super::runtime()
         .ok()
         .map(|rt| rt.block_on(terraform_line()))
         .unwrap_or_else(|| "not found on PATH".into());
-    out(&crate::report::status::text(&state, state_dir, &terraform))?;
+    out(&crate::report::status::text(
+        &state,
+        agent.as_ref(),
+        state_dir,
+        &terraform,
+    ))?;
     if let Some(a) = &agent {
         out(&crate::report::status::agent(a))?;
     }

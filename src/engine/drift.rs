@@ -298,6 +298,7 @@ impl Engine {
                     client,
                     desired,
                     resources,
+                    ..
                 } = k;
                 match k8s::diff(&client, &desired, &resources, &self.sync_options(layer)).await {
                     Ok(kd) => LayerDrift {

@@ -71,11 +71,13 @@ impl Engine {
 
     /// The stack-wide view of one cluster: what every layer on it declares, what the layers that
     /// ran would prune, and which layers' desired sets are unknown.
+    /// `pruning` is, per layer that prunes in this run (removed layers included), its cluster
+    /// and its inventory.
     fn stackwide(
         &self,
         cluster: &str,
         declared: &Declared,
-        pending: &[(LayerId, bool, Vec<ObjRef>)],
+        pruning: &[(String, Vec<ObjRef>)],
     ) -> Stackwide {
         let mut s = Stackwide::default();
         for (id, entry) in declared {
@@ -86,8 +88,8 @@ impl Engine {
                 Err(why) => s.unknown.push(why.clone()),
             }
         }
-        for (id, prune, previous) in pending {
-            if *prune && cluster_of(self, id).as_deref() == Some(cluster) {
+        for (c, previous) in pruning {
+            if c == cluster {
                 s.pruning.extend(previous.iter().map(ObjRef::key));
             }
         }
@@ -96,7 +98,8 @@ impl Engine {
     }
 
     /// Prunes (or plans the prune of) every Kubernetes layer that ran, last layers first, against
-    /// the whole stack's desired objects, and completes their reports.
+    /// the whole stack's desired objects, and completes their reports. Layers removed from the
+    /// stack file (among `orphans`) come first: nothing declared depends on them.
     ///
     /// # Guarantees
     /// - Runs after the walk: every layer's desired set is known, or the layer is named as
@@ -104,22 +107,44 @@ impl Engine {
     /// - A layer is recorded converged only once its prune succeeded.
     /// - A cancelled run prunes nothing: its layers are reported interrupted, their objects stay
     ///   in their inventories for the next run.
-    pub(super) async fn prune_kubernetes(&self, mode: Mode, shared: &Arc<Mutex<Shared>>) {
+    pub(super) async fn prune_kubernetes(
+        &self,
+        mode: Mode,
+        shared: &Arc<Mutex<Shared>>,
+        orphans: &mut [super::orphans::Orphan],
+    ) {
         let mut pending = std::mem::take(&mut shared.lock().expect("shared").pending);
-        if pending.is_empty() {
+        let removed_any = orphans
+            .iter()
+            .any(|o| o.layer.kind == crate::stack::LayerKind::Kubernetes);
+        if pending.is_empty() && !removed_any {
             return;
         }
+        let known = shared.lock().expect("shared").known.clone();
+        let removed = self.removed_kube_layers(mode, orphans, &known).await;
         let declared = self.declared_by_all(shared).await;
-        let summary: Vec<(LayerId, bool, Vec<ObjRef>)> = pending
+        let mut summary: Vec<(String, Vec<ObjRef>)> = pending
             .iter()
-            .map(|(id, p)| {
-                let prune = self
-                    .stack
+            .filter(|(id, _)| {
+                self.stack
                     .layer(id)
-                    .is_some_and(|l| self.sync_options(l).prune);
-                (id.clone(), prune, p.previous.clone())
+                    .is_some_and(|l| self.sync_options(l).prune)
             })
+            .map(|(id, p)| (cluster_of(self, id).unwrap_or_default(), p.previous.clone()))
             .collect();
+        summary.extend(removed.iter().map(|r| {
+            let (c, previous) = super::kube_orphans::pruning(r);
+            (c.to_string(), previous.to_vec())
+        }));
+        for r in removed {
+            let o = &mut orphans[r.index];
+            if mode == Mode::Apply && self.opts.cancel.is_cancelled() {
+                o.detail = "interrupted before pruning: the next apply prunes it".into();
+                continue;
+            }
+            let stack = self.stackwide(&r.cluster, &declared, &summary);
+            self.prune_removed(mode, r, &stack, o).await;
+        }
         let order: Vec<LayerId> = self.graph.layers().iter().rev().cloned().collect();
         for id in order {
             let Some(p) = pending.remove(&id) else {

@@ -20,6 +20,8 @@ pub(super) struct KubeInputs {
     pub(super) client: ::kube::Client,
     pub(super) desired: Vec<k8s::Desired>,
     pub(super) resources: k8s::resolve::Resources,
+    /// The cluster's API server URL.
+    pub(super) server: String,
 }
 
 impl Engine {
@@ -85,6 +87,7 @@ impl Engine {
             client,
             desired,
             resources,
+            server: url,
         }))
     }
 
@@ -190,6 +193,15 @@ impl Engine {
                 (cs.clone(), Stage::Held(cs))
             }
             _ => {
+                // Where it applies is on disk before anything is: once the layer leaves the
+                // stack file, its objects can still be pruned.
+                let target = crate::state::stack_status::KubeTarget {
+                    cluster: spec.cluster.clone(),
+                    server: k.server.clone(),
+                    prune: opts.prune,
+                };
+                self.record_kube_target(id, target)
+                    .map_err(Failure::failed)?;
                 self.progress(id, Event::Applying);
                 let applied = k8s::apply_layer(&k.client, &k.desired, inventory, &opts)
                     .await

@@ -3,13 +3,15 @@
 //! destroyed by default. Every plan and apply names each such layer as orphaned (typed, in the
 //! JSON and the text), and `status` shows it orphaned rather than converged; a Terraform layer's
 //! resources are destroyed, from the working copy of its last apply, only when an apply approves
-//! it by name (`--approve terraform.old`).
+//! it by name (`--approve terraform.old`). A Kubernetes layer's objects are pruned by an apply
+//! like any object that left Git, with the same safety rules ([`super::kube_orphans`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::change::Change;
 use super::Engine;
 use crate::stack::{LayerId, LayerKind};
-use crate::state::stack_status::StackState;
+use crate::state::stack_status::{Reason, StackState};
 use crate::terraform::PlanMode;
 
 /// A layer the state dir remembers as applied that the stack no longer declares.
@@ -25,12 +27,17 @@ pub struct Orphan {
     pub new: bool,
     /// What is left behind and what to do about it, or what the destroy did.
     pub detail: String,
-    /// Whether this run destroyed it.
+    /// Whether this run destroyed (or pruned) it.
     #[serde(default)]
     pub status: OrphanStatus,
     /// The digest of its destroy, which an approval names ([`super::orphan_plan`]).
     #[serde(default)]
     pub plan: String,
+    /// A Kubernetes layer's objects: what its prune deleted and kept (or, in a plan, would).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
 }
 
 /// What a run did about an orphaned layer.
@@ -42,8 +49,18 @@ pub enum OrphanStatus {
     Orphaned,
     /// Its resources were destroyed (approved in this apply); the state dir forgets it.
     Destroyed,
-    /// Approved, but the destroy failed; `detail` says why.
+    /// A Kubernetes layer: every object of its inventory was deleted or handed over to another
+    /// layer, and its inventory deleted; the state dir forgets it.
+    Pruned,
+    /// The destroy or prune failed; `detail` says why.
     Failed,
+}
+
+impl OrphanStatus {
+    /// Nothing of the layer is left to manage: the state dir forgets it.
+    pub fn gone(self) -> bool {
+        matches!(self, OrphanStatus::Destroyed | OrphanStatus::Pruned)
+    }
 }
 
 impl Orphan {
@@ -53,10 +70,22 @@ impl Orphan {
                 "orphaned — resources will be destroyed when approved: strata apply --approve \
                  {layer} (never without; put the layer back under the same name to keep them)"
             ),
-            LayerKind::Kubernetes => "removed from the stack file; its objects and inventory are \
-                 still in the cluster: put the layer back (under the same name) to manage them \
-                 again, or delete them with kubectl"
+            LayerKind::Kubernetes => "removed from the stack file: the next apply prunes its \
+                 objects that no layer declares (put the layer back under the same name to keep \
+                 them)"
                 .into(),
+        }
+    }
+
+    /// Why `status` shows it not converged.
+    pub fn reason(&self) -> Reason {
+        match self.status {
+            OrphanStatus::Failed => Reason::Failed {
+                error: self.detail.clone(),
+            },
+            _ => Reason::Orphaned {
+                detail: self.detail.clone(),
+            },
         }
     }
 }
@@ -66,7 +95,10 @@ pub fn find(state: &StackState, declared: &[LayerId], now: &str) -> Vec<Orphan> 
     state
         .layers
         .iter()
-        .filter(|(_, l)| l.converged_revision.is_some() || l.orphaned_since.is_some())
+        // A Kubernetes layer whose first apply did not finish may have written objects too.
+        .filter(|(_, l)| {
+            l.converged_revision.is_some() || l.orphaned_since.is_some() || l.kubernetes.is_some()
+        })
         .filter_map(|(name, l)| {
             let id = LayerId::parse(name)?;
             (!declared.contains(&id)).then(|| {
@@ -78,6 +110,8 @@ pub fn find(state: &StackState, declared: &[LayerId], now: &str) -> Vec<Orphan> 
                     new: l.orphaned_since.is_none(),
                     status: OrphanStatus::Orphaned,
                     plan: String::new(),
+                    counts: None,
+                    changes: Vec::new(),
                 };
                 o.plan = super::orphan_plan(&o);
                 o

@@ -133,9 +133,11 @@ impl Engine {
             async move { self.step(&id, mode, &shared).await }
         })
         .await;
-        self.prune_kubernetes(mode, &shared).await;
-        // Orphans last: what the stack still declares is converged before anything is destroyed.
+        // Removed Kubernetes layers are pruned with the stack's prune, as its most downstream
+        // layers; Terraform orphans last: what the stack still declares is converged before
+        // anything is destroyed.
         let mut orphaned = self.orphans(&started);
+        self.prune_kubernetes(mode, &shared, &mut orphaned).await;
         if mode == Mode::Apply {
             self.destroy_orphans(&mut orphaned).await;
         }
@@ -171,7 +173,7 @@ impl Engine {
             orphaned,
             layers,
         };
-        self.finish(&report, mode)?;
+        self.finish(&report, &outcomes, mode)?;
         Ok(report)
     }
 
@@ -238,7 +240,12 @@ impl Engine {
     ///
     /// # Errors
     /// `status.json` or `history.jsonl` could not be read or written; the error names the file.
-    fn finish(&self, report: &RunReport, mode: Mode) -> Result<(), EngineError> {
+    fn finish(
+        &self,
+        report: &RunReport,
+        outcomes: &BTreeMap<LayerId, Outcome<Hold>>,
+        mode: Mode,
+    ) -> Result<(), EngineError> {
         let failed = report.any(LayerStatus::Failed)
             || report.any(LayerStatus::Interrupted)
             || report
@@ -294,6 +301,7 @@ impl Engine {
                         ls.awaiting_revision = None;
                     }
                 }
+                ls.reason = super::reason::of(l, outcomes.get(&l.layer));
                 if let Some(m) = mine
                     .layer(&l.layer)
                     .filter(|m| m.converged_revision.as_deref() == Some(&self.revision))
@@ -310,7 +318,7 @@ impl Engine {
             // Orphans stay in the state (never forgotten, never reported converged); a layer
             // declared again is no orphan.
             for o in &report.orphaned {
-                if o.status == OrphanStatus::Destroyed {
+                if o.status.gone() {
                     state.layers.remove(&o.layer.to_string());
                     continue;
                 }
@@ -323,6 +331,7 @@ impl Engine {
                         ls.awaiting_plan = Some(o.plan.clone());
                         ls.awaiting_revision = Some(self.revision.clone());
                     }
+                    ls.reason = Some(o.reason());
                 }
             }
             for l in &report.layers {

@@ -158,3 +158,42 @@ pub async fn write(
     }
     Ok(())
 }
+
+/// `ConfigMap/strata-system/inventory.<stack id>.<layer>`, as messages name it.
+pub fn describe(opts: &super::ApplyOptions) -> String {
+    format!(
+        "ConfigMap/{NAMESPACE}/{}",
+        name(&opts.stack_id, &opts.layer)
+    )
+}
+
+/// Deletes the layer's inventory (with `legacy`, the one named by the stack name alone, which
+/// [`read`] found instead): for a layer gone from the stack once nothing of it is left to manage.
+///
+/// # Guarantees
+/// Deleting an inventory that is not there succeeds: a run killed after the deletion finishes
+/// the job on the next run.
+///
+/// # Errors
+/// The deletion failed (after retries), naming the ConfigMap.
+pub async fn delete(
+    client: &::kube::Client,
+    opts: &super::ApplyOptions,
+    legacy: bool,
+) -> Result<(), KubeError> {
+    let api = cm_api(client);
+    let dp = ::kube::api::DeleteParams::default();
+    let n = if legacy {
+        name(&opts.stack, &opts.layer)
+    } else {
+        name(&opts.stack_id, &opts.layer)
+    };
+    match retry(opts.backoff, || api.delete(&n, &dp)).await {
+        Ok(_) => Ok(()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(KubeError::Prune {
+            object: format!("ConfigMap/{NAMESPACE}/{n} (the inventory of a removed layer)"),
+            message: super::error::describe(&e),
+        }),
+    }
+}

@@ -12,6 +12,7 @@ use ::kube::api::{Api, DeleteParams, DynamicObject};
 use super::changeset::{Action, ChangeSet};
 use super::contents;
 use super::error::KubeError;
+use super::inventory::{self, Inventory};
 use super::object::ObjRef;
 use super::order;
 use super::owner::{owner_of, Owner};
@@ -175,6 +176,44 @@ pub async fn prune(
                 }
                 cs.push(r.clone(), Action::Deleted, Some("no longer in Git".into()));
             }
+        }
+    }
+    Ok(kept)
+}
+
+/// Prunes a layer the stack no longer declares: every object of its inventory `inv` that no
+/// layer of `stack` declares is deleted, unless kept ([`prune`]'s rules); then its inventory is
+/// deleted, or narrowed to what was kept. With `cs.dry_run`, says what it would do and writes
+/// nothing. Returns the objects kept (they stay in its inventory).
+///
+/// # Guarantees
+/// - As [`prune`]: never deletes what another layer declares now (a renamed layer's objects
+///   are handed over), what another stack owns, or a Namespace or CRD holding anything else.
+/// - The inventory goes last, only once every deletion succeeded and nothing was kept: a run
+///   killed at any point leaves it, and the next run prunes what is left.
+///
+/// # Errors
+/// The first read, listing, deletion or inventory write that failed (after retries).
+pub async fn removed_layer(
+    client: &::kube::Client,
+    inv: &Inventory,
+    stack: &Stackwide,
+    resources: &Resources,
+    opts: &ApplyOptions,
+    cs: &mut ChangeSet,
+) -> Result<Vec<ObjRef>, KubeError> {
+    let mut kept = prune(client, &inv.entries, stack, resources, opts, cs).await?;
+    kept.sort();
+    if cs.dry_run {
+        return Ok(kept);
+    }
+    if kept.is_empty() {
+        inventory::delete(client, opts, inv.legacy).await?;
+    } else {
+        let mut before = inv.entries.clone();
+        before.sort();
+        if kept != before || inv.legacy {
+            inventory::write(client, opts, &kept, inv.legacy).await?;
         }
     }
     Ok(kept)

@@ -21,10 +21,16 @@ pub fn text(orphans: &[Orphan]) -> String {
         let what = match o.status {
             OrphanStatus::Orphaned => "orphaned",
             OrphanStatus::Destroyed => "destroyed",
+            OrphanStatus::Pruned => "pruned",
             OrphanStatus::Failed => "failed",
         };
         let _ = writeln!(out, "  {}  {what}, orphaned since {}{at}", o.layer, o.since);
         let _ = writeln!(out, "      {}", o.detail);
+        if !o.changes.is_empty() {
+            let counts = o.counts.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "      objects: {counts}");
+            out.push_str(&super::run::changes_text(&o.changes, "        "));
+        }
     }
     out
 }

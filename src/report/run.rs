@@ -62,12 +62,7 @@ pub fn text(r: &RunReport) -> String {
                 l.layer.to_string(),
                 counts
             );
-            for c in &l.changes {
-                let _ = writeln!(out, "      {}", change_line(c));
-                for f in &c.fields {
-                    let _ = writeln!(out, "          {}", field_line(f));
-                }
-            }
+            out.push_str(&changes_text(&l.changes, "      "));
             if matches!(l.status, LayerStatus::Changes | LayerStatus::Applied)
                 && !l.reasons.is_empty()
             {
@@ -108,6 +103,18 @@ pub fn text(r: &RunReport) -> String {
     };
     out.push_str(&super::orphans::text(&r.orphaned));
     let _ = writeln!(out, "\n{summary}");
+    out
+}
+
+/// One line per change, each indented by `indent`, an update's fields below it.
+pub fn changes_text(changes: &[Change], indent: &str) -> String {
+    let mut out = String::new();
+    for c in changes {
+        let _ = writeln!(out, "{indent}{}", change_line(c));
+        for f in &c.fields {
+            let _ = writeln!(out, "{indent}    {}", field_line(f));
+        }
+    }
     out
 }
 

@@ -7,11 +7,17 @@ use super::run::short;
 use crate::agent::{AgentStatus, Reach};
 use crate::engine::record::Observation;
 use crate::engine::DriftState;
-use crate::state::stack_status::StackState;
+use crate::state::stack_status::{Reason, StackState};
 
 /// The stack, the terraform in use (`terraform` is already a line of text: finding it touches
-/// the machine), and one row per layer.
-pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
+/// the machine), and one row per layer: with `agent` (an agent runs on the state dir), what it
+/// observed and the revisions it has not applied.
+pub fn text(
+    state: &StackState,
+    agent: Option<&AgentStatus>,
+    state_dir: &Path,
+    terraform: &str,
+) -> String {
     if state.layers.is_empty() {
         return format!("no runs recorded in {}\n", state_dir.display());
     }
@@ -26,13 +32,22 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
             .unwrap_or("none")
     );
     // Every cell first, then each column as wide as its widest cell: aligned for every state.
-    let header = ["layer", "converged at", "last result", "drift", "last run"].map(String::from);
-    let rows: Vec<[String; 5]> = state
-        .layers
-        .iter()
-        .map(|(name, l)| {
+    let header = [
+        "layer",
+        "converged at",
+        "last result",
+        "drift",
+        "observed",
+        "last run",
+        "reason",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 7]> = state
+        .view(agent)
+        .into_iter()
+        .map(|l| {
             [
-                name.clone(),
+                l.layer,
                 l.converged_revision
                     .as_deref()
                     .map(short)
@@ -40,11 +55,13 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
                     .to_string(),
                 l.last_result.as_deref().unwrap_or("-").to_string(),
                 l.drift.map_or("unknown", DriftState::key).to_string(),
+                l.observed.as_ref().map_or("-".into(), observed),
                 l.last_run.as_deref().unwrap_or("-").to_string(),
+                l.reason.as_ref().map_or("-".into(), reason),
             ]
         })
         .collect();
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -59,6 +76,50 @@ pub fn text(state: &StackState, state_dir: &Path, terraform: &str) -> String {
         let _ = writeln!(t, "  {}", cells.join("  ").trim_end());
     }
     t
+}
+
+/// `in sync`, `pending 0123456789ab`, `unknown`: what the agent observed of a layer, in a cell.
+pub fn observed(o: &Observation) -> String {
+    match o {
+        Observation::InSync => "in sync".into(),
+        Observation::Drifted => "drifted".into(),
+        Observation::Unknown { .. } => "unknown".into(),
+        Observation::NeverApplied => "never applied".into(),
+        Observation::Pending { revision } => format!("pending {}", short(revision)),
+    }
+}
+
+/// Why a layer is not converged, in one line.
+pub fn reason(r: &Reason) -> String {
+    let one_line = |s: &str| crate::report::summary_line(s);
+    match r {
+        Reason::AwaitingApproval => "awaiting approval".into(),
+        Reason::Waiting { on } => crate::engine::WaitingOn(on.clone()).to_string(),
+        Reason::UpstreamFailed { upstream } => format!("held: upstream {upstream} failed"),
+        Reason::UpstreamHeld { upstream, why } => format!("held: upstream {upstream}: {why}"),
+        Reason::Failed { error } => format!("failed: {}", one_line(error)),
+        Reason::Interrupted => "interrupted: the next apply resumes it".into(),
+        // A Terraform orphan's detail begins with the word already.
+        Reason::Orphaned { detail } if detail.starts_with("orphaned") => one_line(detail),
+        Reason::Orphaned { detail } => format!("orphaned: {}", one_line(detail)),
+        Reason::PendingRevision { revision } => {
+            format!(
+                "pending revision {} (newer, not applied yet)",
+                short(revision)
+            )
+        }
+        Reason::RefusedRevision { revision, reason } => {
+            format!("revision {} refused: {}", short(revision), one_line(reason))
+        }
+        Reason::Pinned { revision, newest } => match newest {
+            Some(n) => format!(
+                "pinned at {} by strata rollback ({} waits for strata resume)",
+                short(revision),
+                short(n)
+            ),
+            None => format!("pinned at {} by strata rollback", short(revision)),
+        },
+    }
 }
 
 /// How many exposed paths the warning lists before it only counts them.
@@ -172,7 +233,7 @@ pub fn bootstrap(
         let _ = writeln!(t, "  not ready: {why}");
     }
     t.push('\n');
-    t.push_str(&text(state, state_dir, terraform));
+    t.push_str(&text(state, Some(agent), state_dir, terraform));
     t
 }
 
@@ -198,6 +259,86 @@ mod tests {
     use crate::state::stack_status::LayerState;
 
     #[test]
+    fn every_reason_reads_as_one_line_in_an_aligned_column() {
+        use crate::engine::Waiting;
+        use crate::stack::LayerId;
+        let reasons = [
+            (Reason::AwaitingApproval, "awaiting approval"),
+            (
+                Reason::Waiting {
+                    on: vec![Waiting {
+                        on: LayerId::terraform("cluster"),
+                        output: "outputs.kubeconfig".into(),
+                    }],
+                },
+                "waiting on terraform.cluster (outputs.kubeconfig unknown until applied)",
+            ),
+            (
+                Reason::UpstreamFailed {
+                    upstream: "terraform.network".into(),
+                },
+                "held: upstream terraform.network failed",
+            ),
+            (
+                Reason::Failed {
+                    error: "terraform apply failed:\n  Error: boom".into(),
+                },
+                "failed: terraform apply failed: Error: boom",
+            ),
+            (
+                Reason::Orphaned {
+                    detail: "removed from the stack file".into(),
+                },
+                "orphaned: removed from the stack file",
+            ),
+            (
+                Reason::PendingRevision {
+                    revision: "c".repeat(40),
+                },
+                "pending revision cccccccccccc (newer, not applied yet)",
+            ),
+        ];
+        let mut state = StackState {
+            stack: "demo".into(),
+            ..Default::default()
+        };
+        for (i, (r, text)) in reasons.iter().enumerate() {
+            assert_eq!(reason(r), *text);
+            state.layers.insert(
+                format!("kubernetes.l{i}"),
+                LayerState {
+                    reason: Some(r.clone()),
+                    last_result: Some("awaiting_approval".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        state
+            .layers
+            .insert("kubernetes.ok".into(), LayerState::default());
+        let mut agent = AgentStatus::default();
+        agent.layers.insert(
+            "kubernetes.ok".into(),
+            Observation::Pending {
+                revision: "d".repeat(40),
+            },
+        );
+        let t = text(&state, Some(&agent), Path::new("s"), "terraform 1.11");
+        let lines: Vec<&str> = t.lines().skip_while(|l| !l.contains("layer")).collect();
+        let col = lines[0].find("reason").unwrap();
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l[..col].ends_with("  ") && !l[col..].starts_with(' ')),
+            "{t}"
+        );
+        for (_, text) in &reasons {
+            assert!(t.contains(text), "{t}");
+        }
+        assert!(t.contains("pending dddddddddddd"), "{t}");
+    }
+
+    #[test]
     fn columns_stay_aligned_for_every_state() {
         let mut state = StackState {
             stack: "demo".into(),
@@ -216,7 +357,7 @@ mod tests {
                 },
             );
         }
-        let t = text(&state, Path::new("s"), "terraform 1.11");
+        let t = text(&state, None, Path::new("s"), "terraform 1.11");
         let lines: Vec<&str> = t.lines().skip_while(|l| !l.contains("layer")).collect();
         let col = |l: &str| l.find("drift").or_else(|| l.find("unknown")).unwrap();
         let first = col(lines[0]);

@@ -277,7 +277,11 @@ async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
 async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
     let mut v = s.status.lock().expect("status").clone();
     match crate::state::stack_status::StackState::load(&s.state_dir) {
-        Ok(stack) => v["stack"] = serde_json::to_value(stack).unwrap_or_default(),
+        // Each layer with what the agent observed and why it is not converged.
+        Ok(stack) => {
+            let agent = serde_json::from_value(v.clone()).ok();
+            v["stack"] = stack.to_json(agent.as_ref());
+        }
         Err(e) => v["stack_error"] = e.to_string().into(),
     }
     axum::Json(v).into_response()

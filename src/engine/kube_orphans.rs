@@ -1,0 +1,269 @@
+//! Kubernetes layers gone from the stack file. What is not in Git does not exist: an apply prunes
+//! a removed layer's objects with the rules of any prune, as the stack's most downstream layer
+//! (a renamed layer's objects are declared by its new name, so they are handed over, never
+//! deleted), then deletes its inventory. Its cluster and `prune` setting come from what the
+//! state dir recorded before its first write ([`KubeTarget`]); when that cluster is gone from
+//! the stack file, or points at another server now, nothing is touched and the layer stays
+//! orphaned, saying why. A plan says what would be pruned and writes nothing.
+
+use super::orphans::{Orphan, OrphanStatus};
+use super::{change, Engine, Mode};
+use crate::kube::{self as k8s, inventory::Inventory, prune::Stackwide, ObjRef};
+use crate::stack::{LayerId, LayerKind};
+use crate::state::stack_status::{KubeTarget, StackState};
+use crate::value::Outputs;
+
+/// A removed Kubernetes layer, connected to its cluster, its inventory read: ready to prune.
+pub(super) struct Removed {
+    /// Its index among the run's orphans.
+    pub(super) index: usize,
+    pub(super) cluster: String,
+    pub(super) client: ::kube::Client,
+    pub(super) inventory: Inventory,
+    pub(super) resources: k8s::resolve::Resources,
+    pub(super) opts: k8s::ApplyOptions,
+}
+
+/// How reaching a removed layer's objects ended short of a prune.
+enum Settled {
+    /// Nothing touched, nothing to do by this run: stays orphaned, with why.
+    Kept(String),
+    /// Nothing of it left in the cluster.
+    Gone(String),
+    Failed(String),
+}
+
+impl Engine {
+    /// Where the state dir says a Kubernetes layer applies.
+    fn kube_target(&self, id: &LayerId) -> Option<KubeTarget> {
+        self.state().layer(id).and_then(|l| l.kubernetes.clone())
+    }
+
+    /// Records where a Kubernetes layer applies (its cluster, that cluster's server, its
+    /// `prune`), before its apply writes anything.
+    ///
+    /// # Guarantees
+    /// Written (atomically, under the status lock) before the first object is: once the layer
+    /// is removed from the stack file, an apply killed at any point still knows where to prune.
+    /// Unchanged, it is not written again.
+    ///
+    /// # Errors
+    /// `status.json` could not be written: the layer must not be applied then.
+    pub(super) fn record_kube_target(
+        &self,
+        id: &LayerId,
+        target: KubeTarget,
+    ) -> Result<(), super::EngineError> {
+        if self.kube_target(id).as_ref() == Some(&target) {
+            return Ok(());
+        }
+        // Only this field, on disk and in memory: what the run's other steps recorded in
+        // memory so far (converged layers) must survive until the run records it.
+        StackState::update(&self.opts.state_dir, |s| {
+            s.layer_mut(id).kubernetes = Some(target.clone());
+        })?;
+        self.state.lock().expect("state").layer_mut(id).kubernetes = Some(target);
+        Ok(())
+    }
+
+    /// Connects to each removed Kubernetes layer's cluster and reads its inventory, for the
+    /// prune phase. One that can't be reached, or needn't be, is settled here: its detail says
+    /// why, and nothing of it is touched.
+    pub(super) async fn removed_kube_layers(
+        &self,
+        mode: Mode,
+        orphans: &mut [Orphan],
+        known: &Outputs,
+    ) -> Vec<Removed> {
+        let mut ready = Vec::new();
+        for (index, o) in orphans.iter_mut().enumerate() {
+            if o.layer.kind != LayerKind::Kubernetes {
+                continue;
+            }
+            let settled = match self.reach_removed(mode, &o.layer, known).await {
+                Ok(Ok(mut r)) => {
+                    r.index = index;
+                    ready.push(r);
+                    continue;
+                }
+                Ok(Err(s)) => s,
+                Err(e) => Settled::Failed(e),
+            };
+            let (status, detail) = match settled {
+                Settled::Kept(why) => (OrphanStatus::Orphaned, why),
+                Settled::Gone(why) if mode == Mode::Apply => (OrphanStatus::Pruned, why),
+                Settled::Gone(why) => (OrphanStatus::Orphaned, why),
+                Settled::Failed(why) => (OrphanStatus::Failed, why),
+            };
+            o.status = status;
+            o.detail = detail;
+        }
+        ready
+    }
+
+    async fn reach_removed(
+        &self,
+        mode: Mode,
+        id: &LayerId,
+        known: &Outputs,
+    ) -> Result<Result<Removed, Settled>, String> {
+        let keep = |why: String| Ok(Err(Settled::Kept(why)));
+        let Some(target) = self.kube_target(id) else {
+            return keep(format!(
+                "removed from the stack file, but strata does not know which cluster it was \
+                 applied to (an older strata applied it): its objects and inventory are kept; \
+                 put {id} back and apply once, then remove it again to prune them"
+            ));
+        };
+        let name = &target.cluster;
+        if mode == Mode::Apply && self.opts.only.is_some() {
+            return keep(
+                "removed from the stack file: a run of some layers only prunes nothing of it; \
+                 the next full apply does"
+                    .into(),
+            );
+        }
+        let Some(cluster) = self.stack.cluster(name) else {
+            return keep(format!(
+                "removed from the stack file, and so is its cluster \"{name}\" (at {}): its \
+                 objects and inventory are kept; put the cluster block back to prune them, or \
+                 delete them with kubectl",
+                target.server
+            ));
+        };
+        let access = match super::inputs::cluster_access(cluster, known)? {
+            Ok(a) => a,
+            Err(waiting) => {
+                return keep(format!(
+                    "removed from the stack file; its cluster \"{name}\" is {waiting}: pruned \
+                     once it is known"
+                ))
+            }
+        };
+        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, name)
+            .await
+            .map_err(|e| format!("{e}: its objects are kept, the next apply prunes them"))?;
+        if url != target.server {
+            return keep(format!(
+                "removed from the stack file; it was applied to cluster \"{name}\" at {}, which \
+                 points at {url} now: its objects and inventory are kept there (point the \
+                 cluster back to prune them, or delete them with kubectl)",
+                target.server
+            ));
+        }
+        let mut opts = k8s::ApplyOptions::new(&self.stack.name, &id.name);
+        opts.stack_id = self.stack_id();
+        let fail = |e: k8s::KubeError| format!("cluster \"{name}\" at {url}: {e}");
+        let inventory = k8s::read_inventory(&client, &opts).await.map_err(fail)?;
+        if inventory.entries.is_empty() {
+            return Ok(Err(Settled::Gone(
+                "removed from the stack file; it has no inventory in its cluster: nothing left \
+                 to prune"
+                    .into(),
+            )));
+        }
+        if !target.prune {
+            return keep(format!(
+                "removed from the stack file; prune = false: its {} objects stay in the cluster \
+                 and in {} (delete that ConfigMap to stop tracking them; the objects stay)",
+                inventory.entries.len(),
+                k8s::inventory::describe(&opts)
+            ));
+        }
+        if mode == Mode::Apply && self.opts.cancel.is_cancelled() {
+            return keep("interrupted before pruning: the next apply prunes it".into());
+        }
+        let resources = k8s::resolve::Resources::discover(&client)
+            .await
+            .map_err(fail)?;
+        Ok(Ok(Removed {
+            index: 0,
+            cluster: name.clone(),
+            client,
+            inventory,
+            resources,
+            opts,
+        }))
+    }
+
+    /// Prunes (or plans the prune of) one removed layer against the whole stack's view of its
+    /// cluster, and says so in its orphan.
+    ///
+    /// # Guarantees
+    /// As [`k8s::prune::removed_layer`]: pruned like any layer's objects, its inventory last.
+    /// The state dir forgets the layer only once nothing of it is left ([`OrphanStatus::Pruned`]).
+    pub(super) async fn prune_removed(
+        &self,
+        mode: Mode,
+        r: Removed,
+        stack: &Stackwide,
+        o: &mut Orphan,
+    ) {
+        let mut cs = k8s::ChangeSet {
+            dry_run: mode == Mode::Plan,
+            ..Default::default()
+        };
+        let result = k8s::prune::removed_layer(
+            &r.client,
+            &r.inventory,
+            stack,
+            &r.resources,
+            &r.opts,
+            &mut cs,
+        )
+        .await;
+        o.counts = Some(cs.summary());
+        o.changes = change::of_kubernetes(&cs);
+        let deleted = cs.count(k8s::Action::Deleted);
+        let kept = match result {
+            Ok(kept) => kept,
+            Err(e) => {
+                o.status = OrphanStatus::Failed;
+                o.detail = format!(
+                    "prune failed on cluster \"{}\": {e}; what is left stays in its inventory \
+                     for the next apply",
+                    r.cluster
+                );
+                return;
+            }
+        };
+        let handed = r
+            .inventory
+            .entries
+            .iter()
+            .filter(|e| stack.declared.contains_key(&e.key()))
+            .count();
+        let (status, detail) = match (mode, kept.is_empty()) {
+            (Mode::Plan, _) => (
+                OrphanStatus::Orphaned,
+                format!(
+                    "removed from the stack file: the next apply prunes it ({deleted} to delete, \
+                     {} kept, {handed} declared by other layers)",
+                    kept.len()
+                ),
+            ),
+            (Mode::Apply, true) => (
+                OrphanStatus::Pruned,
+                format!(
+                    "pruned: {deleted} deleted, {handed} handed over to other layers; its \
+                     inventory is deleted"
+                ),
+            ),
+            (Mode::Apply, false) => (
+                OrphanStatus::Orphaned,
+                format!(
+                    "{deleted} deleted; {} kept (see why below): they stay in its inventory, and \
+                     the next apply prunes them once nothing keeps them",
+                    kept.len()
+                ),
+            ),
+        };
+        o.status = status;
+        o.detail = detail;
+    }
+}
+
+/// What a removed layer's prune takes from its cluster, for every other prune's view of it.
+pub(super) fn pruning(r: &Removed) -> (&str, &[ObjRef]) {
+    (&r.cluster, &r.inventory.entries)
+}
