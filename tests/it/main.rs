@@ -6,6 +6,7 @@ mod agent;
 mod alerts;
 mod approval;
 mod cluster_errors;
+mod conflicts;
 mod devcluster;
 mod engine;
 mod graph;
