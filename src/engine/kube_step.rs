@@ -32,6 +32,7 @@ impl Engine {
         apply.adopt = self.opts.adopt;
         apply.age_keys = self.opts.age_keys.clone();
         apply.namespace = k.namespace.clone();
+        apply.limits = k.limits.over(&self.stack.settings.limits);
         apply.force_conflicts = layer.drift == DriftPolicy::Correct || self.opts.force_conflicts;
         SyncOptions {
             apply,

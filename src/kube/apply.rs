@@ -53,6 +53,8 @@ pub struct ApplyOptions {
     pub backoff: Backoff,
     /// The age keys SOPS-encrypted manifests are decrypted with (`--age-key-file`).
     pub age_keys: Option<crate::secrets::AgeKeys>,
+    /// The bounds on the layer's manifests (its and its stack's `limits` blocks).
+    pub limits: super::limits::ManifestLimits,
 }
 
 impl ApplyOptions {
@@ -68,6 +70,7 @@ impl ApplyOptions {
             crd_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
             age_keys: None,
+            limits: super::limits::ManifestLimits::default(),
         }
     }
 }

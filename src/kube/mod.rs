@@ -12,6 +12,7 @@ pub mod diff;
 pub mod encrypted;
 pub mod error;
 pub mod inventory;
+pub mod kustomize;
 pub mod last_applied;
 pub mod limits;
 pub mod manifest;
@@ -63,13 +64,7 @@ pub async fn desired(
     vars: &vars::Vars,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
-    let loaded = manifest::load_layer(
-        root,
-        source,
-        vars,
-        opts.age_keys.as_ref(),
-        &limits::ManifestLimits::default(),
-    )?;
+    let loaded = manifest::load_layer(root, source, vars, opts.age_keys.as_ref(), &opts.limits)?;
     let sensitive = std::sync::Arc::new(loaded.sensitive);
     let mut resources = resolve::Resources::discover(client)
         .await

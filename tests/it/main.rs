@@ -15,6 +15,7 @@ mod kube;
 mod kube_ownership;
 mod kube_safety;
 mod kubectl_parity;
+mod limits;
 mod logging;
 mod orphans;
 mod permissions;
