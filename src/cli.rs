@@ -44,6 +44,11 @@ pub enum Command {
         /// Plan every layer, affected or not.
         #[arg(long)]
         all: bool,
+        /// Force every field-manager conflict of Kubernetes layers, this run only, as
+        /// `drift = "correct"` does: out-of-band edits of fields Git did not change are reverted
+        /// too (without it, only fields Git changed are taken).
+        #[arg(long)]
+        force_conflicts: bool,
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
@@ -68,6 +73,11 @@ pub enum Command {
         /// one is reported); without it only objects annotated strata.dev/adopt: "true" are.
         #[arg(long)]
         adopt: bool,
+        /// Force every field-manager conflict of Kubernetes layers, this run only, as
+        /// `drift = "correct"` does: out-of-band edits of fields Git did not change are reverted
+        /// too (without it, only fields Git changed are taken).
+        #[arg(long)]
+        force_conflicts: bool,
         /// Init this Terraform layer afresh: empty its data dir (providers, modules, backend
         /// settings) and run `terraform init` again; its state is kept (repeatable).
         #[arg(long = "reinit", value_name = "LAYER")]

@@ -55,10 +55,16 @@ fn print_run(report: &RunReport, json: bool) -> Result<(), Error> {
     }
 }
 
-pub fn plan(a: &SourceArgs, all: bool, json: bool) -> Result<ExitStatus, Error> {
+pub fn plan(
+    a: &SourceArgs,
+    all: bool,
+    force_conflicts: bool,
+    json: bool,
+) -> Result<ExitStatus, Error> {
     runtime()?.block_on(async {
         let mut opts = options(a);
         opts.all = all;
+        opts.force_conflicts = force_conflicts;
         let cancel = opts.cancel.clone();
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
         let report = engine.run(Mode::Plan).await.map_err(engine_err)?;
@@ -82,6 +88,8 @@ pub struct ApplyFlags {
     pub reinit: Vec<String>,
     pub all: bool,
     pub adopt: bool,
+    /// Force every field-manager conflict of Kubernetes layers, this run only.
+    pub force_conflicts: bool,
     pub json: bool,
 }
 
@@ -93,6 +101,7 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
         reinit,
         all,
         adopt,
+        force_conflicts,
         json,
     } = flags;
     runtime()?.block_on(async {
@@ -102,6 +111,7 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
         opts.reinit = reinit;
         opts.lock_timeout = lock_timeout;
         opts.adopt = adopt;
+        opts.force_conflicts = force_conflicts;
         let cancel = opts.cancel.clone();
         let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
         if !auto_approve {

@@ -50,7 +50,12 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
         Command::Resume { state_dir } => agent::resume(&state_dir),
         Command::Report { state_dir, format } => agent::report(&state_dir, format),
-        Command::Plan { source, all, json } => converge::plan(&source, all, json),
+        Command::Plan {
+            source,
+            all,
+            force_conflicts,
+            json,
+        } => converge::plan(&source, all, force_conflicts, json),
         Command::Apply {
             source,
             auto_approve,
@@ -58,6 +63,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             all,
             lock_timeout,
             adopt,
+            force_conflicts,
             reinit,
             json,
         } => converge::apply(
@@ -68,6 +74,7 @@ pub fn run(cli: Cli) -> ExitStatus {
                 reinit,
                 all,
                 adopt,
+                force_conflicts,
                 json,
             },
             &lock_timeout,

@@ -118,6 +118,13 @@ pub struct Change {
     /// `replace_paths`, by top-level attribute).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forces_replacement: Vec<String>,
+    /// For a Kubernetes object: fields another manager changed out of band and Git did not,
+    /// left to it (`drift = "report"`); they show as drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<k8s::conflicts::Kept>,
+    /// For a Kubernetes object: fields another manager held and Git changed, taken from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<k8s::conflicts::Taken>,
 }
 
 impl From<&ResourceChange> for Change {
@@ -136,6 +143,8 @@ impl From<&ResourceChange> for Change {
                 .filter(|a| a.forces_replacement)
                 .map(|a| a.name.clone())
                 .collect(),
+            kept: Vec::new(),
+            taken: Vec::new(),
         }
     }
 }
@@ -151,6 +160,8 @@ impl From<&OutputChange> for Change {
             terraform_actions: Some(o.terraform_actions.clone()),
             fields: Vec::new(),
             forces_replacement: Vec::new(),
+            kept: Vec::new(),
+            taken: Vec::new(),
         }
     }
 }
@@ -164,6 +175,8 @@ impl From<&k8s::Change> for Change {
             terraform_actions: None,
             fields: c.fields.clone(),
             forces_replacement: Vec::new(),
+            kept: c.kept.clone(),
+            taken: c.taken.clone(),
         }
     }
 }
@@ -183,6 +196,8 @@ impl From<&k8s::ObjectDiff> for Change {
             terraform_actions: None,
             fields: o.fields.clone(),
             forces_replacement: Vec::new(),
+            kept: Vec::new(),
+            taken: Vec::new(),
         }
     }
 }
@@ -195,11 +210,12 @@ pub fn of_terraform(plan: &tf::LayerPlan) -> Vec<Change> {
         .collect()
 }
 
-/// A Kubernetes change set's changes, unchanged objects left out.
+/// A Kubernetes change set's changes, unchanged objects left out (but for those with fields left
+/// to other managers: that drift is shown).
 pub fn of_kubernetes(cs: &k8s::ChangeSet) -> Vec<Change> {
     cs.changes
         .iter()
-        .filter(|c| c.action != k8s::Action::Unchanged)
+        .filter(|c| c.action != k8s::Action::Unchanged || !c.kept.is_empty())
         .map(Change::from)
         .collect()
 }

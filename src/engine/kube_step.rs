@@ -34,7 +34,8 @@ impl Engine {
         apply.adopt = self.opts.adopt;
         apply.age_keys = self.opts.age_keys.clone();
         apply.namespace = k.namespace.clone();
-        apply.force_conflicts = layer.drift == DriftPolicy::Correct;
+        apply.limits = k.limits.over(&self.stack.settings.limits);
+        apply.force_conflicts = layer.drift == DriftPolicy::Correct || self.opts.force_conflicts;
         SyncOptions {
             apply,
             prune: k.prune,

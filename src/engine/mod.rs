@@ -81,6 +81,9 @@ pub struct EngineOptions {
     pub force_plan: BTreeSet<LayerId>,
     /// Take over Kubernetes objects another stack, or no stack, manages (`apply --adopt`).
     pub adopt: bool,
+    /// Force every field-manager conflict of Kubernetes layers, this run only
+    /// (`--force-conflicts`), as `drift = "correct"` does.
+    pub force_conflicts: bool,
     /// The age keys SOPS-encrypted files in layers are decrypted with (`--age-key-file`).
     pub age_keys: Option<crate::secrets::AgeKeys>,
     /// Terraform layers to init afresh, from an empty data dir (`apply --reinit`): `network` or
@@ -102,6 +105,7 @@ impl EngineOptions {
             only: None,
             force_plan: BTreeSet::new(),
             adopt: false,
+            force_conflicts: false,
             age_keys: None,
             reinit: Vec::new(),
         }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use ::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
-use super::changeset::{Action, ChangeSet};
+use super::changeset::{Action, Change, ChangeSet};
+use super::conflicts::{self, Kept, Taken};
 use super::error::KubeError;
+use super::last_applied::LastApplied;
 use super::manifest::Manifest;
 use super::object::ObjRef;
 use super::order;
@@ -32,7 +34,9 @@ pub const ANNOTATION_RECREATE: &str = "strata.dev/recreate";
 pub struct ApplyOptions {
     /// Field manager name. Default `strata`.
     pub field_manager: String,
-    /// Force field-manager conflicts (the layer's `drift = "correct"`).
+    /// Force every field-manager conflict (the layer's `drift = "correct"`, or
+    /// `--force-conflicts`); without it only fields Git changed since strata last applied the
+    /// object are forced, and the others are left to their managers.
     pub force_conflicts: bool,
     /// Namespace for namespaced objects that name none; `default` when unset.
     pub namespace: Option<String>,
@@ -49,6 +53,8 @@ pub struct ApplyOptions {
     pub backoff: Backoff,
     /// The age keys SOPS-encrypted manifests are decrypted with (`--age-key-file`).
     pub age_keys: Option<crate::secrets::AgeKeys>,
+    /// The bounds on the layer's manifests (its and its stack's `limits` blocks).
+    pub limits: super::limits::ManifestLimits,
 }
 
 impl ApplyOptions {
@@ -64,6 +70,7 @@ impl ApplyOptions {
             crd_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
             age_keys: None,
+            limits: super::limits::ManifestLimits::default(),
         }
     }
 }
@@ -181,6 +188,23 @@ enum Planned {
     Recreate,
 }
 
+/// How a planned object is sent: as Git declares it, or without the fields left to other
+/// managers; forced or not.
+#[derive(Debug, Default)]
+struct Sending {
+    /// The object without the fields left to other managers; `None`: as Git declares it.
+    object: Option<Value>,
+    force: bool,
+    kept: Vec<Kept>,
+    taken: Vec<Taken>,
+}
+
+impl Sending {
+    fn object<'a>(&'a self, d: &'a Desired) -> &'a Value {
+        self.object.as_ref().unwrap_or(&d.object)
+    }
+}
+
 /// A short reason from an API error.
 fn reason(e: &::kube::Error) -> String {
     match e {
@@ -199,6 +223,7 @@ fn is_immutable(e: &::kube::Error) -> bool {
 
 async fn server_apply(
     d: &Desired,
+    object: &Value,
     client: &::kube::Client,
     opts: &ApplyOptions,
     force: bool,
@@ -212,7 +237,7 @@ async fn server_apply(
     if dry_run {
         pp = pp.dry_run();
     }
-    let patch = Patch::Apply(&d.object);
+    let patch = Patch::Apply(object);
     retry(opts.backoff, || api.patch(&d.r.name, &pp, &patch)).await
 }
 
@@ -234,15 +259,18 @@ fn to_value(o: &DynamicObject) -> Value {
     serde_json::to_value(o).unwrap_or_default()
 }
 
-/// Dry-runs one object and compares the result with the live object.
+/// Dry-runs one object and compares the result with the live object. Field-manager conflicts
+/// are resolved against `last` (the object as Git declared it when strata last applied it): see
+/// [`conflicts::resolve`].
 async fn plan_one(
     d: &Desired,
     client: &::kube::Client,
     opts: &ApplyOptions,
     pending_crd: bool,
-) -> Result<Planned, String> {
+    last: Option<&Value>,
+) -> Result<(Planned, Sending), String> {
     if pending_crd {
-        return Ok(Planned::AfterCrd);
+        return Ok((Planned::AfterCrd, Sending::default()));
     }
     let current = live(d, client, opts).await.map_err(|e| e.to_string())?;
     let adopting = match current
@@ -261,18 +289,42 @@ async fn plan_one(
     };
     // Adopting takes the fields over from their old managers: consent covers the conflicts.
     let force = opts.force_conflicts || adopting.is_some();
-    let result = match server_apply(d, client, opts, force, true).await {
+    let mut sending = Sending {
+        force,
+        ..Sending::default()
+    };
+    let mut result = server_apply(d, &d.object, client, opts, force, true).await;
+    if let Err(::kube::Error::Api(s)) = &result {
+        let found = conflicts::of_status(s);
+        if s.code == 409 && !force && !found.is_empty() {
+            let r = conflicts::resolve(&d.object, last, &found).map_err(|u| {
+                format!(
+                    "{} (strata can't find {} in the object it sends)",
+                    s.message, u.path
+                )
+            })?;
+            sending = Sending {
+                object: Some(r.object),
+                force: r.force,
+                kept: r.kept,
+                taken: r.taken,
+            };
+            result = server_apply(d, sending.object(d), client, opts, sending.force, true).await;
+        }
+    }
+    let result = match result {
         Ok(r) => r,
-        Err(e) if is_conflict(&e) && !force => {
+        Err(e) if is_conflict(&e) && !sending.force => {
             return Err(format!(
-                "{} (drift = \"report\": strata does not force field-manager conflicts)",
+                "{} (another manager took these fields while strata resolved its conflicts: \
+                 run again)",
                 reason(&e)
             ));
         }
         Err(e) if is_immutable(&e) => {
             let allowed = d.object["metadata"]["annotations"][ANNOTATION_RECREATE] == "allowed";
             if allowed {
-                return Ok(Planned::Recreate);
+                return Ok((Planned::Recreate, Sending::default()));
             }
             return Err(format!(
                 "{}; annotate it {ANNOTATION_RECREATE}: allowed to let strata delete and recreate it",
@@ -282,9 +334,9 @@ async fn plan_one(
         Err(e) => return Err(reason(&e)),
     };
     if let Some(owner) = adopting {
-        return Ok(Planned::Adopt(owner));
+        return Ok((Planned::Adopt(owner), sending));
     }
-    Ok(match current {
+    let planned = match current {
         None => Planned::Create,
         Some(l) if comparable(&to_value(&l)) == comparable(&to_value(&result)) => {
             Planned::Unchanged
@@ -294,7 +346,8 @@ async fn plan_one(
             &d.sensitive,
             field_diffs(&comparable(&to_value(&l)), &comparable(&to_value(&result))),
         )),
-    })
+    };
+    Ok((planned, sending))
 }
 
 /// Dry-runs many objects, [`super::CONCURRENCY`] at a time, results in order.
@@ -303,12 +356,13 @@ async fn plan_all(
     objects: &[&Desired],
     opts: &ApplyOptions,
     pending: &[bool],
-) -> Vec<Result<Planned, String>> {
+    last: &LastApplied,
+) -> Vec<Result<(Planned, Sending), String>> {
     use futures::stream::{self, StreamExt};
     // Futures made first (not lazily in a closure), so the whole stays Send.
     let mut futures = Vec::with_capacity(objects.len());
     for (d, p) in objects.iter().zip(pending) {
-        futures.push(plan_one(d, client, opts, *p));
+        futures.push(plan_one(d, client, opts, *p, last.of(&d.r)));
     }
     stream::iter(futures)
         .buffered(super::CONCURRENCY)
@@ -318,7 +372,8 @@ async fn plan_all(
 
 /// Applies (or with `dry_run`, plans) the desired objects. `ahead` is the inventory to record
 /// before the first write (and whether it replaces one named by the stack name alone); `None`
-/// when the recorded one already covers every desired object.
+/// when the recorded one already covers every desired object. `last` is what strata last
+/// applied to the layer, against which field-manager conflicts are resolved.
 ///
 /// # Guarantees
 /// - The inventory in `ahead` is recorded after every dry run passed and before the first write:
@@ -329,6 +384,9 @@ async fn plan_all(
 ///   bump): a second run of the same layer makes zero writes.
 /// - Transient API errors (5xx, 429, connection) are retried with capped backoff; 4xx answers are
 ///   final.
+/// - Without `force_conflicts`, a conflicting field is forced only when Git changed it since
+///   `last`; the others are left out of what is sent, keep the other manager's value and are
+///   reported (`kept`), and the rest of the object is applied.
 ///
 /// # Errors
 /// Dry-run failures, apply failures, CRDs that don't become established in time.
@@ -338,6 +396,7 @@ pub async fn apply(
     opts: &ApplyOptions,
     dry_run: bool,
     ahead: Option<(&[ObjRef], bool)>,
+    last: &LastApplied,
 ) -> Result<ChangeSet, KubeError> {
     let mut cs = ChangeSet {
         dry_run,
@@ -351,7 +410,7 @@ pub async fn apply(
     let mut plans_first = Vec::new();
     for (d, result) in first
         .iter()
-        .zip(plan_all(client, &first, opts, &vec![false; first.len()]).await)
+        .zip(plan_all(client, &first, opts, &vec![false; first.len()], last).await)
     {
         match result {
             Ok(p) => plans_first.push(p),
@@ -364,7 +423,7 @@ pub async fn apply(
     let new_namespaces: Vec<&str> = first
         .iter()
         .zip(&plans_first)
-        .filter(|(d, p)| d.r.kind == "Namespace" && matches!(p, Planned::Create))
+        .filter(|(d, p)| d.r.kind == "Namespace" && matches!(p.0, Planned::Create))
         .map(|(d, _)| d.r.name.as_str())
         .collect();
     let pending: Vec<bool> = rest
@@ -377,7 +436,7 @@ pub async fn apply(
     let mut plans_rest = Vec::new();
     for (d, result) in rest
         .iter()
-        .zip(plan_all(client, &rest, opts, &pending).await)
+        .zip(plan_all(client, &rest, opts, &pending, last).await)
     {
         match result {
             Ok(p) => plans_rest.push(p),
@@ -400,10 +459,12 @@ pub async fn apply(
     let mut plans_rest2 = Vec::new();
     for (d, p) in rest.iter().zip(plans_rest) {
         match p {
-            Planned::AfterCrd if !dry_run => match plan_one(d, client, opts, false).await {
-                Ok(p) => plans_rest2.push(p),
-                Err(e) => late_failures.push(format!("{}: {e}", d.r)),
-            },
+            (Planned::AfterCrd, _) if !dry_run => {
+                match plan_one(d, client, opts, false, last.of(&d.r)).await {
+                    Ok(p) => plans_rest2.push(p),
+                    Err(e) => late_failures.push(format!("{}: {e}", d.r)),
+                }
+            }
             other => plans_rest2.push(other),
         }
     }
@@ -419,14 +480,14 @@ pub async fn apply(
 async fn apply_stage(
     client: &::kube::Client,
     objects: &[&Desired],
-    plans: Vec<Planned>,
+    plans: Vec<(Planned, Sending)>,
     opts: &ApplyOptions,
     dry_run: bool,
     cs: &mut ChangeSet,
 ) -> Result<(), KubeError> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     // Objects of one kind go out together (CONCURRENCY at a time); kinds keep their order.
-    let items: Vec<(&Desired, Planned)> = objects.iter().copied().zip(plans).collect();
+    let items: Vec<(&Desired, (Planned, Sending))> = objects.iter().copied().zip(plans).collect();
     let mut start = 0;
     while start < items.len() {
         let kind = order::key(&items[start].0.r);
@@ -438,19 +499,26 @@ async fn apply_stage(
             })
             .map_or(items.len(), |p| start + p);
         let mut futures = Vec::with_capacity(end - start);
-        for (d, plan) in &items[start..end] {
-            futures.push(apply_one(client, d, plan, opts, dry_run));
+        for (d, (plan, sending)) in &items[start..end] {
+            futures.push(apply_one(client, d, plan, sending, opts, dry_run));
         }
         let done: Vec<(Action, Option<String>)> = stream::iter(futures)
             .buffered(super::CONCURRENCY)
             .try_collect()
             .await?;
-        for ((d, plan), (action, reason)) in items[start..end].iter().zip(done) {
+        for ((d, (plan, sending)), (action, reason)) in items[start..end].iter().zip(done) {
             let fields = match plan {
                 Planned::Configure(fields) => fields.clone(),
                 _ => Vec::new(),
             };
-            cs.push_fields(d.r.clone(), action, reason, fields);
+            cs.changes.push(Change {
+                object: d.r.clone(),
+                action,
+                reason,
+                fields,
+                kept: sending.kept.clone(),
+                taken: sending.taken.clone(),
+            });
         }
         start = end;
     }
@@ -462,6 +530,7 @@ async fn apply_one(
     client: &::kube::Client,
     d: &Desired,
     plan: &Planned,
+    sending: &Sending,
     opts: &ApplyOptions,
     dry_run: bool,
 ) -> Result<(Action, Option<String>), KubeError> {
@@ -470,15 +539,18 @@ async fn apply_one(
         message: reason(&e),
     };
     Ok(match plan {
+        Planned::Unchanged if !sending.kept.is_empty() => (
+            Action::Unchanged,
+            Some("unchanged but for fields left to other managers (drift)".into()),
+        ),
         Planned::Unchanged => (Action::Unchanged, None),
         Planned::AfterCrd => (
             Action::Created,
             Some("planned after its CRD or namespace, which this layer creates first".into()),
         ),
         Planned::Create | Planned::Configure(_) | Planned::Adopt(_) => {
-            let force = opts.force_conflicts || matches!(plan, Planned::Adopt(_));
             if !dry_run {
-                server_apply(d, client, opts, force, false)
+                server_apply(d, sending.object(d), client, opts, sending.force, false)
                     .await
                     .map_err(failed)?;
             }
@@ -498,7 +570,7 @@ async fn apply_one(
                     .await
                     .map_err(failed)?;
                 super::wait::gone(client, d, Duration::from_secs(60)).await?;
-                server_apply(d, client, opts, opts.force_conflicts, false)
+                server_apply(d, &d.object, client, opts, opts.force_conflicts, false)
                     .await
                     .map_err(failed)?;
             }

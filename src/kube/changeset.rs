@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::conflicts::{Kept, Taken};
 use super::object::ObjRef;
 use super::sanitize::FieldDiff;
 
@@ -41,6 +42,12 @@ pub struct Change {
     /// For an update: the fields that change (live → desired), masked like kubediff's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldDiff>,
+    /// Fields another manager changed out of band and Git did not: left to it (drift).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+    /// Fields another manager held and Git changed: taken (forced).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<Taken>,
 }
 
 /// Every object of a layer and what happened (or, for a plan, would happen) to it.
@@ -69,6 +76,8 @@ impl ChangeSet {
             action,
             reason,
             fields,
+            kept: Vec::new(),
+            taken: Vec::new(),
         });
     }
 

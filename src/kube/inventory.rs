@@ -94,6 +94,26 @@ async fn read_named(
         .map_err(|e| fail(format!("its entries are not valid JSON: {e}")))
 }
 
+/// Applies the namespace strata keeps its records in.
+///
+/// # Errors
+/// The API error, after retries.
+pub(super) async fn ensure_namespace(
+    client: &::kube::Client,
+    backoff: Backoff,
+) -> Result<(), ::kube::Error> {
+    let ns_ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "Namespace"),
+        "namespaces",
+    );
+    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ns_ar);
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    let pp = PatchParams::apply("strata");
+    let patch = Patch::Apply(&ns);
+    retry(backoff, || nss.patch(NAMESPACE, &pp, &patch)).await?;
+    Ok(())
+}
+
 /// Records the layer's objects; with `legacy`, then deletes the inventory named by the stack
 /// name alone, which this one replaces.
 ///
@@ -115,17 +135,8 @@ pub async fn write(
         object: format!("ConfigMap/{NAMESPACE}/{}", name(stack_id, layer)),
         message: super::error::describe(&e),
     };
-    let ns_ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("", "v1", "Namespace"),
-        "namespaces",
-    );
-    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ns_ar);
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    ensure_namespace(client, backoff).await.map_err(fail)?;
     let pp = PatchParams::apply("strata");
-    let patch = Patch::Apply(&ns);
-    retry(backoff, || nss.patch(NAMESPACE, &pp, &patch))
-        .await
-        .map_err(fail)?;
     let mut sorted = entries.to_vec();
     sorted.sort();
     let cm = json!({

@@ -218,7 +218,9 @@ pub fn load_layer(
     let inputs: Vec<(PathBuf, String)> = match kustomization {
         Some(k) => {
             let name = k.file_name().map(PathBuf::from).unwrap_or_default();
-            vec![(source.join(name), kustomize(&dir, limits)?)]
+            let file = source.join(name);
+            let text = super::kustomize::build(&dir, &file, limits)?;
+            vec![(file, text)]
         }
         None => {
             let files = manifest_files(&dir).map_err(|e| KubeError::Load {
@@ -350,51 +352,6 @@ pub fn load_layer(
         manifests: out,
         sensitive,
     })
-}
-
-/// Renders a kustomization with `kustomize build` or `kubectl kustomize`.
-fn kustomize(dir: &Path, limits: &ManifestLimits) -> Result<String, KubeError> {
-    let (program, args): (PathBuf, Vec<&str>) = match (which::which("kustomize"), which::which("kubectl")) {
-        (Ok(k), _) => (k, vec!["build"]),
-        (_, Ok(k)) => (k, vec!["kustomize"]),
-        _ => {
-            return Err(KubeError::Load {
-                problems: vec![format!(
-                    "{}: has a kustomization.yaml, but neither kustomize nor kubectl is on PATH to render it",
-                    dir.display()
-                )],
-            })
-        }
-    };
-    let out = std::process::Command::new(&program)
-        .args(&args)
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| KubeError::Load {
-            problems: vec![format!("failed to run {}: {e}", program.display())],
-        })?;
-    if !out.status.success() {
-        return Err(KubeError::Load {
-            problems: vec![format!(
-                "{}: {} {} failed: {}",
-                dir.display(),
-                program.display(),
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )],
-        });
-    }
-    if out.stdout.len() > limits.max_file_bytes {
-        return Err(KubeError::Load {
-            problems: vec![format!(
-                "{}: kustomize output is larger than {} bytes (the per-file limit)",
-                dir.display(),
-                limits.max_file_bytes
-            )],
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Kinds known to be cluster-scoped, for identifying objects before the cluster is reachable.

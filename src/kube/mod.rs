@@ -6,11 +6,14 @@
 pub mod apply;
 pub mod changeset;
 pub mod cluster;
+pub mod conflicts;
 pub mod contents;
 pub mod diff;
 pub mod encrypted;
 pub mod error;
 pub mod inventory;
+pub mod kustomize;
+pub mod last_applied;
 pub mod limits;
 pub mod manifest;
 pub mod object;
@@ -61,13 +64,7 @@ pub async fn desired(
     vars: &vars::Vars,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
-    let loaded = manifest::load_layer(
-        root,
-        source,
-        vars,
-        opts.age_keys.as_ref(),
-        &limits::ManifestLimits::default(),
-    )?;
+    let loaded = manifest::load_layer(root, source, vars, opts.age_keys.as_ref(), &opts.limits)?;
     let sensitive = std::sync::Arc::new(loaded.sensitive);
     let mut resources = resolve::Resources::discover(client)
         .await
@@ -139,10 +136,12 @@ pub async fn read_inventory(
 ///   plus every desired object, so a crash at any point leaves every object strata created
 ///   findable by the next run.
 /// - Idempotent: a second run with the same desired set makes zero writes, the inventory
-///   included.
+///   and the record of what was applied included.
+/// - Field-manager conflicts are resolved against what strata last applied to the layer
+///   ([`last_applied`]), which is recorded anew only once the apply (and wait) succeeded.
 ///
 /// # Errors
-/// Dry-run, inventory, apply and wait failures, each naming objects.
+/// Dry-run, inventory, record, apply and wait failures, each naming objects.
 pub async fn apply_layer(
     client: &::kube::Client,
     desired: &[Desired],
@@ -155,7 +154,8 @@ pub async fn apply_layer(
     let ahead =
         (recorded != stored || inventory.legacy).then_some((&recorded[..], inventory.legacy));
     let sensitive = sensitive_of(desired);
-    let cs = apply::apply(client, desired, &opts.apply, false, ahead)
+    let last = last_applied::read(client, &opts.apply).await?;
+    let cs = apply::apply(client, desired, &opts.apply, false, ahead, &last)
         .await
         .map_err(|e| e.redact(&sensitive))?;
     if opts.wait {
@@ -164,6 +164,7 @@ pub async fn apply_layer(
             .await
             .map_err(|e| e.redact(&sensitive))?;
     }
+    last_applied::write(client, &opts.apply, desired, &last).await?;
     Ok(Applied {
         cs,
         previous: inventory.entries,
@@ -234,13 +235,14 @@ pub async fn sync(
 /// Plans a layer's apply: what [`apply_layer`] would do, from dry runs; writes nothing.
 ///
 /// # Errors
-/// Dry-run failures, naming objects.
+/// Record and dry-run failures, naming objects.
 pub async fn plan_apply(
     client: &::kube::Client,
     desired: &[Desired],
     opts: &SyncOptions,
 ) -> Result<ChangeSet, KubeError> {
-    apply::apply(client, desired, &opts.apply, true, None)
+    let last = last_applied::read(client, &opts.apply).await?;
+    apply::apply(client, desired, &opts.apply, true, None, &last)
         .await
         .map_err(|e| e.redact(&sensitive_of(desired)))
 }

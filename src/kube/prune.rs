@@ -208,6 +208,7 @@ pub async fn removed_layer(
         return Ok(kept);
     }
     if kept.is_empty() {
+        super::last_applied::delete(client, opts).await?;
         inventory::delete(client, opts, inv.legacy).await?;
     } else {
         let mut before = inv.entries.clone();

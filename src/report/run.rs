@@ -114,6 +114,9 @@ pub fn changes_text(changes: &[Change], indent: &str) -> String {
         for f in &c.fields {
             let _ = writeln!(out, "{indent}    {}", field_line(f));
         }
+        for line in conflict_lines(c) {
+            let _ = writeln!(out, "{indent}    {line}");
+        }
     }
     out
 }
@@ -134,6 +137,9 @@ pub fn symbol(a: ChangeAction) -> &'static str {
 /// Kubernetes object as `! kept Namespace/shop: still holds ...`.
 pub fn change_line(c: &Change) -> String {
     match (&c.reason, c.action) {
+        (Some(why), ChangeAction::Noop) if !c.kept.is_empty() => {
+            format!("{} {} ({why})", symbol(c.action), c.target)
+        }
         (Some(why), ChangeAction::Noop) if matches!(c.target, Target::Object { .. }) => {
             format!("{} kept {}: {why}", symbol(c.action), c.target)
         }
@@ -154,6 +160,27 @@ pub fn change_line(c: &Change) -> String {
 
 /// `.data.color: "blue" → "green"`: one field of an updated object, before → after, long values
 /// shortened around what changed.
+/// A Kubernetes object's field-manager conflicts: what was taken because Git changed it, what
+/// was left to its other manager (drift).
+pub fn conflict_lines(c: &Change) -> Vec<String> {
+    use crate::kube::conflicts::KeptBecause;
+    let taken = c
+        .taken
+        .iter()
+        .map(|t| format!("{}: taken from \"{}\" (changed in Git)", t.path, t.manager));
+    let kept = c.kept.iter().map(|k| {
+        let why = match k.because {
+            KeptBecause::UnchangedInGit => "unchanged in Git since strata last applied it",
+            KeptBecause::NoRecord => "strata has no record of what it last applied",
+        };
+        format!(
+            "{}: left to \"{}\" ({why}; `--force-conflicts` takes it)",
+            k.path, k.manager
+        )
+    });
+    taken.chain(kept).collect()
+}
+
 pub fn field_line(f: &crate::kube::diff::FieldDiff) -> String {
     let show = |v: &Option<serde_json::Value>| {
         v.as_ref()

@@ -127,6 +127,8 @@ pub struct StackSettings {
     /// The stack's identity on its clusters, instead of one derived from its source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The bounds on every Kubernetes layer's manifests (its `limits` block).
+    pub limits: crate::kube::limits::ManifestLimits,
 }
 
 impl Default for StackSettings {
@@ -138,6 +140,7 @@ impl Default for StackSettings {
             alert_after: Duration::ZERO,
             terraform_bin: None,
             id: None,
+            limits: crate::kube::limits::ManifestLimits::default(),
         }
     }
 }
@@ -193,6 +196,13 @@ pub struct KubernetesSpec {
     pub prune: bool,
     /// Wait for applied objects to be ready. Default true.
     pub wait: bool,
+    /// The layer's `limits` block: bounds on its manifests over the stack's.
+    #[serde(skip_serializing_if = "is_default")]
+    pub limits: super::limits::LimitsOverride,
+}
+
+fn is_default(l: &super::limits::LimitsOverride) -> bool {
+    l.set.is_empty()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -207,12 +207,14 @@ impl Parser<'_> {
         }
     }
 
-    /// Collects a block's attributes, reporting nested blocks, unknown and repeated attributes.
-    fn fields<'b>(&mut self, block: &'b Block, allowed: &[&str]) -> Fields<'b> {
+    /// Collects a block's attributes, reporting nested blocks (but those named in `blocks`, read
+    /// elsewhere), unknown and repeated attributes.
+    fn fields<'b>(&mut self, block: &'b Block, allowed: &[&str], blocks: &[&str]) -> Fields<'b> {
         let what = describe(block);
         let mut attrs: BTreeMap<&'b str, &'b Attribute> = BTreeMap::new();
         for s in block.body.iter() {
             match s {
+                Structure::Block(b) if blocks.contains(&b.ident.as_str()) => {}
                 Structure::Block(b) => self.err(
                     b.ident.span(),
                     format!(
@@ -246,8 +248,9 @@ impl Parser<'_> {
     }
 
     fn stack_settings(&mut self, block: &Block) -> StackSettings {
-        let f = self.fields(block, &STACK_ATTRS);
+        let f = self.fields(block, &STACK_ATTRS, &["limits"]);
         let mut s = StackSettings::default();
+        s.limits = self.limits_block(block).over(&s.limits);
         if let Some(a) = f.get("parallelism") {
             if let Some(n) = self.number(a) {
                 if n == 0 {
@@ -301,7 +304,11 @@ impl Parser<'_> {
             LayerKind::Kubernetes => &KUBERNETES_ATTRS,
         };
         let allowed: Vec<&str> = LAYER_ATTRS.iter().chain(own).copied().collect();
-        let f = self.fields(block, &allowed);
+        let nested: &[&str] = match kind {
+            LayerKind::Terraform => &[],
+            LayerKind::Kubernetes => &["limits"],
+        };
+        let f = self.fields(block, &allowed, nested);
         let what = describe(block);
 
         let source = match f.get("source") {
@@ -367,6 +374,7 @@ impl Parser<'_> {
                 let namespace = f.get("namespace").and_then(|a| self.string(a));
                 let prune = f.get("prune").and_then(|a| self.boolean(a)).unwrap_or(true);
                 let wait = f.get("wait").and_then(|a| self.boolean(a)).unwrap_or(true);
+                let limits = self.limits_block(block);
                 let (cluster, cluster_location) = cluster?;
                 LayerSpec::Kubernetes(KubernetesSpec {
                     cluster,
@@ -374,6 +382,7 @@ impl Parser<'_> {
                     namespace,
                     prune,
                     wait,
+                    limits,
                 })
             }
         };
@@ -391,7 +400,7 @@ impl Parser<'_> {
     }
 
     fn cluster(&mut self, block: &Block, name: String, location: Location) -> Cluster {
-        let f = self.fields(block, &CLUSTER_ATTRS);
+        let f = self.fields(block, &CLUSTER_ATTRS, &[]);
         let expr =
             |p: &mut Self, n: &str| f.get(n).map(|a| Expr::from_edit(&a.value, p.map, p.diags));
         let c = Cluster {

@@ -186,13 +186,19 @@ async fn an_out_of_band_edit_is_diffed_then_reported_or_corrected() {
         d.to_text(false)
     );
 
-    // Under drift = "report" the other manager's field is not taken back.
-    let err = sync(&c, &client, &opts(false))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("ConfigMap/platform/settings: Apply failed with 1 conflict: conflict with \"kubectl-patch\""), "{err}");
-    assert!(err.contains("does not force"), "{err}");
+    // Under drift = "report" the other manager's field is not taken back (Git did not change
+    // it): the apply succeeds, leaves it to kubectl-patch, and says so.
+    let cs = sync(&c, &client, &opts(false)).await.unwrap();
+    assert_eq!(cs.count(Action::Unchanged), 2, "{cs:?}");
+    let settings = cs
+        .changes
+        .iter()
+        .find(|ch| ch.object.name == "settings")
+        .unwrap();
+    assert_eq!(settings.kept.len(), 1, "{settings:?}");
+    assert_eq!(settings.kept[0].path, ".data.color");
+    assert_eq!(settings.kept[0].manager, "kubectl-patch");
+    assert!(settings.taken.is_empty());
     let color = c
         .kubectl(&[
             "get",

@@ -50,10 +50,19 @@ fn json(out: &Output) -> Value {
 
 /// The names of the inventories of `layer` in the cluster.
 async fn inventories(c: &Cluster, layer: &str) -> Vec<String> {
+    in_strata_system(c, "cm", layer).await
+}
+
+/// The layer's record of what strata last applied (a Secret beside its inventory).
+async fn records(c: &Cluster, layer: &str) -> Vec<String> {
+    in_strata_system(c, "secret", layer).await
+}
+
+async fn in_strata_system(c: &Cluster, kind: &str, layer: &str) -> Vec<String> {
     let out = c
         .kubectl(&[
             "get",
-            "cm",
+            kind,
             "-n",
             "strata-system",
             "-l",
@@ -94,6 +103,7 @@ async fn a_removed_layer_is_pruned_on_apply_only_keeping_what_another_layer_now_
     run(&root, "apply").await.code(0);
     let moved = uid(&c, "cm", "moved", Some("shop")).await;
     assert_eq!(inventories(&c, "old").await.len(), 1);
+    assert_eq!(records(&c, "old").await.len(), 1);
 
     // `old` leaves the stack file; in the same commit `apps` takes over one of its objects.
     stack(&root, &c, &[("apps", "main")], false);
@@ -135,6 +145,7 @@ async fn a_removed_layer_is_pruned_on_apply_only_keeping_what_another_layer_now_
         "handed over, never deleted"
     );
     assert!(inventories(&c, "old").await.is_empty(), "inventory deleted");
+    assert!(records(&c, "old").await.is_empty(), "its record too");
     assert!(!remembered(&root, "kubernetes.old"), "forgotten");
     let next = run_with(&root, "apply", &["--json"]).await;
     assert!(json(&next).get("orphaned").is_none(), "{next:?}");

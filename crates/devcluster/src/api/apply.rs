@@ -58,36 +58,18 @@ impl Store {
                     continue;
                 }
                 if fields::get(&base, &path) != fields::get(&applied, &path) {
-                    conflicts.push((path.clone(), key.0.clone(), api.clone()));
+                    conflicts.push((path.clone(), key.0.clone(), print_manager(key, api)));
                 }
             }
         }
         if !conflicts.is_empty() {
             if !opts.force {
-                let texts: Vec<String> = conflicts
-                    .iter()
-                    .map(|(p, mgr, api)| {
-                        format!(
-                            "conflict with \"{mgr}\" using {api}: {}",
-                            fields::path_text(p)
-                        )
-                    })
-                    .collect();
-                let message = if texts.len() == 1 {
-                    format!("Apply failed with 1 conflict: {}", texts[0])
-                } else {
-                    format!(
-                        "Apply failed with {} conflicts: {}",
-                        texts.len(),
-                        texts.join("\n")
-                    )
-                };
-                let mut e = ApiError::new(409, "Conflict", message);
+                let mut e = ApiError::new(409, "Conflict", conflict_message(&conflicts));
                 e.details = Some(json!({
                     "name": name, "group": rt.group, "kind": rt.plural,
-                    "causes": conflicts.iter().map(|(p, mgr, api)| json!({
-                        "type": "FieldManagerConflict",
-                        "message": format!("conflict with \"{mgr}\" using {api}"),
+                    "causes": conflicts.iter().map(|(p, _, printed)| json!({
+                        "reason": "FieldManagerConflict",
+                        "message": format!("conflict with {printed}"),
                         "field": fields::path_text(p),
                     })).collect::<Vec<_>>(),
                 }));
@@ -158,4 +140,46 @@ impl Store {
             }
         }
     }
+}
+
+/// A manager as the API server names it in conflicts: `"other"` for an applier,
+/// `"kubectl-set" using apps/v1` for an updater, `... with subresource "status"`.
+fn print_manager(key: &(String, String, String), api: &str) -> String {
+    let (manager, operation, subresource) = key;
+    let mut s = serde_json::to_string(manager).expect("a string");
+    if !subresource.is_empty() {
+        s.push_str(&format!(
+            " with subresource {}",
+            serde_json::to_string(subresource).expect("a string")
+        ));
+    }
+    if operation == "Update" {
+        s.push_str(&format!(" using {api}"));
+    }
+    s
+}
+
+/// The message of a conflict answer, worded as the API server words it: one conflict on one
+/// line, several grouped by manager (managers sorted).
+fn conflict_message(conflicts: &[(Vec<String>, String, String)]) -> String {
+    if let [(path, _, printed)] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {printed}: {}",
+            fields::path_text(path)
+        );
+    }
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (path, _, printed) in conflicts {
+        by.entry(printed).or_default().push(fields::path_text(path));
+    }
+    let mut lines = Vec::new();
+    for (printed, paths) in by {
+        lines.push(format!("conflicts with {printed}:"));
+        lines.extend(paths.into_iter().map(|p| format!("- {p}")));
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }

@@ -139,9 +139,9 @@ async fn a_second_field_manager_conflicts_until_it_forces() {
         .await;
     assert_eq!(conflict.code, 1);
     assert!(
-        conflict.stderr.contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.color"
-        ),
+        conflict
+            .stderr
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl\": .data.color"),
         "{conflict:?}"
     );
     c.kubectl(&[
@@ -184,6 +184,89 @@ async fn a_second_field_manager_conflicts_until_it_forces() {
         managers.stdout, "ops-team",
         "ownership moved to the forcing manager"
     );
+}
+
+/// Conflicts are worded as the API server words them: an applier by name, an updater with the
+/// API version it used; several grouped by manager; one `FieldManagerConflict` cause per field
+/// (with the Status field `reason`, which clients such as kube-rs read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_name_appliers_and_updaters_as_kubernetes_does() {
+    let c = Cluster::start().await;
+    let cm = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s\n  namespace: demo\ndata:\n{data}")
+    };
+    let ns = c.manifests("ns", &[("ns.yaml", NAMESPACE)]);
+    c.kubectl(&["apply", "--server-side", "-f", ns.to_str().unwrap()])
+        .await
+        .code(0);
+    let first = c.manifests(
+        "first",
+        &[("cm.yaml", &cm("  a: \"1\"\n  b: \"1\"\n  c: \"1\"\n"))],
+    );
+    c.kubectl(&["apply", "--server-side", "-f", first.to_str().unwrap()])
+        .await
+        .code(0);
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "s",
+        "-n",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"2","c":"2"}}"#,
+    ])
+    .await
+    .code(0);
+    let third = c.manifests(
+        "third",
+        &[("cm.yaml", &cm("  a: \"3\"\n  b: \"3\"\n  c: \"3\"\n"))],
+    );
+    let out = c
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=third",
+            "-f",
+            third.to_str().unwrap(),
+        ])
+        .await
+        .code(1);
+    assert!(
+        out.stderr.contains(
+            "Apply failed with 3 conflicts: conflicts with \"kubectl\":\n- .data.a\nconflicts with \"kubectl-patch\" using v1:\n- .data.b\n- .data.c"
+        ),
+        "{out:?}"
+    );
+
+    let client = c.client().await;
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        client,
+        "demo",
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let body = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "s", "namespace": "demo"}, "data": {"a": "3"}});
+    let err = api
+        .patch(
+            "s",
+            &kube::api::PatchParams::apply("third"),
+            &kube::api::Patch::Apply(&body),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    let causes = status.details.expect("details").causes;
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert_eq!(causes[0].reason, "FieldManagerConflict");
+    assert_eq!(causes[0].field, ".data.a");
+    assert_eq!(causes[0].message, "conflict with \"kubectl\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
