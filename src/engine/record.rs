@@ -317,9 +317,65 @@ pub struct RunRecord {
     pub commit: Option<CommitInfo>,
     pub started: String,
     pub finished: String,
-    /// `ok`, `changes`, `drift` or `failed`.
-    pub result: String,
+    pub result: RunResult,
     pub layers: Vec<LayerRecord>,
+}
+
+/// How a plan or apply ended, as its exit code says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    /// Exit 0: a plan with nothing to do, or an apply that converged every layer.
+    Ok,
+    /// Exit 2 of a plan: changes to apply (or layers waiting on outputs an apply makes known).
+    Changes,
+    /// Exit 2 of an apply: it left layers awaiting approval or waiting on upstream outputs.
+    Pending,
+    /// Exit 1: a layer (or an orphan's destroy or prune) failed.
+    Failed,
+    /// Exit 130: stopped by a signal or a timeout before every layer ran.
+    Interrupted,
+    /// A result this strata does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl RunResult {
+    /// `ok`, `changes`, `pending`, `failed`, `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Changes => "changes",
+            RunResult::Pending => "pending",
+            RunResult::Failed => "failed",
+            RunResult::Interrupted => "interrupted",
+            RunResult::Unknown => "unknown",
+        }
+    }
+
+    /// What the run in `report` came to.
+    pub fn of(report: &RunReport) -> RunResult {
+        let orphan_failed = report
+            .orphaned
+            .iter()
+            .any(|o| o.status == super::orphans::OrphanStatus::Failed);
+        let any = |s: LayerStatus| report.layers.iter().any(|l| l.status == s);
+        if any(LayerStatus::Failed) || orphan_failed {
+            RunResult::Failed
+        } else if any(LayerStatus::Interrupted) {
+            RunResult::Interrupted
+        } else if report.command == "plan" {
+            if any(LayerStatus::Changes) || any(LayerStatus::Waiting) {
+                RunResult::Changes
+            } else {
+                RunResult::Ok
+            }
+        } else if any(LayerStatus::AwaitingApproval) || any(LayerStatus::Waiting) {
+            RunResult::Pending
+        } else {
+            RunResult::Ok
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,7 +390,7 @@ pub struct LayerRecord {
 }
 
 impl RunRecord {
-    pub fn of(report: &RunReport, result: &str) -> RunRecord {
+    pub fn of(report: &RunReport) -> RunRecord {
         RunRecord {
             run_id: report.run_id.clone(),
             command: report.command.clone(),
@@ -342,7 +398,7 @@ impl RunRecord {
             commit: report.commit.clone(),
             started: report.started.clone(),
             finished: report.finished.clone(),
-            result: result.into(),
+            result: RunResult::of(report),
             layers: report
                 .layers
                 .iter()

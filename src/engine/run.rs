@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::inputs::{self, WaitingOn};
-use super::orphans::OrphanStatus;
 use super::progress::Event;
 use super::record::{self, LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
 use super::{Engine, EngineError, Mode, Source};
@@ -246,12 +245,6 @@ impl Engine {
         outcomes: &BTreeMap<LayerId, Outcome<Hold>>,
         mode: Mode,
     ) -> Result<(), EngineError> {
-        let failed = report.any(LayerStatus::Failed)
-            || report.any(LayerStatus::Interrupted)
-            || report
-                .orphaned
-                .iter()
-                .any(|o| o.status == OrphanStatus::Failed);
         let source = match &self.source {
             Source::Dir(d) => d.display().to_string(),
             Source::Repo { spec, .. } => format!(
@@ -338,22 +331,7 @@ impl Engine {
                 state.layer_mut(&l.layer).orphaned_since = None;
             }
         })?;
-        let result = if failed {
-            "failed"
-        } else if mode == Mode::Plan
-            && report
-                .layers
-                .iter()
-                .any(|l| matches!(l.status, LayerStatus::Changes | LayerStatus::Waiting))
-        {
-            "changes"
-        } else {
-            "ok"
-        };
-        crate::state::history::append(
-            &self.opts.state_dir,
-            &record::RunRecord::of(report, result),
-        )?;
+        crate::state::history::append(&self.opts.state_dir, &record::RunRecord::of(report))?;
         if mode == Mode::Apply {
             self.settle_approvals(report);
         }

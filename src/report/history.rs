@@ -19,7 +19,7 @@ pub fn text(records: &[RunRecord], state_dir: &Path) -> String {
             "{}  {:5}  {:7}  {}{}",
             r.finished,
             r.command,
-            r.result,
+            r.result.as_str(),
             short(&r.revision),
             commit
         );

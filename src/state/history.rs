@@ -64,7 +64,7 @@ mod tests {
             commit: None,
             started: "2024-01-01T00:00:00Z".into(),
             finished: "2024-01-01T00:00:01Z".into(),
-            result: "ok".into(),
+            result: crate::engine::record::RunResult::Ok,
             layers: vec![],
         }
     }

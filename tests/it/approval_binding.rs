@@ -37,6 +37,13 @@ fn resource_id(state: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The result the newest line of `history.jsonl` records.
+fn last_result(state: &Path) -> String {
+    let text = std::fs::read_to_string(state.join("history.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    last["result"].as_str().unwrap().to_string()
+}
+
 fn approvals(state: &Path) -> Vec<String> {
     std::fs::read_dir(state.join("approvals"))
         .map(|d| {
@@ -258,6 +265,11 @@ async fn an_approval_is_taken_only_by_the_plan_it_names() {
         }
     };
     let held = apply().await.code(2);
+    assert_eq!(
+        last_result(&state),
+        "pending",
+        "history says what the exit code says"
+    );
     let report: Value = serde_json::from_str(&held.stdout).unwrap();
     let p1 = report["layers"][0]["plan"].as_str().unwrap().to_string();
     assert_eq!(report["layers"][0]["status"], "awaiting_approval");
@@ -322,6 +334,7 @@ async fn an_approval_is_taken_only_by_the_plan_it_names() {
     .await
     .code(0);
     apply().await.code(0);
+    assert_eq!(last_result(&state), "ok");
     assert!(resource_id(&state).is_some(), "applied once approved");
     assert!(approvals(&state).is_empty(), "used once");
     let status: Value =
