@@ -51,18 +51,7 @@ mod tests {
     use crate::stack::LayerId;
 
     fn report(status: LayerStatus) -> LayerReport {
-        LayerReport {
-            layer: LayerId::kubernetes("apps"),
-            wave: 2,
-            status,
-            reasons: vec![],
-            counts: None,
-            changes: vec![],
-            detail: None,
-            waiting_on: vec![],
-            plan: None,
-            duration_ms: 0,
-        }
+        LayerReport::new(LayerId::kubernetes("apps"), 2, status)
     }
 
     #[test]

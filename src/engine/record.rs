@@ -93,6 +93,24 @@ pub struct LayerReport {
     pub duration_ms: u64,
 }
 
+impl LayerReport {
+    /// A layer's report before its step says more: no plan, no changes, no detail.
+    pub fn new(layer: LayerId, wave: usize, status: LayerStatus) -> LayerReport {
+        LayerReport {
+            layer,
+            wave,
+            status,
+            reasons: vec![],
+            counts: None,
+            changes: vec![],
+            detail: None,
+            waiting_on: vec![],
+            plan: None,
+            duration_ms: 0,
+        }
+    }
+}
+
 /// A whole plan or apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {

@@ -345,18 +345,9 @@ impl Engine {
         status: LayerStatus,
         started: Instant,
     ) -> LayerReport {
-        LayerReport {
-            layer: id.clone(),
-            wave: self.wave_of(id),
-            status,
-            reasons: vec![],
-            counts: None,
-            changes: vec![],
-            detail: None,
-            waiting_on: vec![],
-            plan: None,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }
+        let mut r = LayerReport::new(id.clone(), self.wave_of(id), status);
+        r.duration_ms = started.elapsed().as_millis() as u64;
+        r
     }
 
     /// Runs one layer through its kind's step and keeps its report for the run.

@@ -313,37 +313,34 @@ fn digest(json: &Value, layer: &LayerId) -> String {
         if noop(c) {
             continue;
         }
-        let what = serde_json::json!({
-            "actions": c["actions"],
-            "before": c["before"],
-            "after": c["after"],
-            "after_unknown": c["after_unknown"],
-        });
-        h.part(
-            "resource",
-            rc["address"].as_str().unwrap_or_default().as_bytes(),
-        );
-        h.part("change", what.to_string().as_bytes());
+        let address = rc["address"].as_str().unwrap_or_default();
+        h.part("resource", address.as_bytes());
+        h.part("change", &what_changes(c));
     }
     if let Some(map) = json["output_changes"].as_object() {
         let mut names: Vec<&String> = map.keys().collect();
         names.sort();
         for name in names {
-            let c = &map[name];
-            if noop(c) {
+            if noop(&map[name]) {
                 continue;
             }
-            let what = serde_json::json!({
-                "actions": c["actions"],
-                "before": c["before"],
-                "after": c["after"],
-                "after_unknown": c["after_unknown"],
-            });
             h.part("output", name.as_bytes());
-            h.part("change", what.to_string().as_bytes());
+            h.part("change", &what_changes(&map[name]));
         }
     }
     crate::hash::plan_digest(&h)
+}
+
+/// What one change of a plan does, for its digest: actions, before, after, what stays unknown.
+fn what_changes(c: &Value) -> Vec<u8> {
+    serde_json::json!({
+        "actions": c["actions"],
+        "before": c["before"],
+        "after": c["after"],
+        "after_unknown": c["after_unknown"],
+    })
+    .to_string()
+    .into_bytes()
 }
 
 impl LayerPlan {
