@@ -86,6 +86,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tear the stack down: Kubernetes layers first, then Terraform layers, each after
+    /// everything that depends on it; the plan is shown first.
+    Destroy {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Destroy without asking (required without a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// How long to wait for another writer's lock ("30s").
+        #[arg(long, default_value = "0s")]
+        lock_timeout: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// terradiff + kubediff: the live system against the last converged revision.
     Diff {
         #[command(flatten)]

@@ -160,6 +160,72 @@ pub fn apply(a: &SourceArgs, flags: ApplyFlags, lock_timeout: &str) -> Result<Ex
     })
 }
 
+/// `strata destroy`: the plan of the teardown, a confirmation (or `--auto-approve`), the
+/// teardown. Exit 0 when every layer is destroyed (or was never applied), 1 when one was not,
+/// 130 when stopped by a signal.
+pub fn destroy(
+    a: &SourceArgs,
+    auto_approve: bool,
+    lock_timeout: &str,
+    json: bool,
+) -> Result<ExitStatus, Error> {
+    let lock_timeout = crate::util::duration::parse_duration(lock_timeout).map_err(Error::Usage)?;
+    runtime()?.block_on(async {
+        let mut opts = options(a);
+        opts.lock_timeout = lock_timeout;
+        let cancel = opts.cancel.clone();
+        let engine = Engine::open(source_of(a), opts).await.map_err(engine_err)?;
+        let plan = engine.destroy(Mode::Plan).await.map_err(engine_err)?;
+        if plan
+            .layers
+            .iter()
+            .all(|l| l.status == LayerStatus::NotAffected)
+        {
+            if json {
+                out_json(&plan)?;
+            } else {
+                out(
+                    "Nothing to destroy: no layer of this stack was applied from this state dir.\n",
+                )?;
+            }
+            return Ok(ExitStatus::Success);
+        }
+        if !json {
+            out(&crate::report::run::text(&plan))?;
+        }
+        if !auto_approve {
+            if !std::io::stdin().is_terminal() {
+                return Err(Error::Usage(
+                    "no terminal to confirm the destroy: pass --auto-approve".into(),
+                ));
+            }
+            eprint!("Destroy all of this? Only 'yes' is accepted: ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            if answer.trim() != "yes" {
+                out("Destroy cancelled.\n")?;
+                return Ok(ExitStatus::Failure);
+            }
+        }
+        let report = engine.destroy(Mode::Apply).await.map_err(engine_err)?;
+        print_run(&report, json)?;
+        if cancel.is_cancelled() {
+            return Ok(ExitStatus::Interrupted);
+        }
+        Ok(
+            if report
+                .layers
+                .iter()
+                .all(|l| matches!(l.status, LayerStatus::Destroyed | LayerStatus::NotAffected))
+            {
+                ExitStatus::Success
+            } else {
+                ExitStatus::Failure
+            },
+        )
+    })
+}
+
 pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
     runtime()?.block_on(async {
         let opts = options(a);

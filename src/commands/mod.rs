@@ -79,6 +79,12 @@ pub fn run(cli: Cli) -> ExitStatus {
             },
             &lock_timeout,
         ),
+        Command::Destroy {
+            source,
+            auto_approve,
+            lock_timeout,
+            json,
+        } => converge::destroy(&source, auto_approve, &lock_timeout, json),
         Command::Diff {
             source,
             json,

@@ -8,6 +8,7 @@
 
 mod approval;
 pub mod change;
+mod destroy;
 mod drift;
 pub mod inputs;
 mod kube_orphans;

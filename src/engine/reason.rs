@@ -12,6 +12,7 @@ pub(super) fn of(report: &LayerReport, outcome: Option<&Outcome<Hold>>) -> Optio
         LayerStatus::Applied
         | LayerStatus::Unchanged
         | LayerStatus::NotAffected
+        | LayerStatus::Destroyed
         | LayerStatus::Changes => None,
         LayerStatus::AwaitingApproval => Some(Reason::AwaitingApproval),
         LayerStatus::Waiting => Some(Reason::Waiting {

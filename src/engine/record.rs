@@ -37,6 +37,8 @@ pub enum LayerStatus {
     Skipped,
     /// Stopped by a timeout or cancellation.
     Interrupted,
+    /// Torn down by `strata destroy`.
+    Destroyed,
 }
 
 impl LayerStatus {
@@ -51,6 +53,7 @@ impl LayerStatus {
             LayerStatus::Failed => "failed",
             LayerStatus::Skipped => "skipped",
             LayerStatus::Interrupted => "interrupted",
+            LayerStatus::Destroyed => "destroyed",
         }
     }
 

@@ -175,6 +175,59 @@ pub async fn gone(
     })
 }
 
+/// Waits until every object of `refs` is gone (deleted, finalizers done), or `timeout`.
+///
+/// # Errors
+/// [`KubeError::WaitTimeout`] naming what is still there; a cancelled wait says so the same
+/// way (nothing more is waited for).
+pub async fn all_gone(
+    client: &::kube::Client,
+    refs: &[super::ObjRef],
+    resources: &super::resolve::Resources,
+    timeout: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), KubeError> {
+    use ::kube::api::{Api, DynamicObject};
+    let started = Instant::now();
+    let mut left: Vec<&super::ObjRef> = refs.iter().collect();
+    loop {
+        let mut still = Vec::new();
+        for r in left {
+            // A kind the cluster no longer serves (its CRD went first) took its objects along.
+            let Some(resolved) = resources.get(&r.group, &r.version, &r.kind) else {
+                continue;
+            };
+            let api: Api<DynamicObject> = if resolved.namespaced {
+                Api::namespaced_with(client.clone(), &r.namespace, &resolved.resource)
+            } else {
+                Api::all_with(client.clone(), &resolved.resource)
+            };
+            match api.get_opt(&r.name).await {
+                Ok(None) => {}
+                Err(::kube::Error::Api(s)) if s.code == 404 => {}
+                _ => still.push(r),
+            }
+        }
+        if still.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout || cancel.is_cancelled() {
+            return Err(KubeError::WaitTimeout {
+                after: crate::util::duration::format_duration(started.elapsed()),
+                pending: still
+                    .iter()
+                    .map(|r| format!("{r}: still there after delete"))
+                    .collect(),
+            });
+        }
+        left = still;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

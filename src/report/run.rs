@@ -80,7 +80,23 @@ pub fn text(r: &RunReport) -> String {
         }
     }
     let n = |s: LayerStatus| r.count(s);
-    let summary = if r.command == "apply" {
+    let summary = if r.command == "destroy" {
+        format!(
+            "Destroy: {} destroyed, {} never applied, {} failed, {} kept for a dependent.",
+            n(LayerStatus::Destroyed),
+            n(LayerStatus::NotAffected),
+            n(LayerStatus::Failed) + n(LayerStatus::Interrupted),
+            n(LayerStatus::Skipped),
+        )
+    } else if r.command == "destroy plan" {
+        format!(
+            "Destroy plan: {} to destroy, {} with nothing left, {} never applied, {} failed.",
+            plural(n(LayerStatus::Changes), "layer"),
+            n(LayerStatus::Unchanged),
+            n(LayerStatus::NotAffected),
+            n(LayerStatus::Failed) + n(LayerStatus::Interrupted),
+        )
+    } else if r.command == "apply" {
         format!(
             "Apply: {} applied, {} unchanged, {} not affected, {} awaiting approval, {} failed, {} skipped.",
             n(LayerStatus::Applied),

@@ -36,6 +36,18 @@ pub fn load(state_dir: &Path, id: &LayerId) -> Option<BTreeMap<String, Output>> 
     )
 }
 
+/// Forgets a destroyed layer's outputs; a missing cache is fine.
+///
+/// # Errors
+/// [`StateError::Io`] naming the file.
+pub fn forget(state_dir: &Path, id: &LayerId) -> Result<(), StateError> {
+    let p = path(state_dir, id);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::io("remove", &p)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Caches the outputs an apply produced.
 ///
 /// # Guarantees

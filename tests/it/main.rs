@@ -8,6 +8,7 @@ mod approval;
 mod approval_binding;
 mod cluster_errors;
 mod conflicts;
+mod destroy;
 mod devcluster;
 mod engine;
 mod graph;
