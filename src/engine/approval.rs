@@ -13,7 +13,7 @@ use super::Engine;
 use serde_json::Value;
 
 use crate::kube::ObjRef;
-use crate::stack::LayerId;
+use crate::stack::{ApplyPolicy, LayerId};
 use crate::state::approvals::Approval;
 
 impl Engine {
@@ -32,16 +32,19 @@ impl Engine {
             return Ok(());
         }
         let how = format!("strata approve {id} --plan {digest}, or --approve {id} on an apply");
+        let policy = match self.stack.layer(id).map(|l| l.apply) {
+            Some(ApplyPolicy::Safe) => "apply = \"safe\", and the plan deletes or replaces",
+            Some(_) => "apply = \"manual\"",
+            None => "removed from the stack file",
+        };
         match self.approvals.get(id) {
             Some(a) if a.plan == digest => Ok(()),
             Some(a) => Err(format!(
-                "apply = \"manual\": the approval was given for plan {}, and the plan is now \
-                 {digest} (it changed since): approve again: {how}",
+                "{policy}: the approval was given for plan {}, and the plan is now {digest} (it \
+                 changed since): approve again: {how}",
                 a.plan
             )),
-            None => Err(format!(
-                "apply = \"manual\": plan {digest} awaits approval: {how}"
-            )),
+            None => Err(format!("{policy}: plan {digest} awaits approval: {how}")),
         }
     }
 
@@ -74,6 +77,18 @@ impl Engine {
             crate::state::approvals::consume(&self.opts.state_dir, id, a);
         }
     }
+}
+
+/// Whether a plan's changes delete or replace anything (what `apply = "safe"` asks approval
+/// for): a Terraform delete or replace, a Kubernetes delete or recreate. A Kubernetes layer's
+/// prunes are counted by its step.
+pub(super) fn destructive(changes: &[super::Change]) -> Vec<String> {
+    use super::ChangeAction;
+    changes
+        .iter()
+        .filter(|c| matches!(c.action, ChangeAction::Delete | ChangeAction::Replace))
+        .map(|c| c.target.to_string())
+        .collect()
 }
 
 /// Whether the run in `report` used approval `a` of `id` or made it stale.

@@ -161,9 +161,10 @@ impl Engine {
         let previous = inventory.entries.clone();
         // `apply = "manual"` holds a layer whose dry run changes anything, as for Terraform
         // layers: it is compared, never written, until this run approves that very plan.
-        let manual = mode == Mode::Apply && layer.apply == ApplyPolicy::Manual;
+        // `safe` compares first too, and holds only a plan that deletes, recreates or prunes.
+        let gated = mode == Mode::Apply && layer.apply != ApplyPolicy::Auto;
         let mut held: Option<String> = None;
-        let planned = if mode == Mode::Plan || manual {
+        let planned = if mode == Mode::Plan || gated {
             self.progress(id, Event::Comparing);
             let cs = k8s::plan_apply(&k.client, &k.desired, &opts)
                 .await
@@ -178,7 +179,12 @@ impl Engine {
                     k.desired.iter().map(|d| (&d.r, &d.object)),
                     &previous,
                 );
-                if manual {
+                let destructive = prunes
+                    || cs
+                        .changes
+                        .iter()
+                        .any(|c| matches!(c.action, k8s::Action::Deleted | k8s::Action::Recreated));
+                if gated && (layer.apply == ApplyPolicy::Manual || destructive) {
                     held = self.approves(id, &digest).err();
                 }
                 report.plan = Some(digest);

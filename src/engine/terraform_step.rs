@@ -101,10 +101,20 @@ impl Engine {
                     self.keep_applied(&tf, &p).await;
                     return Ok(Stepped::done(report));
                 }
-                if layer.apply == ApplyPolicy::Manual {
+                let destructive = super::approval::destructive(&report.changes);
+                let gated = match layer.apply {
+                    ApplyPolicy::Manual => true,
+                    ApplyPolicy::Safe => !destructive.is_empty(),
+                    ApplyPolicy::Auto => false,
+                };
+                if gated {
                     if let Err(why) = self.approves(id, &plan.digest) {
                         report.status = LayerStatus::AwaitingApproval;
-                        report.detail = Some(why);
+                        report.detail = Some(if layer.apply == ApplyPolicy::Safe {
+                            format!("{why} (it deletes or replaces {})", destructive.join(", "))
+                        } else {
+                            why
+                        });
                         return Ok(Stepped {
                             report,
                             hold: Some(Hold::Approval),

@@ -109,11 +109,14 @@ impl Parser<'_> {
         match options.iter().find(|o| **o == text) {
             Some(o) => Some(o),
             None => {
-                let list = options
-                    .iter()
-                    .map(|o| format!("\"{o}\""))
-                    .collect::<Vec<_>>()
-                    .join(" or ");
+                // `"a" or "b"`, `"a", "b" or "c"`.
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                let list = match quoted.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => quoted.join(""),
+                };
                 self.err(
                     a.value.span(),
                     format!(

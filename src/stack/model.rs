@@ -106,6 +106,9 @@ pub enum ApplyPolicy {
     Auto,
     /// Planned always; applied only when approved (`--approve NAME`).
     Manual,
+    /// Applied without a human when the plan only creates and updates; approved like `manual`
+    /// when it deletes or replaces anything (a Kubernetes prune counts as a delete).
+    Safe,
 }
 
 /// The `stack "NAME" { ... }` block.

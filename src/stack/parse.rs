@@ -335,9 +335,10 @@ impl Parser<'_> {
         };
         let apply = match f
             .get("apply")
-            .and_then(|a| self.choice(a, &["auto", "manual"]))
+            .and_then(|a| self.choice(a, &["auto", "manual", "safe"]))
         {
             Some("manual") => ApplyPolicy::Manual,
+            Some("safe") => ApplyPolicy::Safe,
             _ => ApplyPolicy::Auto,
         };
         let timeout = f

@@ -23,6 +23,7 @@ mod logging;
 mod orphans;
 mod permissions;
 mod report;
+mod safe;
 mod secrets;
 mod shutdown;
 mod sops;
