@@ -114,6 +114,9 @@ pub enum Command {
     Status {
         #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
         state_dir: PathBuf,
+        /// The environment; without it, every environment the state dir holds.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -121,6 +124,9 @@ pub enum Command {
     History {
         #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
         state_dir: PathBuf,
+        /// The environment (with several `environment` blocks).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -153,6 +159,9 @@ pub enum Command {
         /// another plan waits. Default: the plan waiting now.
         #[arg(long, value_name = "DIGEST")]
         plan: Option<String>,
+        /// The environment (with several `environment` blocks).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
     },
     /// Converge to an earlier revision and pin the agent there until `strata resume`.
     Rollback {
@@ -168,11 +177,17 @@ pub enum Command {
     Resume {
         #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
         state_dir: PathBuf,
+        /// The environment (with several `environment` blocks).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
     },
     /// Print the latest drift report.
     Report {
         #[arg(long, default_value = ".strata", env = "STRATA_STATE_DIR")]
         state_dir: PathBuf,
+        /// The environment (with several `environment` blocks).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -226,6 +241,9 @@ pub struct RepoArgs {
     /// `*.tfvars.json`).
     #[arg(long, env = "SOPS_AGE_KEY_FILE")]
     pub age_key_file: Option<PathBuf>,
+    /// The environment (an `environment` block); required when the stack declares several.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
 }
 
 /// Where a converging command reads the stack: a directory (`--stack`, default `.`) or a Git
@@ -254,6 +272,10 @@ pub struct SourceArgs {
     /// `*.tfvars.json`).
     #[arg(long, env = "SOPS_AGE_KEY_FILE")]
     pub age_key_file: Option<PathBuf>,
+    /// The environment (an `environment` block). Required to change a stack that declares
+    /// several; `plan` and `diff` without it show every one.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

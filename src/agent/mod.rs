@@ -66,6 +66,9 @@ pub struct AgentOptions {
     pub all_first: bool,
     pub progress: bool,
     pub age_keys: Option<crate::secrets::AgeKeys>,
+    /// The environment it converges; its own files then live in `state_dir` =
+    /// `SOURCE_STATE/envs/NAME`, beside the engine's for that environment.
+    pub env: Option<String>,
 }
 
 impl AgentOptions {
@@ -89,7 +92,16 @@ impl AgentOptions {
             all_first: false,
             progress: false,
             age_keys: None,
+            env: None,
         }
+    }
+
+    /// Converges environment `env`: the agent's files and the engine's state in
+    /// `envs/NAME` of the state dir; the source's mirror stays shared.
+    pub fn for_env(mut self, env: &str) -> AgentOptions {
+        self.state_dir = crate::engine::env_state_dir(&self.source.state_dir, env);
+        self.env = Some(env.to_string());
+        self
     }
 }
 
@@ -225,7 +237,15 @@ impl Agent {
     }
 
     pub(super) fn engine_options(&self) -> EngineOptions {
-        let mut o = EngineOptions::new(&self.opts.state_dir);
+        // The engine finds an environment's state under the shared state dir itself.
+        let mut o = match &self.opts.env {
+            Some(env) => {
+                let mut o = EngineOptions::new(&self.opts.source.state_dir);
+                o.env = Some(env.clone());
+                o
+            }
+            None => EngineOptions::new(&self.opts.state_dir),
+        };
         o.terraform_env = self.opts.terraform_env.clone();
         o.cancel = self.interrupt.clone();
         o.progress = self.opts.progress;

@@ -50,8 +50,11 @@ fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
 
 pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Error> {
     let (spec, sopts) = source_of(&a.repo);
-    let state_dir = &a.repo.state_dir;
     let mut opts = AgentOptions::new(spec, sopts);
+    if let Some(env) = &a.repo.env {
+        opts = opts.for_env(env);
+    }
+    let state_dir = &opts.state_dir.clone();
     opts.listen = (!bootstrap || watch).then_some(a.listen);
     opts.poll_interval = duration(&a.poll_interval)?;
     opts.drift_interval = duration(&a.drift_interval)?;
@@ -172,10 +175,12 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
         let mut opts = EngineOptions::new(&r.state_dir);
         opts.progress = true;
         opts.age_keys = crate::secrets::AgeKeys::from_flag_or_env(r.age_key_file.as_deref());
+        opts.env = r.env.clone();
         let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts)
             .await
             .map_err(engine_err)?;
-        crate::state::pin::write(&r.state_dir, &engine.revision)?;
+        // The pin of the environment rolled back (its agent reads it from its own state).
+        crate::state::pin::write(&engine.opts.state_dir, &engine.revision)?;
         let report = engine.run(Mode::Apply).await.map_err(engine_err)?;
         if json {
             out_json(&report)?;

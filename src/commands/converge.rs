@@ -29,6 +29,7 @@ pub(super) fn source_of(a: &SourceArgs) -> Source {
 
 pub(super) fn options(a: &SourceArgs) -> EngineOptions {
     let mut o = EngineOptions::new(&a.state_dir);
+    o.env = a.env.clone();
     o.progress = true;
     o.age_keys = crate::secrets::AgeKeys::from_flag_or_env(a.age_key_file.as_deref());
     // Ctrl-C and SIGTERM interrupt terraform cleanly instead of killing strata outright.
@@ -55,7 +56,67 @@ fn print_run(report: &RunReport, json: bool) -> Result<(), Error> {
     }
 }
 
+/// The environments a read-only command shows when none is named and the stack declares
+/// several (`Some`), from the error opening it gave.
+fn every_env(e: &Error) -> Option<Vec<String>> {
+    match e {
+        Error::Engine(e) => match e.as_ref() {
+            crate::engine::EngineError::Env(crate::stack::EnvError::Ambiguous(names)) => {
+                Some(names.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Runs `one` for each environment in turn, each under a heading; the most severe exit status
+/// wins (interrupted, then failure, then changes).
+fn each_env(
+    a: &SourceArgs,
+    names: Vec<String>,
+    one: impl Fn(&SourceArgs) -> Result<ExitStatus, Error>,
+) -> Result<ExitStatus, Error> {
+    let rank = |s: ExitStatus| match s {
+        ExitStatus::Success => 0,
+        ExitStatus::Changes => 1,
+        ExitStatus::Failure => 2,
+        ExitStatus::Interrupted => 3,
+    };
+    let mut worst = ExitStatus::Success;
+    for name in names {
+        out(&format!("\n=== environment {name} ===\n"))?;
+        let mut args = a.clone();
+        args.env = Some(name);
+        let status = one(&args)?;
+        if rank(status) > rank(worst) {
+            worst = status;
+        }
+        if status == ExitStatus::Interrupted {
+            break;
+        }
+    }
+    Ok(worst)
+}
+
+/// `strata plan`; with several environments and no `--env`, every one of them (text only: JSON
+/// describes one environment).
 pub fn plan(
+    a: &SourceArgs,
+    all: bool,
+    force_conflicts: bool,
+    json: bool,
+) -> Result<ExitStatus, Error> {
+    match plan_one(a, all, force_conflicts, json) {
+        Err(e) if !json => match every_env(&e) {
+            Some(names) => each_env(a, names, |a| plan_one(a, all, force_conflicts, json)),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+fn plan_one(
     a: &SourceArgs,
     all: bool,
     force_conflicts: bool,
@@ -226,7 +287,18 @@ pub fn destroy(
     })
 }
 
+/// `strata diff`; with several environments and no `--env`, every one of them (as text).
 pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
+    match diff_one(a, json, markdown) {
+        Err(e) if !json && !markdown => match every_env(&e) {
+            Some(names) => each_env(a, names, |a| diff_one(a, json, markdown)),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+fn diff_one(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Error> {
     runtime()?.block_on(async {
         let opts = options(a);
         let cancel = opts.cancel.clone();
@@ -235,9 +307,13 @@ pub fn diff(a: &SourceArgs, json: bool, markdown: bool) -> Result<ExitStatus, Er
             .await
             .map_err(engine_err)?;
         // `strata report` shows the latest check, whoever ran it; failing to keep it is not
-        // worth failing the diff that was just printed.
+        // worth failing the diff that was just printed. An environment's report is its own.
+        let report_dir = match &report.env {
+            Some(env) => crate::engine::env_state_dir(&a.state_dir, env),
+            None => a.state_dir.clone(),
+        };
         if let Err(e) =
-            crate::state::reports::write(&a.state_dir, &report, crate::state::reports::KEEP)
+            crate::state::reports::write(&report_dir, &report, crate::state::reports::KEEP)
         {
             tracing::warn!("failed to keep the drift report: {e}");
         }

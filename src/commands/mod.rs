@@ -36,20 +36,26 @@ pub fn run(cli: Cli) -> ExitStatus {
             agent,
             api_token_file,
             plan,
-        } => agent::approve(
-            &layer,
-            plan.as_deref(),
-            match agent {
+            env,
+        } => (|| {
+            let at = match agent {
                 Some(url) => agent::ApproveAt::Agent {
                     url,
                     token_file: api_token_file.unwrap_or_default(),
                 },
-                None => agent::ApproveAt::StateDir(state_dir),
-            },
-        ),
+                None => agent::ApproveAt::StateDir(one_state_dir(&state_dir, env.as_deref())?),
+            };
+            agent::approve(&layer, plan.as_deref(), at)
+        })(),
         Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
-        Command::Resume { state_dir } => agent::resume(&state_dir),
-        Command::Report { state_dir, format } => agent::report(&state_dir, format),
+        Command::Resume { state_dir, env } => {
+            one_state_dir(&state_dir, env.as_deref()).and_then(|d| agent::resume(&d))
+        }
+        Command::Report {
+            state_dir,
+            format,
+            env,
+        } => one_state_dir(&state_dir, env.as_deref()).and_then(|d| agent::report(&d, format)),
         Command::Plan {
             source,
             all,
@@ -90,12 +96,17 @@ pub fn run(cli: Cli) -> ExitStatus {
             json,
             markdown,
         } => converge::diff(&source, json, markdown),
-        Command::Status { state_dir, json } => state::status(&state_dir, json),
+        Command::Status {
+            state_dir,
+            json,
+            env,
+        } => state::status_envs(&state_dir, env.as_deref(), json),
         Command::History {
             state_dir,
             limit,
             json,
-        } => state::history(&state_dir, limit, json),
+            env,
+        } => state::history_envs(&state_dir, env.as_deref(), limit, json),
         Command::Source(SourceCommand::Show { repo, since, json }) => {
             source::show(&repo, since.as_deref(), json)
         }
@@ -167,5 +178,40 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+    }
+}
+
+/// The environments that have state in `state_dir` (`envs/NAME`), sorted.
+pub(super) fn envs_with_state(state_dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state_dir.join("envs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The one state dir a command that changes something works in: `--env`'s; else, when the
+/// state dir holds exactly one environment, that one's; else the state dir itself. Several
+/// environments and no `--env` is refused, naming them.
+pub(super) fn one_state_dir(
+    state_dir: &std::path::Path,
+    env: Option<&str>,
+) -> Result<std::path::PathBuf, Error> {
+    if let Some(env) = env {
+        return Ok(crate::engine::env_state_dir(state_dir, env));
+    }
+    match envs_with_state(state_dir).as_slice() {
+        [] => Ok(state_dir.to_path_buf()),
+        [only] => Ok(crate::engine::env_state_dir(state_dir, only)),
+        several => Err(Error::Usage(format!(
+            "{} holds several environments ({}): name one with --env NAME",
+            state_dir.display(),
+            several.join(", ")
+        ))),
     }
 }

@@ -136,6 +136,7 @@ impl Engine {
             }
             .into(),
             stack: self.stack.name.clone(),
+            env: self.stack.env.clone(),
             revision: self.revision.clone(),
             commit: self.commit_info(),
             started,

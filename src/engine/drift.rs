@@ -54,6 +54,7 @@ pub async fn diff_applied(source: Source, opts: EngineOptions) -> Result<DriftRe
     }
     let order: Vec<LayerId> = latest.graph.layers().to_vec();
     let stack = latest.stack.name.clone();
+    let env = latest.stack.env.clone();
     // Every engine loads the state dir when opened and saves it after its diff: one at a time.
     drop(latest);
     let mut found: BTreeMap<LayerId, LayerDrift> = BTreeMap::new();
@@ -106,6 +107,7 @@ pub async fn diff_applied(source: Source, opts: EngineOptions) -> Result<DriftRe
     Ok(DriftReport {
         schema_version: SCHEMA_VERSION,
         stack,
+        env,
         revision: state.converged_revision.clone().unwrap_or(newest),
         pending_revision: pending,
         checked_at,
@@ -169,6 +171,7 @@ impl Engine {
         Ok(DriftReport {
             schema_version: SCHEMA_VERSION,
             stack: self.stack.name.clone(),
+            env: self.stack.env.clone(),
             revision: self.revision.clone(),
             pending_revision,
             checked_at: now,

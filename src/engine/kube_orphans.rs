@@ -151,7 +151,7 @@ impl Engine {
                 target.server
             ));
         }
-        let mut opts = k8s::ApplyOptions::new(&self.stack.name, &id.name);
+        let mut opts = k8s::ApplyOptions::new(&self.stack_label(), &id.name);
         opts.stack_id = self.stack_id();
         let fail = |e: k8s::KubeError| format!("cluster \"{name}\" at {url}: {e}");
         let inventory = k8s::read_inventory(&client, &opts).await.map_err(fail)?;

@@ -29,7 +29,7 @@ impl Engine {
         let LayerSpec::Kubernetes(k) = &layer.spec else {
             unreachable!("kubernetes layer")
         };
-        let mut apply = k8s::ApplyOptions::new(&self.stack.name, &layer.id.name);
+        let mut apply = k8s::ApplyOptions::new(&self.stack_label(), &layer.id.name);
         apply.stack_id = self.stack_id();
         apply.adopt = self.opts.adopt;
         apply.age_keys = self.opts.age_keys.clone();
@@ -97,6 +97,25 @@ impl Engine {
     /// share a name never own each other's objects, and a new state dir for the same source owns
     /// the same ones.
     pub(super) fn stack_id(&self) -> String {
+        let base = self.base_stack_id();
+        // Each environment owns its own objects: one never prunes or adopts another's, even in
+        // the same cluster and namespace.
+        match &self.stack.env {
+            Some(env) => k8s::owner::derive_id(&base, &format!("env:{env}")),
+            None => base,
+        }
+    }
+
+    /// The stack's name on its objects (`strata.dev/stack`): `shop`, or `shop.dev` for
+    /// environment `dev`, so that an object another environment owns is named as such.
+    pub(super) fn stack_label(&self) -> String {
+        match &self.stack.env {
+            Some(env) => format!("{}.{env}", self.stack.name),
+            None => self.stack.name.clone(),
+        }
+    }
+
+    fn base_stack_id(&self) -> String {
         if let Some(id) = &self.stack.settings.id {
             return id.clone();
         }

@@ -43,6 +43,7 @@ pub use approval::orphan_plan;
 pub use change::{Change, ChangeAction, Target};
 pub use drift::diff_applied;
 pub use inputs::{Waiting, WaitingOn};
+pub use open::env_state_dir;
 pub use record::{DriftState, SCHEMA_VERSION};
 pub use run::Hold;
 
@@ -90,6 +91,9 @@ pub struct EngineOptions {
     /// Terraform layers to init afresh, from an empty data dir (`apply --reinit`): `network` or
     /// `terraform.network`.
     pub reinit: Vec<String>,
+    /// The environment to run (`--env`); required when the stack declares several. Its state
+    /// (records, locks, Terraform state, outputs) lives in `state_dir/envs/NAME`.
+    pub env: Option<String>,
 }
 
 impl EngineOptions {
@@ -109,6 +113,7 @@ impl EngineOptions {
             force_conflicts: false,
             age_keys: None,
             reinit: Vec::new(),
+            env: None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub enum EngineError {
     Terraform(#[from] Box<crate::terraform::TerraformError>),
     #[error("no terraform layer \"{0}\" in this stack")]
     NoSuchLayer(String),
+    #[error(transparent)]
+    Env(#[from] crate::stack::EnvError),
 }
 
 /// A stack pinned to a revision, ready to plan, apply or diff.

@@ -71,7 +71,14 @@ impl Engine {
             Some(rev) => rev.shown(),
             None => crate::stack::Shown::file(root.join(crate::stack::STACK_FILE)),
         };
-        let v = crate::validate_shown(&root, &shown).map_err(EngineError::Invalid)?;
+        let mut v = crate::validate_shown(&root, &shown).map_err(EngineError::Invalid)?;
+        // One environment of the stack: its values in every expression, its own state.
+        v.stack = v.stack.for_env(opts.env.as_deref())?;
+        let mut opts = opts;
+        if let Some(env) = &v.stack.env {
+            opts.state_dir = env_state_dir(&opts.state_dir, env);
+            crate::state::ensure_state_dir(&opts.state_dir)?;
+        }
         duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
         // A typo in `--reinit` must not pass silently as a run that re-inits nothing.
         for name in &opts.reinit {
@@ -117,6 +124,12 @@ impl Engine {
             progress: Mutex::new(None),
         })
     }
+}
+
+/// Where an environment's state lives in the state dir: `envs/NAME` (records, locks, run
+/// history, Terraform state, outputs); the source's mirror and revisions stay shared.
+pub fn env_state_dir(state_dir: &Path, env: &str) -> std::path::PathBuf {
+    state_dir.join("envs").join(env)
 }
 
 /// The content hash that names a directory revision: `dir-<12 hex>`.

@@ -123,6 +123,9 @@ pub struct RunReport {
     /// `plan` or `apply`.
     pub command: String,
     pub stack: String,
+    /// The environment it ran in, when the stack declares environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     pub revision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitInfo>,
@@ -264,6 +267,9 @@ pub struct LayerDrift {
 pub struct DriftReport {
     pub schema_version: u32,
     pub stack: String,
+    /// The environment it checked, when the stack declares environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     /// The revision the live system is compared with.
     pub revision: String,
     /// A newer revision that has not been applied yet, reported apart from drift.

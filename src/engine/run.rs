@@ -165,6 +165,7 @@ impl Engine {
                 "plan".into()
             },
             stack: self.stack.name.clone(),
+            env: self.stack.env.clone(),
             revision: self.revision.clone(),
             commit: self.commit_info(),
             started,

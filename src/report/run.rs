@@ -6,7 +6,11 @@ use crate::engine::change::{Change, ChangeAction, Target};
 use crate::engine::record::{LayerReport, LayerStatus, RunReport};
 
 fn revision_line(r: &RunReport) -> String {
-    let mut s = format!("stack \"{}\" at {}", r.stack, short(&r.revision));
+    let mut s = format!("stack \"{}\"", r.stack);
+    if let Some(env) = &r.env {
+        s.push_str(&format!(" (environment {env})"));
+    }
+    s.push_str(&format!(" at {}", short(&r.revision)));
     if let Some(c) = &r.commit {
         s.push_str(&format!(" ({}, {})", c.summary, c.author));
     }

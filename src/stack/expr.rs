@@ -20,6 +20,17 @@ pub struct Expr {
     pub location: Location,
     /// Every `terraform.NAME.outputs[.X]` it reads.
     pub refs: Vec<Reference>,
+    /// Every `env.name` / `env.vars.X` it reads.
+    pub env_refs: Vec<EnvRef>,
+    /// The environment it is evaluated in (`env`), once the stack is specialised for one.
+    pub env: Option<std::sync::Arc<hcl::Value>>,
+}
+
+/// A read of the environment: `env.name` (`var: None`) or `env.vars.X`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvRef {
+    pub var: Option<String>,
+    pub location: Location,
 }
 
 impl Serialize for Expr {
@@ -45,10 +56,11 @@ impl Expr {
             map,
             diags,
             refs: Vec::new(),
+            env_refs: Vec::new(),
             scopes: Vec::new(),
         };
         finder.visit_expr(expr);
-        let refs = finder.refs;
+        let (refs, env_refs) = (finder.refs, finder.env_refs);
         let text = expr
             .span()
             .and_then(|s| map.slice(s).map(str::to_string))
@@ -58,6 +70,8 @@ impl Expr {
             text,
             location: map.locate_span(expr.span()),
             refs,
+            env_refs,
+            env: None,
         }
     }
 
@@ -126,6 +140,15 @@ impl Expr {
         }
         let mut ctx = hcl::eval::Context::new();
         ctx.declare_var("terraform", hcl::Value::Object(tf));
+        if let Some(first) = self.env_refs.first() {
+            let Some(env) = &self.env else {
+                return Err(EvalError {
+                    location: first.location.clone(),
+                    message: "reads env, but no environment is selected (--env NAME)".into(),
+                });
+            };
+            ctx.declare_var("env", env.as_ref().clone());
+        }
         let value = hcl::eval::Evaluate::evaluate(&self.expr, &ctx).map_err(|e| EvalError {
             location: self.location.clone(),
             // hcl's messages may quote operand values: keep them out when a secret is involved.
@@ -154,6 +177,7 @@ struct RefFinder<'a> {
     map: &'a SourceMap,
     diags: &'a mut Diagnostics,
     refs: Vec<Reference>,
+    env_refs: Vec<EnvRef>,
     /// Names bound by enclosing `for` expressions.
     scopes: Vec<Vec<String>>,
 }
@@ -168,9 +192,11 @@ impl RefFinder<'_> {
         let message = match name {
             "kubernetes" => "kubernetes layers have no outputs; use `depends_on = [kubernetes.NAME]` to order layers".to_string(),
             "cluster" => "a cluster can only be named in a kubernetes layer's `cluster` attribute".to_string(),
+            "env" => "write env.name or env.vars.NAME".to_string(),
             _ => format!(
-                "unknown variable \"{name}\"{}: expressions can read only terraform.NAME.outputs.X",
-                super::diag::hint(name, ["terraform"])
+                "unknown variable \"{name}\"{}: expressions can read only \
+                 terraform.NAME.outputs.X, env.name and env.vars.NAME",
+                super::diag::hint(name, ["terraform", "env"])
             ),
         };
         self.diags.push(location, message);
@@ -184,15 +210,37 @@ impl RefFinder<'_> {
         if self.bound(root_name) {
             return false;
         }
-        if root_name != "terraform" {
-            self.root_error(root_name, t.span());
-            return true;
-        }
         let attr = |i: usize| match t.operators.get(i).map(|o| o.value()) {
             Some(TraversalOperator::GetAttr(id)) => Some(id.as_str().to_string()),
             _ => None,
         };
         let location = self.map.locate_span(t.span());
+        if root_name == "env" {
+            match (attr(0).as_deref(), attr(1)) {
+                (Some("name"), _) => self.env_refs.push(EnvRef {
+                    var: None,
+                    location,
+                }),
+                (Some("vars"), Some(var)) => self.env_refs.push(EnvRef {
+                    var: Some(var),
+                    location,
+                }),
+                _ => self.diags.push(
+                    location,
+                    "env has `name` and `vars`: write env.name or env.vars.NAME",
+                ),
+            }
+            for op in &t.operators {
+                if let TraversalOperator::Index(e) = op.value() {
+                    self.visit_expr(e);
+                }
+            }
+            return true;
+        }
+        if root_name != "terraform" {
+            self.root_error(root_name, t.span());
+            return true;
+        }
         let Some(name) = attr(0) else {
             self.diags.push(
                 location,

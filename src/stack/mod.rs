@@ -5,6 +5,7 @@
 
 mod attrs;
 pub mod diag;
+pub mod env;
 pub mod expr;
 pub mod limits;
 pub mod model;
@@ -14,6 +15,7 @@ mod parse;
 use std::path::{Component, Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Location};
+pub use env::EnvError;
 pub use expr::{EvalError, Expr};
 pub use model::*;
 
@@ -106,6 +108,7 @@ impl Stack {
             return Err(diags);
         };
         check_references(&stack, &mut diags);
+        env::check(&stack, &mut diags);
         check_sources(&stack, &mut diags);
         outputs::check(&stack, &mut diags);
         diags.sort();

@@ -111,6 +111,22 @@ pub enum ApplyPolicy {
     Safe,
 }
 
+impl ApplyPolicy {
+    /// The stricter of two policies: `manual` over `safe` over `auto`.
+    pub fn stricter(self, other: ApplyPolicy) -> ApplyPolicy {
+        let rank = |p: ApplyPolicy| match p {
+            ApplyPolicy::Auto => 0,
+            ApplyPolicy::Safe => 1,
+            ApplyPolicy::Manual => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// The `stack "NAME" { ... }` block.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StackSettings {
@@ -288,6 +304,23 @@ pub struct Stack {
     /// In declaration order.
     pub layers: Vec<Layer>,
     pub clusters: Vec<Cluster>,
+    /// The `environment` blocks, in declaration order; none: one implicit environment.
+    pub environments: Vec<Environment>,
+    /// The environment this stack was specialised for ([`Stack::for_env`]), if any.
+    pub env: Option<String>,
+}
+
+/// An `environment "NAME"` block: one instance of the stack, with its own vars, state,
+/// inventories and approval policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub location: Location,
+    /// `env.vars.X` in expressions: literal values.
+    #[serde(skip)]
+    pub vars: hcl::Map<String, hcl::Value>,
+    /// The default of its layers; a layer's own `apply` wins when it is stricter.
+    pub apply: ApplyPolicy,
 }
 
 impl Stack {

@@ -11,7 +11,8 @@ use super::diag::{hint, Diagnostics, Location, SourceMap};
 use super::expr::Expr;
 use super::model::*;
 
-const BLOCK_TYPES: [&str; 4] = ["stack", "terraform", "cluster", "kubernetes"];
+const BLOCK_TYPES: [&str; 5] = ["stack", "terraform", "cluster", "kubernetes", "environment"];
+const ENVIRONMENT_ATTRS: [&str; 2] = ["vars", "apply"];
 const STACK_ATTRS: [&str; 6] = [
     "parallelism",
     "poll_interval",
@@ -91,6 +92,8 @@ impl Parser<'_> {
             settings: StackSettings::default(),
             layers: Vec::new(),
             clusters: Vec::new(),
+            environments: Vec::new(),
+            env: None,
         };
         let mut stack_block: Option<Location> = None;
         let mut seen: BTreeMap<String, Location> = BTreeMap::new();
@@ -113,7 +116,7 @@ impl Parser<'_> {
                 self.err(
                     block.ident.span(),
                     format!(
-                        "unknown block type \"{kind}\"{}: expected one of stack, terraform, cluster, kubernetes",
+                        "unknown block type \"{kind}\"{}: expected one of stack, terraform, cluster, kubernetes, environment",
                         hint(kind, BLOCK_TYPES)
                     ),
                 );
@@ -150,6 +153,10 @@ impl Parser<'_> {
                 "cluster" => {
                     let c = self.cluster(block, name, here);
                     stack.clusters.push(c);
+                }
+                "environment" => {
+                    let e = self.environment(block, name, here);
+                    stack.environments.push(e);
                 }
                 _ => {
                     let kind = LayerKind::parse(kind).expect("checked against BLOCK_TYPES");
@@ -429,6 +436,51 @@ impl Parser<'_> {
             _ => {}
         }
         c
+    }
+}
+
+impl Parser<'_> {
+    /// An `environment` block: its `vars` must be literal (they are what expressions read as
+    /// `env.vars.X`), its `apply` one of the policies.
+    fn environment(&mut self, block: &Block, name: String, location: Location) -> Environment {
+        let f = self.fields(block, &ENVIRONMENT_ATTRS, &[]);
+        let mut vars = hcl::Map::new();
+        if let Some(a) = f.get("vars") {
+            let expr = Expr::from_edit(&a.value, self.map, self.diags);
+            if !expr.is_literal() || !expr.env_refs.is_empty() {
+                self.err(
+                    a.value.span(),
+                    format!("environment \"{name}\": vars must be literal values, not references"),
+                );
+            } else {
+                match hcl::eval::Evaluate::evaluate(&expr.expr, &hcl::eval::Context::new()) {
+                    Ok(hcl::Value::Object(map)) => vars = map,
+                    Ok(_) => self.err(
+                        a.value.span(),
+                        format!(
+                            "environment \"{name}\": vars must be an object, {{ NAME = VALUE }}"
+                        ),
+                    ),
+                    Err(e) => {
+                        self.err(a.value.span(), format!("environment \"{name}\": vars: {e}"))
+                    }
+                }
+            }
+        }
+        let apply = match f
+            .get("apply")
+            .and_then(|a| self.choice(a, &["auto", "manual", "safe"]))
+        {
+            Some("manual") => ApplyPolicy::Manual,
+            Some("safe") => ApplyPolicy::Safe,
+            _ => ApplyPolicy::Auto,
+        };
+        Environment {
+            name,
+            location,
+            vars,
+            apply,
+        }
     }
 }
 

@@ -90,6 +90,7 @@ mod tests {
         let report = DriftReport {
             schema_version: 1,
             stack: "s".into(),
+            env: None,
             revision: "r".into(),
             pending_revision: None,
             checked_at: "2026-11-24T10:00:00Z".into(),

@@ -11,6 +11,7 @@ mod conflicts;
 mod destroy;
 mod devcluster;
 mod engine;
+mod environments;
 mod graph;
 mod json_output;
 mod kube;
