@@ -122,6 +122,8 @@ pub struct Agent {
     pub(super) synced_once: bool,
     /// The settings of the stack as last opened.
     pub(super) settings: Option<crate::stack::StackSettings>,
+    /// The clusters' clients and discovery, kept across syncs and drift checks.
+    pub(super) clusters: Arc<crate::kube::Clusters>,
 }
 
 impl Agent {
@@ -154,6 +156,7 @@ impl Agent {
         let stack = settings.as_ref().map(|s| s.name.clone());
         let settings = settings.map(|s| s.settings);
         let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
+        let interrupt = CancellationToken::new();
         Ok(Agent {
             opts,
             status: AgentStatus {
@@ -164,7 +167,8 @@ impl Agent {
             notifier,
             http,
             triggers: rx,
-            interrupt: CancellationToken::new(),
+            clusters: Arc::new(crate::kube::Clusters::new(interrupt.clone())),
+            interrupt,
             memory: Conditions::default(),
             owes_converged: false,
             source_down: None,
@@ -223,6 +227,7 @@ impl Agent {
         let mut o = EngineOptions::new(&self.opts.state_dir);
         o.terraform_env = self.opts.terraform_env.clone();
         o.cancel = self.interrupt.clone();
+        o.clusters = Some(self.clusters.clone());
         o.progress = self.opts.progress;
         o.age_keys = self.opts.age_keys.clone();
         o.approve = crate::state::approvals::list(&self.opts.state_dir)

@@ -15,7 +15,7 @@ use crate::stack::{LayerId, LayerSpec};
 
 /// What a Kubernetes layer that ran left for the prune phase.
 pub(super) struct Pending {
-    pub(super) client: ::kube::Client,
+    pub(super) client: Arc<k8s::Cluster>,
     pub(super) desired: Vec<k8s::Desired>,
     pub(super) resources: k8s::resolve::Resources,
     /// Its inventory before this run.

@@ -17,7 +17,7 @@ use crate::value::Outputs;
 /// What a Kubernetes layer works with once its inputs are known: a client for its cluster, its
 /// desired objects, and the cluster's resource types.
 pub(super) struct KubeInputs {
-    pub(super) client: ::kube::Client,
+    pub(super) client: Arc<k8s::Cluster>,
     pub(super) desired: Vec<k8s::Desired>,
     pub(super) resources: k8s::resolve::Resources,
 }
@@ -66,9 +66,12 @@ impl Engine {
             (Err(w), _) | (Ok(_), Some(w)) => return Ok(Err(w)),
             (Ok(a), None) => a,
         };
-        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, &cluster.name)
+        let client = self
+            .clusters
+            .connect(&access, &self.opts.state_dir, &cluster.name)
             .await
             .map_err(|e| e.to_string())?;
+        let url = &client.url;
         let opts = self.sync_options(layer);
         // The first request to the cluster happens here: name the cluster and its server, so
         // that a refused connection or a changed CA says where.

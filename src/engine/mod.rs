@@ -82,6 +82,9 @@ pub struct EngineOptions {
     /// Terraform layers to init afresh, from an empty data dir (`apply --reinit`): `network` or
     /// `terraform.network`.
     pub reinit: Vec<String>,
+    /// The clients of the clusters, shared by the engines given the same (the agent keeps them
+    /// across its loops); each engine connects its own when `None`.
+    pub clusters: Option<Arc<crate::kube::Clusters>>,
 }
 
 impl EngineOptions {
@@ -100,6 +103,7 @@ impl EngineOptions {
             adopt: false,
             age_keys: None,
             reinit: Vec::new(),
+            clusters: None,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct Engine {
     state: Mutex<StackState>,
     terraform: tokio::sync::OnceCell<Arc<Terraform>>,
     progress: Mutex<Option<Arc<progress::Progress>>>,
+    /// One client and one discovery per cluster, for every layer.
+    clusters: Arc<crate::kube::Clusters>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,7 +101,12 @@ impl Engine {
             }
             _ => None,
         };
+        let clusters = opts
+            .clusters
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(k8s::Clusters::new(opts.cancel.clone())));
         Ok(Engine {
+            clusters,
             opts,
             source,
             stack: v.stack,

@@ -28,14 +28,47 @@ fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// A client for the cluster, and the server URL it talks to (for messages). Content is written
-/// to `state_dir/clusters/<name>.kubeconfig` with mode 0600 so that operators can reach the same
+/// The bytes that identify `access`: the kubeconfig as it is now (a rotated file is another
+/// cluster connection) and the context.
+///
+/// # Errors
+/// The kubeconfig file cannot be read.
+pub fn identity(access: &Access, name: &str) -> Result<Vec<u8>, KubeError> {
+    let mut id = Vec::new();
+    let (bytes, context, kind) = match access {
+        Access::Path { path, context } => {
+            let path = expand_home(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                KubeError::Connect(format!("cluster \"{name}\": {}: {e}", path.display()))
+            })?;
+            id.extend(path.display().to_string().as_bytes());
+            (bytes, context, b'p')
+        }
+        Access::Content { content, context } => {
+            (content.expose().as_bytes().to_vec(), context, b'c')
+        }
+    };
+    id.push(kind);
+    id.extend(context.as_deref().unwrap_or("").as_bytes());
+    id.push(0);
+    id.extend(bytes);
+    Ok(id)
+}
+
+/// The client configuration for the cluster. Content is written to
+/// `state_dir/clusters/<name>.kubeconfig` with mode 0600 so that operators can reach the same
 /// cluster.
-pub async fn connect(
+///
+/// kube-rs's own retries are off: strata retries in the cluster's guard
+/// ([`super::breaker`]), with one budget for the whole cluster.
+///
+/// # Errors
+/// The kubeconfig cannot be read or parsed, or names no usable context.
+pub async fn config(
     access: &Access,
     state_dir: &Path,
     name: &str,
-) -> Result<(::kube::Client, String), KubeError> {
+) -> Result<::kube::Config, KubeError> {
     let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
     let (kubeconfig, context) = match access {
         Access::Path { path, context } => {
@@ -61,10 +94,9 @@ pub async fn connect(
         context,
         ..Default::default()
     };
-    let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| fail(&e))?;
-    let url = config.cluster_url.to_string();
-    let client = ::kube::Client::try_from(config).map_err(|e| fail(&e))?;
-    Ok((client, url))
+    config.default_retry = false;
+    Ok(config)
 }

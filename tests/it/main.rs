@@ -13,6 +13,7 @@ mod json_output;
 mod kube;
 mod kube_ownership;
 mod kube_safety;
+mod kube_scale;
 mod kubectl_parity;
 mod logging;
 mod orphans;

@@ -1,0 +1,156 @@
+//! Many Kubernetes layers on one cluster share one client and one discovery: a run asks the
+//! cluster what it serves once, not once (or three times) per layer, and asks again only when a
+//! kind is not found (a CRD another layer applied earlier in the same run).
+
+use std::path::Path;
+
+use crate::kube_safety::{layer, run, run_with};
+use crate::support::Cluster;
+
+/// A stack `many` of `n` Kubernetes layers, each one ConfigMap in its own namespace; each layer
+/// after the first depends on the one before (a chain, so they run one after another).
+fn chain(root: &Path, c: &Cluster, n: usize) {
+    let mut hcl = format!(
+        "stack \"many\" {{}}\n\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\n",
+        c.kubeconfig.display()
+    );
+    for i in 0..n {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!("  depends_on = [kubernetes.l{}]\n", i - 1)
+        };
+        hcl.push_str(&format!(
+            "\nkubernetes \"l{i}\" {{\n  source  = \"k8s/l{i}\"\n  cluster = cluster.main\n  wait    = false\n  namespace = \"default\"\n{after}}}\n"
+        ));
+        layer(
+            root,
+            &format!("l{i}"),
+            &[(
+                "cm.yaml",
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i}\ndata:\n  n: \"{i}\"\n"),
+            )],
+        );
+    }
+    std::fs::write(root.join("strata.hcl"), hcl).unwrap();
+}
+
+/// Requests for the list of API groups: one per discovery of the cluster.
+fn discoveries(c: &Cluster) -> u64 {
+    c.dev.count_requests(|r| r == "GET /apis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_layers_discover_the_cluster_once_per_run() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    chain(&root, &c, 50);
+    for verb in ["plan", "apply", "diff", "apply"] {
+        c.dev.reset_requests();
+        let out = run(&root, verb).await;
+        assert_eq!(
+            out.code,
+            if verb == "plan" { 2 } else { 0 },
+            "{verb}: {out:?}"
+        );
+        assert_eq!(
+            discoveries(&c),
+            1,
+            "{verb} of 50 layers: discovery once per run"
+        );
+    }
+    // The same run reads each layer's inventory and compares its object: about two requests a
+    // layer, not the dozen a discovery per layer costs.
+    let total: u64 = c.dev.requests().values().sum();
+    assert!(
+        total < 50 * 6,
+        "a no-op apply of 50 layers made {total} requests"
+    );
+}
+
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  names: {kind: Gadget, plural: gadgets}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_whose_crd_an_earlier_layer_applied_in_the_same_run_is_found() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("strata.hcl"),
+        format!(
+            r#"stack "crds" {{}}
+
+cluster "main" {{
+  kubeconfig_path = "{}"
+}}
+
+kubernetes "before" {{
+  source    = "k8s/before"
+  cluster   = cluster.main
+  wait      = false
+  namespace = "default"
+}}
+
+kubernetes "crds" {{
+  source     = "k8s/crds"
+  cluster    = cluster.main
+  wait       = false
+  depends_on = [kubernetes.before]
+}}
+
+kubernetes "gadgets" {{
+  source     = "k8s/gadgets"
+  cluster    = cluster.main
+  wait       = false
+  namespace  = "default"
+  depends_on = [kubernetes.crds]
+}}
+"#,
+            c.kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    layer(
+        &root,
+        "before",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: before\n",
+        )],
+    );
+    layer(&root, "crds", &[("crd.yaml", CRD)]);
+    layer(
+        &root,
+        "gadgets",
+        &[(
+            "g.yaml",
+            "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g1\nspec:\n  size: 1\n",
+        )],
+    );
+    // The first layer's discovery is taken before the CRD exists; the third layer's kind is not
+    // in it, so the cluster is asked again rather than the layer failing.
+    let out = run_with(&root, "apply", &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    c.kubectl(&["get", "gadgets.example.com", "g1", "-n", "default"])
+        .await
+        .code(0);
+    let n = discoveries(&c);
+    assert!(
+        (2..=4).contains(&n),
+        "discovery again for the new kind, not per layer: {n}"
+    );
+}
