@@ -79,6 +79,12 @@ impl Engine {
             k8s::desired(&client, &self.root, &layer.source, &vars, &opts.apply)
                 .await
                 .map_err(|e| match e {
+                    // The guard's verdict names the cluster and its server already.
+                    k8s::KubeError::Read { ref message, .. }
+                        if message.starts_with(&format!("cluster \"{}\"", cluster.name)) =>
+                    {
+                        e.to_string()
+                    }
                     k8s::KubeError::Read { .. } => {
                         format!("cluster \"{}\" at {url}: {e}", cluster.name)
                     }

@@ -9,7 +9,7 @@ use crate::support::Cluster;
 
 /// A stack `many` of `n` Kubernetes layers, each one ConfigMap in its own namespace; each layer
 /// after the first depends on the one before (a chain, so they run one after another).
-fn chain(root: &Path, c: &Cluster, n: usize) {
+pub(crate) fn chain(root: &Path, c: &Cluster, n: usize) {
     let mut hcl = format!(
         "stack \"many\" {{}}\n\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\n",
         c.kubeconfig.display()

@@ -5,6 +5,7 @@ mod support;
 mod agent;
 mod alerts;
 mod approval;
+mod cluster_down;
 mod cluster_errors;
 mod devcluster;
 mod engine;
