@@ -91,6 +91,7 @@ impl Parser<'_> {
             settings: StackSettings::default(),
             layers: Vec::new(),
             clusters: Vec::new(),
+            positions: Default::default(),
         };
         let mut stack_block: Option<Location> = None;
         let mut seen: BTreeMap<String, Location> = BTreeMap::new();
@@ -165,6 +166,7 @@ impl Parser<'_> {
                 "missing stack block: add `stack \"NAME\" { }` to name the stack",
             );
         }
+        stack.index_layers();
         stack
     }
 

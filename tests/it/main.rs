@@ -24,6 +24,7 @@ mod secrets;
 mod shutdown;
 mod sops;
 mod source;
+mod stack_scale;
 mod state;
 mod terraform;
 mod terraform_init;
