@@ -141,6 +141,8 @@ pub struct Engine {
     progress: Mutex<Option<Arc<progress::Progress>>>,
     /// One client and one discovery per cluster, for every layer.
     clusters: Arc<crate::kube::Clusters>,
+    /// Each layer's wave, once asked for.
+    waves: std::sync::OnceLock<std::collections::HashMap<LayerId, usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,12 +184,19 @@ impl Engine {
         self.terraform.get().map_or(0, |t| t.invocations())
     }
 
+    /// The wave of a layer, counted from 1 (0 for a layer on a cycle); the waves are computed
+    /// once per engine, not once per layer report.
     fn wave_of(&self, id: &LayerId) -> usize {
-        self.graph
-            .waves()
-            .iter()
-            .position(|w| w.contains(id))
-            .map_or(0, |w| w + 1)
+        let waves = self.waves.get_or_init(|| {
+            let mut by_layer = std::collections::HashMap::new();
+            for (w, wave) in self.graph.waves().into_iter().enumerate() {
+                for l in wave {
+                    by_layer.insert(l, w + 1);
+                }
+            }
+            by_layer
+        });
+        waves.get(id).copied().unwrap_or(0)
     }
 
     /// Whether `apply --reinit` names this layer.

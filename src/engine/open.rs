@@ -107,6 +107,7 @@ impl Engine {
             .unwrap_or_else(|| std::sync::Arc::new(k8s::Clusters::new(opts.cancel.clone())));
         Ok(Engine {
             clusters,
+            waves: Default::default(),
             opts,
             source,
             stack: v.stack,
