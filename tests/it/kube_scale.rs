@@ -154,3 +154,49 @@ kubernetes "gadgets" {{
         "discovery again for the new kind, not per layer: {n}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn the_agent_keeps_its_cluster_and_discovery_across_loops() {
+    use crate::agent::{cm, kinds, options, receiver, until, Repo};
+    let c = Cluster::start().await;
+    let repo = Repo {
+        dir: c.dir.path().join("repo"),
+    };
+    repo.write(
+        "strata.hcl",
+        &format!(
+            "stack \"kept\" {{}}\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\nkubernetes \"a\" {{\n  source    = \"k8s/a\"\n  cluster   = cluster.main\n  namespace = \"default\"\n}}\nkubernetes \"b\" {{\n  source    = \"k8s/b\"\n  cluster   = cluster.main\n  namespace = \"default\"\n}}\n",
+            c.kubeconfig.display()
+        ),
+    );
+    repo.write("k8s/a/cm.yaml", &cm("a", "blue"));
+    repo.write("k8s/b/cm.yaml", &cm("b", "blue"));
+    repo.git(&["init", "-q", "-b", "main"]);
+    repo.commit("first");
+    let (alerts, got) = receiver().await;
+    let mut o = options(&repo, &c.dir.path().join("state"), &alerts);
+    o.drift_interval = Some(std::time::Duration::from_secs(1));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agent = tokio::spawn(
+        strata::agent::Agent::new(o)
+            .expect("agent state")
+            .run(stop.clone()),
+    );
+    until("the first sync converged", 120, || {
+        kinds(&got).contains(&"converged".to_string())
+    })
+    .await;
+    // Several drift checks of both layers, each reading both layers' objects: the cluster's
+    // discovery from the sync serves them all.
+    let seen = discoveries(&c);
+    let reads = |c: &Cluster| {
+        c.dev
+            .count_requests(|r| r.starts_with("GET /api/v1/namespaces/default/configmaps/"))
+    };
+    let before = reads(&c);
+    until("three more drift checks", 120, || reads(&c) >= before + 6).await;
+    assert_eq!(discoveries(&c), seen, "no discovery after the first sync");
+    assert_eq!(seen, 1, "one discovery for the first sync of two layers");
+    stop.cancel();
+    agent.await.unwrap();
+}
