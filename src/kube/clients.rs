@@ -89,8 +89,11 @@ impl Clusters {
             h.update(super::cluster::identity(access, name)?);
             format!("{:x}", h.finalize())
         };
-        if let Some(c) = self.connected.lock().expect("clusters").get(&key) {
-            return Ok(c.clone());
+        let known = self.connected.lock().expect("clusters").get(&key).cloned();
+        if let Some(c) = known {
+            // Removed since (a cleaned state dir): written again for operators.
+            super::cluster::keep(access, state_dir, name)?;
+            return Ok(c);
         }
         let config = super::cluster::config(access, state_dir, name).await?;
         let url = config.cluster_url.to_string();

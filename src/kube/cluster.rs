@@ -55,9 +55,26 @@ pub fn identity(access: &Access, name: &str) -> Result<Vec<u8>, KubeError> {
     Ok(id)
 }
 
-/// The client configuration for the cluster. Content is written to
-/// `state_dir/clusters/<name>.kubeconfig` with mode 0600 so that operators can reach the same
-/// cluster.
+/// Writes kubeconfig content to `state_dir/clusters/<name>.kubeconfig` (mode 0600) when it is
+/// not there, so that operators can reach the same cluster; a kubeconfig file is left alone.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn keep(access: &Access, state_dir: &Path, name: &str) -> Result<(), KubeError> {
+    let Access::Content { content, .. } = access else {
+        return Ok(());
+    };
+    let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
+    let dir = state_dir.join("clusters");
+    let file = dir.join(format!("{name}.kubeconfig"));
+    if std::fs::read(&file).is_ok_and(|b| b == content.expose().as_bytes()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+    crate::util::fs::write_private(&file, content.expose().as_bytes()).map_err(|e| fail(&e))
+}
+
+/// The client configuration for the cluster; content is kept in the state dir ([`keep`]).
 ///
 /// kube-rs's own retries are off: strata retries in the cluster's guard
 /// ([`super::breaker`]), with one budget for the whole cluster.
@@ -78,11 +95,7 @@ pub async fn config(
             (kc, context.clone())
         }
         Access::Content { content, context } => {
-            let dir = state_dir.join("clusters");
-            std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
-            let file = dir.join(format!("{name}.kubeconfig"));
-            crate::util::fs::write_private(&file, content.expose().as_bytes())
-                .map_err(|e| fail(&e))?;
+            keep(access, state_dir, name)?;
             // The parser's messages may quote the content: keep them out.
             let kc = ::kube::config::Kubeconfig::from_yaml(content.expose()).map_err(|_| {
                 fail(&"the kubeconfig content from its output is not a valid kubeconfig")

@@ -200,3 +200,22 @@ async fn the_agent_keeps_its_cluster_and_discovery_across_loops() {
     stop.cancel();
     agent.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_objects_of_a_kind_the_cluster_does_not_serve_cost_one_discovery() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    chain(&root, &c, 3);
+    let gizmos: String = (0..40)
+        .map(|i| format!("---\napiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g{i}\n"))
+        .collect();
+    layer(&root, "l1", &[("gizmos.yaml", &gizmos)]);
+    c.dev.reset_requests();
+    let out = run(&root, "plan").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(text.contains("Gizmo"), "the unserved kind is named: {text}");
+    // The run's discovery, and one more when the kind is not in it (it could be a new CRD);
+    // then the kind is remembered as not served for the rest of the run.
+    assert_eq!(discoveries(&c), 2);
+}
