@@ -137,6 +137,8 @@ pub struct Agent {
     pub(super) synced_once: bool,
     /// The settings of the stack as last opened.
     pub(super) settings: Option<crate::stack::StackSettings>,
+    /// The clusters' clients and discovery, kept across syncs and drift checks.
+    pub(super) clusters: Arc<crate::kube::Clusters>,
 }
 
 impl Agent {
@@ -171,6 +173,7 @@ impl Agent {
         let settings = settings.map(|s| s.settings);
         let notifier = Notifier::new(opts.config.sinks.clone(), Some(opts.state_dir.clone()));
         let memory = Conditions::restore(&status.conditions);
+        let interrupt = CancellationToken::new();
         Ok(Agent {
             opts,
             status: AgentStatus {
@@ -181,7 +184,8 @@ impl Agent {
             notifier,
             http,
             triggers: rx,
-            interrupt: CancellationToken::new(),
+            clusters: Arc::new(crate::kube::Clusters::new(interrupt.clone())),
+            interrupt,
             memory,
             owes_converged: false,
             source_down: None,
@@ -248,6 +252,7 @@ impl Agent {
         };
         o.terraform_env = self.opts.terraform_env.clone();
         o.cancel = self.interrupt.clone();
+        o.clusters = Some(self.clusters.clone());
         o.progress = self.opts.progress;
         o.age_keys = self.opts.age_keys.clone();
         o

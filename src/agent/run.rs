@@ -146,6 +146,9 @@ impl Agent {
     async fn guarded(&mut self, shutdown: &CancellationToken, sync: bool) -> bool {
         let grace = self.opts.shutdown_grace;
         let interrupt = self.interrupt.clone();
+        // Each sync or drift check is a run: a cluster found unreachable in the last one is
+        // tried again.
+        self.clusters.begin_run().await;
         let work = async {
             if sync {
                 self.sync().await

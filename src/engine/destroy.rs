@@ -246,15 +246,20 @@ impl Engine {
                 )))
             }
         };
-        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, &spec.cluster)
+        let client = self
+            .clusters
+            .connect(&access, &self.opts.state_dir, &spec.cluster)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        let url = client.url.clone();
         let at = |e: k8s::KubeError| failed(format!("cluster \"{}\" at {url}: {e}", spec.cluster));
         let opts = self.sync_options(layer).apply;
         let inventory = k8s::read_inventory(&client, &opts).await.map_err(at)?;
-        let resources = k8s::resolve::Resources::discover(&client)
-            .await
-            .map_err(at)?;
+        let kinds = inventory
+            .entries
+            .iter()
+            .map(|r| (r.group.clone(), r.version.clone(), r.kind.clone()));
+        let resources = (*client.served(kinds).await.map_err(at)?).clone();
         // Everything of the layer goes; nothing the stack declares is handed over (it is all
         // being destroyed), and prune's rules keep what is not the stack's to delete.
         let everything =

@@ -31,7 +31,13 @@ const NEVER_APPLIED: &str = "never applied";
 ///
 /// # Errors
 /// The newest revision cannot be opened, or the state dir could not be written.
-pub async fn diff_applied(source: Source, opts: EngineOptions) -> Result<DriftReport, EngineError> {
+pub async fn diff_applied(
+    source: Source,
+    mut opts: EngineOptions,
+) -> Result<DriftReport, EngineError> {
+    // Every revision's engine talks to the same clusters: one client and discovery each.
+    opts.clusters
+        .get_or_insert_with(|| Arc::new(k8s::Clusters::new(opts.cancel.clone())));
     let latest = Engine::open(source.clone(), opts.clone()).await?;
     let state = latest.state();
     let Source::Repo { spec, opts: sopts } = &source else {

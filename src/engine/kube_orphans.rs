@@ -18,7 +18,7 @@ pub(super) struct Removed {
     /// Its index among the run's orphans.
     pub(super) index: usize,
     pub(super) cluster: String,
-    pub(super) client: ::kube::Client,
+    pub(super) client: std::sync::Arc<k8s::Cluster>,
     pub(super) inventory: Inventory,
     pub(super) resources: k8s::resolve::Resources,
     pub(super) opts: k8s::ApplyOptions,
@@ -140,9 +140,12 @@ impl Engine {
                 ))
             }
         };
-        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, name)
+        let client = self
+            .clusters
+            .connect(&access, &self.opts.state_dir, name)
             .await
             .map_err(|e| format!("{e}: its objects are kept, the next apply prunes them"))?;
+        let url = client.url.clone();
         if url != target.server {
             return keep(format!(
                 "removed from the stack file; it was applied to cluster \"{name}\" at {}, which \
@@ -173,9 +176,11 @@ impl Engine {
         if mode == Mode::Apply && self.opts.cancel.is_cancelled() {
             return keep("interrupted before pruning: the next apply prunes it".into());
         }
-        let resources = k8s::resolve::Resources::discover(&client)
-            .await
-            .map_err(fail)?;
+        let kinds = inventory
+            .entries
+            .iter()
+            .map(|r| (r.group.clone(), r.version.clone(), r.kind.clone()));
+        let resources = (*client.served(kinds).await.map_err(fail)?).clone();
         Ok(Ok(Removed {
             index: 0,
             cluster: name.clone(),

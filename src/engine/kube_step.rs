@@ -17,7 +17,7 @@ use crate::value::Outputs;
 /// What a Kubernetes layer works with once its inputs are known: a client for its cluster, its
 /// desired objects, and the cluster's resource types.
 pub(super) struct KubeInputs {
-    pub(super) client: ::kube::Client,
+    pub(super) client: Arc<k8s::Cluster>,
     pub(super) desired: Vec<k8s::Desired>,
     pub(super) resources: k8s::resolve::Resources,
     /// The cluster's API server URL.
@@ -69,9 +69,12 @@ impl Engine {
             (Err(w), _) | (Ok(_), Some(w)) => return Ok(Err(w)),
             (Ok(a), None) => a,
         };
-        let (client, url) = k8s::cluster::connect(&access, &self.opts.state_dir, &cluster.name)
+        let client = self
+            .clusters
+            .connect(&access, &self.opts.state_dir, &cluster.name)
             .await
             .map_err(|e| e.to_string())?;
+        let url = &client.url;
         let opts = self.sync_options(layer);
         // The first request to the cluster happens here: name the cluster and its server, so
         // that a refused connection or a changed CA says where.
@@ -79,16 +82,23 @@ impl Engine {
             k8s::desired(&client, &self.root, &layer.source, &vars, &opts.apply)
                 .await
                 .map_err(|e| match e {
+                    // The guard's verdict names the cluster and its server already.
+                    k8s::KubeError::Read { ref message, .. }
+                        if message.starts_with(&format!("cluster \"{}\"", cluster.name)) =>
+                    {
+                        e.to_string()
+                    }
                     k8s::KubeError::Read { .. } => {
                         format!("cluster \"{}\" at {url}: {e}", cluster.name)
                     }
                     other => other.to_string(),
                 })?;
+        let server = url.clone();
         Ok(Ok(KubeInputs {
             client,
             desired,
             resources,
-            server: url,
+            server,
         }))
     }
 

@@ -94,6 +94,9 @@ pub struct EngineOptions {
     /// The environment to run (`--env`); required when the stack declares several. Its state
     /// (records, locks, Terraform state, outputs) lives in `state_dir/envs/NAME`.
     pub env: Option<String>,
+    /// The clients of the clusters, shared by the engines given the same (the agent keeps them
+    /// across its loops); each engine connects its own when `None`.
+    pub clusters: Option<Arc<crate::kube::Clusters>>,
 }
 
 impl EngineOptions {
@@ -114,6 +117,7 @@ impl EngineOptions {
             age_keys: None,
             reinit: Vec::new(),
             env: None,
+            clusters: None,
         }
     }
 }
@@ -153,6 +157,10 @@ pub struct Engine {
     approvals: std::collections::BTreeMap<LayerId, crate::state::approvals::Approval>,
     terraform: tokio::sync::OnceCell<Arc<Terraform>>,
     progress: Mutex<Option<Arc<progress::Progress>>>,
+    /// One client and one discovery per cluster, for every layer.
+    clusters: Arc<crate::kube::Clusters>,
+    /// Each layer's wave, once asked for.
+    waves: std::sync::OnceLock<std::collections::HashMap<LayerId, usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,12 +202,19 @@ impl Engine {
         self.terraform.get().map_or(0, |t| t.invocations())
     }
 
+    /// The wave of a layer, counted from 1 (0 for a layer on a cycle); the waves are computed
+    /// once per engine, not once per layer report.
     fn wave_of(&self, id: &LayerId) -> usize {
-        self.graph
-            .waves()
-            .iter()
-            .position(|w| w.contains(id))
-            .map_or(0, |w| w + 1)
+        let waves = self.waves.get_or_init(|| {
+            let mut by_layer = std::collections::HashMap::new();
+            for (w, wave) in self.graph.waves().into_iter().enumerate() {
+                for l in wave {
+                    by_layer.insert(l, w + 1);
+                }
+            }
+            by_layer
+        });
+        waves.get(id).copied().unwrap_or(0)
     }
 
     /// Whether `apply --reinit` names this layer.

@@ -109,7 +109,13 @@ impl Engine {
             _ => None,
         };
         let approvals = crate::state::approvals::list(&opts.state_dir);
+        let clusters = opts
+            .clusters
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(k8s::Clusters::new(opts.cancel.clone())));
         Ok(Engine {
+            clusters,
+            waves: Default::default(),
             opts,
             source,
             stack: v.stack,

@@ -134,11 +134,10 @@ impl LayerGraph {
         self.index.contains_key(id)
     }
 
+    /// A layer's place in declaration order. Nodes are added in that order and never removed,
+    /// so a node's index is its place (a scan of `order` made sorting quadratic).
     fn rank(&self, id: &LayerId) -> usize {
-        self.order
-            .iter()
-            .position(|o| o == id)
-            .unwrap_or(usize::MAX)
+        self.index.get(id).map_or(usize::MAX, |n| n.index())
     }
 
     fn sorted(&self, mut ids: Vec<LayerId>) -> Vec<LayerId> {

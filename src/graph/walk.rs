@@ -81,16 +81,30 @@ where
     }
     let mut running = FuturesUnordered::new();
     let mut started: BTreeSet<LayerId> = outcomes.keys().cloned().collect();
+    // Each layer's upstream layers, looked up once: the loop below looks at every layer not
+    // started yet each time a step ends, and asking the graph each time (a sorted copy) made a
+    // run of 1,000 layers quadratic in that cost.
+    let upstream: BTreeMap<&LayerId, Vec<LayerId>> = graph
+        .layers()
+        .iter()
+        .map(|id| (id, graph.upstream(id)))
+        .collect();
+    let mut waiting: Vec<&LayerId> = graph
+        .layers()
+        .iter()
+        .filter(|id| !started.contains(*id))
+        .collect();
     loop {
         // Settle every layer whose upstreams are all settled.
         let mut progressed = true;
         while progressed {
             progressed = false;
-            for id in graph.layers() {
+            waiting.retain(|id| !started.contains(*id));
+            for &id in &waiting {
                 if started.contains(id) {
                     continue;
                 }
-                let ups = graph.upstream(id);
+                let ups = &upstream[id];
                 if ups.iter().any(|u| !outcomes.contains_key(u)) {
                     continue;
                 }

@@ -391,13 +391,14 @@ async fn plan_all(
 /// # Errors
 /// Dry-run failures, apply failures, CRDs that don't become established in time.
 pub async fn apply(
-    client: &::kube::Client,
+    cluster: &super::Cluster,
     desired: &[Desired],
     opts: &ApplyOptions,
     dry_run: bool,
     ahead: Option<(&[ObjRef], bool)>,
     last: &LastApplied,
 ) -> Result<ChangeSet, KubeError> {
+    let client: &::kube::Client = cluster;
     let mut cs = ChangeSet {
         dry_run,
         changes: Vec::new(),
@@ -419,7 +420,12 @@ pub async fn apply(
     }
     // Objects that can only be dry-run once the first stage exists: kinds served by new CRDs,
     // and objects in namespaces this run creates.
-    let served = Resources::discover(client).await?;
+    let served = cluster
+        .served(
+            rest.iter()
+                .map(|d| (d.r.group.clone(), d.r.version.clone(), d.r.kind.clone())),
+        )
+        .await?;
     let new_namespaces: Vec<&str> = first
         .iter()
         .zip(&plans_first)

@@ -28,14 +28,64 @@ fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// A client for the cluster, and the server URL it talks to (for messages). Content is written
-/// to `state_dir/clusters/<name>.kubeconfig` with mode 0600 so that operators can reach the same
-/// cluster.
-pub async fn connect(
+/// The bytes that identify `access`: the kubeconfig as it is now (a rotated file is another
+/// cluster connection) and the context.
+///
+/// # Errors
+/// The kubeconfig file cannot be read.
+pub fn identity(access: &Access, name: &str) -> Result<Vec<u8>, KubeError> {
+    let mut id = Vec::new();
+    let (bytes, context, kind) = match access {
+        Access::Path { path, context } => {
+            let path = expand_home(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                KubeError::Connect(format!("cluster \"{name}\": {}: {e}", path.display()))
+            })?;
+            id.extend(path.display().to_string().as_bytes());
+            (bytes, context, b'p')
+        }
+        Access::Content { content, context } => {
+            (content.expose().as_bytes().to_vec(), context, b'c')
+        }
+    };
+    id.push(kind);
+    id.extend(context.as_deref().unwrap_or("").as_bytes());
+    id.push(0);
+    id.extend(bytes);
+    Ok(id)
+}
+
+/// Writes kubeconfig content to `state_dir/clusters/<name>.kubeconfig` (mode 0600) when it is
+/// not there, so that operators can reach the same cluster; a kubeconfig file is left alone.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn keep(access: &Access, state_dir: &Path, name: &str) -> Result<(), KubeError> {
+    let Access::Content { content, .. } = access else {
+        return Ok(());
+    };
+    let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
+    let dir = state_dir.join("clusters");
+    let file = dir.join(format!("{name}.kubeconfig"));
+    if std::fs::read(&file).is_ok_and(|b| b == content.expose().as_bytes()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+    crate::util::fs::write_private(&file, content.expose().as_bytes()).map_err(|e| fail(&e))
+}
+
+/// The client configuration for the cluster; content is kept in the state dir ([`keep`]).
+///
+/// kube-rs's own retries are off: strata retries in the cluster's guard
+/// ([`super::breaker`]), with one budget for the whole cluster.
+///
+/// # Errors
+/// The kubeconfig cannot be read or parsed, or names no usable context.
+pub async fn config(
     access: &Access,
     state_dir: &Path,
     name: &str,
-) -> Result<(::kube::Client, String), KubeError> {
+) -> Result<::kube::Config, KubeError> {
     let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
     let (kubeconfig, context) = match access {
         Access::Path { path, context } => {
@@ -45,11 +95,7 @@ pub async fn connect(
             (kc, context.clone())
         }
         Access::Content { content, context } => {
-            let dir = state_dir.join("clusters");
-            std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
-            let file = dir.join(format!("{name}.kubeconfig"));
-            crate::util::fs::write_private(&file, content.expose().as_bytes())
-                .map_err(|e| fail(&e))?;
+            keep(access, state_dir, name)?;
             // The parser's messages may quote the content: keep them out.
             let kc = ::kube::config::Kubeconfig::from_yaml(content.expose()).map_err(|_| {
                 fail(&"the kubeconfig content from its output is not a valid kubeconfig")
@@ -61,10 +107,9 @@ pub async fn connect(
         context,
         ..Default::default()
     };
-    let config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = ::kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| fail(&e))?;
-    let url = config.cluster_url.to_string();
-    let client = ::kube::Client::try_from(config).map_err(|e| fail(&e))?;
-    Ok((client, url))
+    config.default_retry = false;
+    Ok(config)
 }

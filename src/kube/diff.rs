@@ -227,14 +227,21 @@ async fn diff_one(
 /// # Guarantees
 /// Writes nothing. Secret values never appear in the result.
 pub async fn diff(
-    client: &::kube::Client,
+    cluster: &super::Cluster,
     desired: &[Desired],
     previous: &[ObjRef],
     resources: &Resources,
     opts: &ApplyOptions,
 ) -> Result<KubeDiff, KubeError> {
     let mut out = KubeDiff::default();
-    let served = Resources::discover(client).await?;
+    let client: &::kube::Client = cluster;
+    let served = cluster
+        .served(
+            desired
+                .iter()
+                .map(|d| (d.r.group.clone(), d.r.version.clone(), d.r.kind.clone())),
+        )
+        .await?;
     use futures::stream::{self, StreamExt, TryStreamExt};
     let mut futures = Vec::with_capacity(desired.len());
     for d in desired {

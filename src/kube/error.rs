@@ -69,6 +69,10 @@ impl KubeError {
 /// (Connect)` and keeps the reason (`invalid peer certificate: UnknownIssuer`, `Connection
 /// refused`) in its sources, which a person needs to see.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    // The cluster's guard gave up: its verdict names the cluster, its server and the cause.
+    if let Some(h) = super::breaker::halted(e) {
+        return h.to_string();
+    }
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

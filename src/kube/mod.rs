@@ -4,7 +4,9 @@
 //! fluxcd/pkg/ssa: a file per verb.
 
 pub mod apply;
+pub mod breaker;
 pub mod changeset;
+pub mod clients;
 pub mod cluster;
 pub mod conflicts;
 pub mod contents;
@@ -35,6 +37,7 @@ pub const CONCURRENCY: usize = 16;
 
 pub use apply::{ApplyOptions, Desired};
 pub use changeset::{Action, Change, ChangeSet};
+pub use clients::{Cluster, Clusters};
 pub use diff::{DiffState, KubeDiff, ObjectDiff};
 pub use error::KubeError;
 pub use manifest::Manifest;
@@ -58,7 +61,7 @@ pub struct SyncOptions {
 /// Load, decryption and discovery failures, naming files and objects; no sensitive value is in
 /// them.
 pub async fn desired(
-    client: &::kube::Client,
+    client: &Cluster,
     root: &Path,
     source: &Path,
     vars: &vars::Vars,
@@ -66,10 +69,10 @@ pub async fn desired(
 ) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
     let loaded = manifest::load_layer(root, source, vars, opts.age_keys.as_ref(), &opts.limits)?;
     let sensitive = std::sync::Arc::new(loaded.sensitive);
-    let mut resources = resolve::Resources::discover(client)
+    let resources = client
+        .resources_for(loaded.manifests.iter().map(|m| &m.object))
         .await
         .map_err(|e| e.redact(&sensitive))?;
-    resources.add_pending_crds(loaded.manifests.iter().map(|m| &m.object));
     let mut desired =
         apply::prepare(&loaded.manifests, &resources, opts).map_err(|e| e.redact(&sensitive))?;
     for d in &mut desired {
@@ -143,7 +146,7 @@ pub async fn read_inventory(
 /// # Errors
 /// Dry-run, inventory, record, apply and wait failures, each naming objects.
 pub async fn apply_layer(
-    client: &::kube::Client,
+    client: &Cluster,
     desired: &[Desired],
     inventory: inventory::Inventory,
     opts: &SyncOptions,
@@ -155,9 +158,15 @@ pub async fn apply_layer(
         (recorded != stored || inventory.legacy).then_some((&recorded[..], inventory.legacy));
     let sensitive = sensitive_of(desired);
     let last = last_applied::read(client, &opts.apply).await?;
-    let cs = apply::apply(client, desired, &opts.apply, false, ahead, &last)
-        .await
-        .map_err(|e| e.redact(&sensitive))?;
+    let applied = apply::apply(client, desired, &opts.apply, false, ahead, &last).await;
+    if desired
+        .iter()
+        .any(|d| d.r.kind == "CustomResourceDefinition")
+    {
+        // New kinds (or versions) may be served now, even after a partial apply.
+        client.invalidate().await;
+    }
+    let cs = applied.map_err(|e| e.redact(&sensitive))?;
     if opts.wait {
         let all: Vec<&Desired> = desired.iter().collect();
         wait::ready(client, &all, opts.timeout)
@@ -183,7 +192,7 @@ pub async fn apply_layer(
 /// # Errors
 /// Discovery, read, listing, deletion and inventory failures, each naming the object.
 pub async fn finish(
-    client: &::kube::Client,
+    client: &Cluster,
     applied: Applied,
     desired: &[Desired],
     stack: &prune::Stackwide,
@@ -198,9 +207,24 @@ pub async fn finish(
     if !opts.prune {
         return Ok(cs);
     }
-    // The apply may have added kinds (new CRDs): prune with what the cluster serves now.
-    let resources = resolve::Resources::discover(client).await?;
-    let kept = prune::prune(client, &previous, stack, &resources, a, &mut cs).await?;
+    // The apply may have added kinds (new CRDs, after which discovery is asked again): prune
+    // with what the cluster serves now, asking again for any kind of the inventory not in it.
+    let resources = client
+        .served(
+            previous
+                .iter()
+                .map(|r| (r.group.clone(), r.version.clone(), r.kind.clone())),
+        )
+        .await?;
+    let pruned = prune::prune(client, &previous, stack, &resources, a, &mut cs).await;
+    if cs
+        .changes
+        .iter()
+        .any(|c| c.object.kind == "CustomResourceDefinition" && c.action == Action::Deleted)
+    {
+        client.invalidate().await;
+    }
+    let kept = pruned?;
     let mut record: Vec<ObjRef> = desired.iter().map(|d| d.r.clone()).collect();
     record.extend(kept);
     record.sort();
@@ -219,7 +243,7 @@ pub async fn finish(
 /// # Errors
 /// Load, dry-run, apply, prune and wait failures, each naming objects.
 pub async fn sync(
-    client: &::kube::Client,
+    client: &Cluster,
     desired: &[Desired],
     _resources: &resolve::Resources,
     opts: &SyncOptions,
@@ -237,7 +261,7 @@ pub async fn sync(
 /// # Errors
 /// Record and dry-run failures, naming objects.
 pub async fn plan_apply(
-    client: &::kube::Client,
+    client: &Cluster,
     desired: &[Desired],
     opts: &SyncOptions,
 ) -> Result<ChangeSet, KubeError> {
@@ -271,7 +295,7 @@ pub async fn plan_prune(
 /// # Errors
 /// Inventory, dry-run and read failures, naming objects.
 pub async fn plan(
-    client: &::kube::Client,
+    client: &Cluster,
     desired: &[Desired],
     resources: &resolve::Resources,
     opts: &SyncOptions,
@@ -288,7 +312,7 @@ pub async fn plan(
 /// kubediff of a layer: desired objects against the cluster, and objects of its inventory that
 /// Git no longer declares but the cluster still holds (including those a crashed apply left).
 pub async fn diff(
-    client: &::kube::Client,
+    client: &Cluster,
     desired: &[Desired],
     resources: &resolve::Resources,
     opts: &SyncOptions,

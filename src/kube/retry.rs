@@ -9,7 +9,9 @@ use crate::util::retry::Backoff;
 pub fn transient(e: &::kube::Error) -> bool {
     match e {
         ::kube::Error::Api(s) => s.code == 429 || s.code >= 500,
-        ::kube::Error::HyperError(_) | ::kube::Error::Service(_) => true,
+        ::kube::Error::HyperError(_) => true,
+        // The cluster's guard retried already, with the budget the whole cluster shares.
+        ::kube::Error::Service(e) => super::breaker::halted(&**e).is_none(),
         _ => false,
     }
 }

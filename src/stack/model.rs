@@ -304,6 +304,10 @@ pub struct Stack {
     /// In declaration order.
     pub layers: Vec<Layer>,
     pub clusters: Vec<Cluster>,
+    /// Where each layer is in `layers`: lookups by id are made for every reference and every
+    /// step, and a scan each time made a 60,000-layer stack quadratic.
+    #[serde(skip)]
+    pub(crate) positions: std::collections::HashMap<LayerId, usize>,
     /// The `environment` blocks, in declaration order; none: one implicit environment.
     pub environments: Vec<Environment>,
     /// The environment this stack was specialised for ([`Stack::for_env`]), if any.
@@ -325,7 +329,19 @@ pub struct Environment {
 
 impl Stack {
     pub fn layer(&self, id: &LayerId) -> Option<&Layer> {
-        self.layers.iter().find(|l| &l.id == id)
+        match self.positions.get(id).and_then(|&i| self.layers.get(i)) {
+            Some(l) if &l.id == id => Some(l),
+            // `layers` is public: one changed after loading is still searched correctly.
+            _ => self.layers.iter().find(|l| &l.id == id),
+        }
+    }
+
+    /// Indexes the layers by id (the first of two with the same id).
+    pub(crate) fn index_layers(&mut self) {
+        self.positions.clear();
+        for (i, l) in self.layers.iter().enumerate() {
+            self.positions.entry(l.id.clone()).or_insert(i);
+        }
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {

@@ -94,6 +94,7 @@ impl Parser<'_> {
             clusters: Vec::new(),
             environments: Vec::new(),
             env: None,
+            positions: Default::default(),
         };
         let mut stack_block: Option<Location> = None;
         let mut seen: BTreeMap<String, Location> = BTreeMap::new();
@@ -172,6 +173,7 @@ impl Parser<'_> {
                 "missing stack block: add `stack \"NAME\" { }` to name the stack",
             );
         }
+        stack.index_layers();
         stack
     }
 

@@ -80,17 +80,30 @@ async fn sync(
     client: &kube::Client,
     o: &SyncOptions,
 ) -> Result<layer::ChangeSet, KubeError> {
-    let (desired, resources) =
-        layer::desired(client, c.dir.path(), Path::new("k8s"), &vars(), &o.apply).await?;
-    layer::sync(client, &desired, &resources, o).await
+    let (desired, resources) = layer::desired(
+        &client.clone().into(),
+        c.dir.path(),
+        Path::new("k8s"),
+        &vars(),
+        &o.apply,
+    )
+    .await?;
+    layer::sync(&client.clone().into(), &desired, &resources, o).await
 }
 
 async fn diff(c: &Cluster, client: &kube::Client, o: &SyncOptions) -> layer::KubeDiff {
-    let (desired, resources) =
-        layer::desired(client, c.dir.path(), Path::new("k8s"), &vars(), &o.apply)
-            .await
-            .unwrap();
-    layer::diff(client, &desired, &resources, o).await.unwrap()
+    let (desired, resources) = layer::desired(
+        &client.clone().into(),
+        c.dir.path(),
+        Path::new("k8s"),
+        &vars(),
+        &o.apply,
+    )
+    .await
+    .unwrap();
+    layer::diff(&client.clone().into(), &desired, &resources, o)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,11 +379,16 @@ async fn a_secret_planted_in_git_never_appears_in_any_output() {
         InputValue::Sensitive(Redacted::new("sensitive-token-99".into())),
     );
     let o = opts(true);
-    let (desired, resources) =
-        layer::desired(&client, c.dir.path(), Path::new("k8s"), &v, &o.apply)
-            .await
-            .unwrap();
-    let cs = layer::sync(&client, &desired, &resources, &o)
+    let (desired, resources) = layer::desired(
+        &client.clone().into(),
+        c.dir.path(),
+        Path::new("k8s"),
+        &v,
+        &o.apply,
+    )
+    .await
+    .unwrap();
+    let cs = layer::sync(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap();
     let mut printed = format!("{cs:?}{}", serde_json::to_string(&cs).unwrap());
@@ -387,7 +405,7 @@ async fn a_secret_planted_in_git_never_appears_in_any_output() {
     ])
     .await
     .code(0);
-    let d = layer::diff(&client, &desired, &resources, &o)
+    let d = layer::diff(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap();
     printed += &format!(
@@ -402,7 +420,7 @@ async fn a_secret_planted_in_git_never_appears_in_any_output() {
         d.to_text(false)
     );
     let err = layer::sync(
-        &client,
+        &client.clone().into(),
         &desired,
         &resources,
         &SyncOptions {
@@ -436,7 +454,7 @@ async fn substitution_errors_and_yaml_bombs_fail_the_layer_with_file_and_line() 
         InputValue::Sensitive(Redacted::new("t".into())),
     );
     let err = layer::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         Path::new("k8s"),
         &v,
@@ -454,7 +472,7 @@ async fn substitution_errors_and_yaml_bombs_fail_the_layer_with_file_and_line() 
     let bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\na: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n";
     write_layer(c.dir.path(), &[("bomb.yaml", bomb), ("ok.yaml", NS)]);
     let err = layer::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         Path::new("k8s"),
         &vars(),
@@ -470,7 +488,7 @@ async fn substitution_errors_and_yaml_bombs_fail_the_layer_with_file_and_line() 
 
     write_layer(c.dir.path(), &[("a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n"), ("b.yaml", "kind: List\napiVersion: v1\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: dup\n")]);
     let err = layer::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         Path::new("k8s"),
         &vars(),

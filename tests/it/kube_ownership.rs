@@ -226,7 +226,7 @@ async fn an_inventory_from_before_stack_ids_is_taken_over() {
         timeout: Duration::from_secs(10),
     };
     let (desired, resources) = k8s::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         &dir,
         &Default::default(),
@@ -234,7 +234,7 @@ async fn an_inventory_from_before_stack_ids_is_taken_over() {
     )
     .await
     .unwrap();
-    let cs = k8s::sync(&client, &desired, &resources, &opts)
+    let cs = k8s::sync(&client.clone().into(), &desired, &resources, &opts)
         .await
         .unwrap();
     assert_eq!(cs.summary(), "+0 ~1 -1", "{cs:?}");

@@ -105,7 +105,7 @@ async fn the_corpus_is_stored_as_kubectl_stores_it() {
     let client = by_strata.client().await;
     let o = opts();
     let (desired, resources) = layer::desired(
-        &client,
+        &client.clone().into(),
         by_strata.dir.path(),
         Path::new("k8s"),
         &Default::default(),
@@ -114,7 +114,7 @@ async fn the_corpus_is_stored_as_kubectl_stores_it() {
     .await
     .unwrap();
     assert!(desired.len() >= 28, "{}", desired.len());
-    let cs = layer::sync(&client, &desired, &resources, &o)
+    let cs = layer::sync(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap();
     assert!(
@@ -147,7 +147,7 @@ async fn the_corpus_is_stored_as_kubectl_stores_it() {
 
     // A second apply of the same files writes nothing.
     let (desired, resources) = layer::desired(
-        &client,
+        &client.clone().into(),
         by_strata.dir.path(),
         Path::new("k8s"),
         &Default::default(),
@@ -155,7 +155,7 @@ async fn the_corpus_is_stored_as_kubectl_stores_it() {
     )
     .await
     .unwrap();
-    let again = layer::sync(&client, &desired, &resources, &o)
+    let again = layer::sync(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap();
     assert_eq!(again.summary(), "+0 ~0 -0", "{again:?}");
@@ -174,7 +174,7 @@ async fn yaml_1_1_values_are_typed_as_kubectl_types_them() {
     let client = c.client().await;
     let o = opts();
     let (desired, resources) = layer::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         Path::new("k8s"),
         &Default::default(),
@@ -182,7 +182,7 @@ async fn yaml_1_1_values_are_typed_as_kubectl_types_them() {
     )
     .await
     .unwrap();
-    layer::sync(&client, &desired, &resources, &o)
+    layer::sync(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap();
     let d = c
@@ -228,7 +228,7 @@ async fn an_unquoted_yes_in_configmap_data_is_refused_as_kubectl_refuses_it() {
     let client = c.client().await;
     let o = opts();
     let (desired, resources) = layer::desired(
-        &client,
+        &client.clone().into(),
         c.dir.path(),
         Path::new("k8s"),
         &Default::default(),
@@ -236,7 +236,7 @@ async fn an_unquoted_yes_in_configmap_data_is_refused_as_kubectl_refuses_it() {
     )
     .await
     .unwrap();
-    let err = layer::sync(&client, &desired, &resources, &o)
+    let err = layer::sync(&client.clone().into(), &desired, &resources, &o)
         .await
         .unwrap_err()
         .to_string();

@@ -70,6 +70,7 @@ impl DevCluster {
             store: Mutex::new(store),
             token: token.clone(),
             faults: faults::Faults::default(),
+            requests: Mutex::new(Default::default()),
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -162,6 +163,27 @@ impl DevCluster {
 
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
+    }
+
+    /// The requests served so far, by method and path (`GET /apis`, `PATCH
+    /// /api/v1/namespaces/default/configmaps/a`); also at `GET /_devcluster/requests`.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.requests.lock().expect("requests").clone()
+    }
+
+    /// How many requests were served whose `METHOD path` satisfies `which`.
+    pub fn count_requests(&self, which: impl Fn(&str) -> bool) -> u64 {
+        let counts = self.shared.requests.lock().expect("requests");
+        counts
+            .iter()
+            .filter(|(k, _)| which(k))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Forgets the requests counted so far.
+    pub fn reset_requests(&self) {
+        self.shared.requests.lock().expect("requests").clear();
     }
 
     /// The current global resourceVersion: unchanged across requests means nothing was written.

@@ -24,7 +24,9 @@ pub struct Fault {
     /// unset.
     #[serde(default)]
     pub verb: Option<String>,
-    /// The resource's plural (`configmaps`); any when unset.
+    /// The resource's plural (`configmaps`); any when unset. Discovery, `/version` and OpenAPI
+    /// reads are `get`s of no resource: only a rule that names no resource reaches them (an
+    /// API server that is down as a whole).
     #[serde(default)]
     pub resource: Option<String>,
     pub action: FaultAction,

@@ -26,6 +26,13 @@ pub async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Discovery, /version and OpenAPI are reads of no resource: a fault that names no resource
+    // (an API server that is down) reaches them too.
+    if path == "/version" || path.starts_with("/openapi/") {
+        if let Some(stop) = faulted(shared, "get", "").await {
+            return stop;
+        }
+    }
     match path {
         "/version" => return response::json(StatusCode::OK, discovery::version()),
         "/healthz" | "/readyz" | "/livez" => return (StatusCode::OK, "ok").into_response(),
@@ -44,31 +51,18 @@ pub async fn route(
         path::parse(&store, path)
     };
     let target = match parsed {
-        Parsed::Discovery(v) if method == Method::GET => return response::json(StatusCode::OK, v),
+        Parsed::Discovery(v) if method == Method::GET => {
+            return match faulted(shared, "get", "").await {
+                Some(stop) => stop,
+                None => response::json(StatusCode::OK, v),
+            }
+        }
         Parsed::Resource(t) => *t,
         _ => return response::not_found(),
     };
     let verb = verb_of(&method, &target, query);
-    for action in shared.faults.take(verb, &target.rt.plural) {
-        match action {
-            FaultAction::Status(code) => {
-                let reason = match code {
-                    429 => "TooManyRequests",
-                    409 => "Conflict",
-                    503 => "ServiceUnavailable",
-                    _ => "InternalError",
-                };
-                return response::error(&ApiError::new(
-                    code,
-                    reason,
-                    format!(
-                        "injected fault: {verb} {} answered {code}",
-                        target.rt.plural
-                    ),
-                ));
-            }
-            FaultAction::Hang(d) | FaultAction::Latency(d) => tokio::time::sleep(d).await,
-        }
+    if let Some(stop) = faulted(shared, verb, &target.rt.plural).await {
+        return stop;
     }
     if verb == "watch" {
         return watch::stream(shared, &target, query);
@@ -94,6 +88,36 @@ pub async fn route(
         Ok((status, v)) => response::json(status, v),
         Err(e) => response::error(&e),
     }
+}
+
+/// Applies the injected faults matching a request: the error response that answers it, or
+/// `None` once any delay has passed and it is to be served. `resource` is empty for discovery,
+/// `/version` and OpenAPI.
+async fn faulted(shared: &Shared, verb: &str, resource: &str) -> Option<Response> {
+    for action in shared.faults.take(verb, resource) {
+        match action {
+            FaultAction::Status(code) => {
+                let reason = match code {
+                    429 => "TooManyRequests",
+                    409 => "Conflict",
+                    503 => "ServiceUnavailable",
+                    _ => "InternalError",
+                };
+                let what = if resource.is_empty() {
+                    "discovery"
+                } else {
+                    resource
+                };
+                return Some(response::error(&ApiError::new(
+                    code,
+                    reason,
+                    format!("injected fault: {verb} {what} answered {code}"),
+                )));
+            }
+            FaultAction::Hang(d) | FaultAction::Latency(d) => tokio::time::sleep(d).await,
+        }
+    }
+    None
 }
 
 /// What a verb reads from its request.

@@ -9,6 +9,7 @@ mod query;
 mod response;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -27,6 +28,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub token: String,
     pub faults: Faults,
+    /// Requests served, by method and path (`GET /apis`), the `/_devcluster/` endpoints aside.
+    pub requests: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Largest request body accepted.
@@ -67,7 +70,29 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     if path == "/_devcluster/faults" {
         return faults_endpoint(&shared, &method, &body);
     }
+    if path == "/_devcluster/requests" {
+        return requests_endpoint(&shared, &method);
+    }
+    *shared
+        .requests
+        .lock()
+        .expect("requests")
+        .entry(format!("{method} {path}"))
+        .or_default() += 1;
     dispatch::route(&shared, method, &path, &query, &headers, body).await
+}
+
+/// `GET` answers the requests counted so far (`{"GET /apis": 3, ...}`); `DELETE` starts over.
+fn requests_endpoint(shared: &Shared, method: &Method) -> Response {
+    let mut counts = shared.requests.lock().expect("requests");
+    match *method {
+        Method::GET => response::json(StatusCode::OK, json!(*counts)),
+        Method::DELETE => {
+            counts.clear();
+            response::json(StatusCode::OK, json!({"status": "ok"}))
+        }
+        _ => response::error(&ApiError::new(405, "MethodNotAllowed", "use GET or DELETE")),
+    }
 }
 
 fn faults_endpoint(shared: &Shared, method: &Method, body: &Bytes) -> Response {

@@ -175,3 +175,40 @@ async fn faults_can_be_injected_over_http_and_collections_deleted() {
         .collect();
     assert_eq!(left, ["keep"]);
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_path_and_a_fault_on_no_resource_takes_discovery_down() {
+    let c = Cluster::start().await;
+    let client = c.client().await;
+    kube::Discovery::new(client.clone()).run().await.unwrap();
+    cm_api(&client, "default").get_opt("x").await.unwrap();
+    assert_eq!(c.dev.count_requests(|r| r == "GET /apis"), 1);
+    assert_eq!(
+        c.dev.requests()["GET /api/v1/namespaces/default/configmaps/x"],
+        1
+    );
+    c.dev.reset_requests();
+    assert!(c.dev.requests().is_empty());
+
+    // A fault on a resource leaves discovery alone; one that names none does not.
+    c.dev.inject(Fault::fail("get", "configmaps", 503, 1));
+    kube::Discovery::new(client.clone()).run().await.unwrap();
+    c.dev.clear_faults();
+    c.dev.inject(Fault {
+        verb: None,
+        resource: None,
+        action: devcluster::FaultAction::Status(500),
+        count: Some(1),
+    });
+    let mut request = http::Request::get("/apis").body(Vec::new()).unwrap();
+    request
+        .headers_mut()
+        .insert("accept", "application/json".parse().unwrap());
+    let err = client.request_text(request).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("injected fault: get discovery answered 500"),
+        "{err}"
+    );
+    assert_eq!(c.dev.count_requests(|r| r == "GET /apis"), 2);
+}

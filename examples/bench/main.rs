@@ -5,9 +5,15 @@
 //! (b) 8 independent Terraform layers: `strata apply` at parallelism 1, 2, 4 vs a shell loop
 //! (c) a 50-layer stack after a commit touching one layer: terraform invocations, wall time
 //! (d) commit → converged latency through the agent: webhook vs polling
+//! (e) the Flux benchmark's shape: N layers of 4 objects vs the same objects in one layer
+//! (f) `strata validate` of N/4 and N generated layers
 //!
-//! Sizes: BENCH_SIZES (default "1000,10000"). Needs `make tools` (terraform, the provider mirror,
+//! Sizes: BENCH_SIZES (default "1000,10000"), BENCH_FLUX (layers, default 1000), BENCH_VALIDATE
+//! (layers, default 60000). Needs `make tools` (terraform, the provider mirror,
 //! kubectl) and a release build (`make bench` does both).
+
+mod flux;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,9 +103,14 @@ fn row(rows: &mut Vec<[String; 5]>, bench: &str, what: &str, m: &Measured, note:
 
 /// Starts `strata devcluster` as its own process; returns it and its kubeconfig.
 fn devcluster(dir: &Path) -> (std::process::Child, PathBuf) {
+    devcluster_with(dir, "1s")
+}
+
+/// [`devcluster`], with workloads ready after `ready` (`0s`: at once).
+fn devcluster_with(dir: &Path, ready: &str) -> (std::process::Child, PathBuf) {
     let kc = dir.join("kubeconfig");
     let child = Command::new(strata())
-        .args(["devcluster", "--kubeconfig-out"])
+        .args(["devcluster", "--simulate-ready", ready, "--kubeconfig-out"])
         .arg(&kc)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -494,6 +505,14 @@ fn main() {
     bench_parallel(&mut rows);
     bench_fifty(&mut rows);
     bench_latency(&mut rows);
+    let size = |var: &str, default: usize| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    flux::bench_flux(&mut rows, size("BENCH_FLUX", 1000));
+    validate::bench_validate(&mut rows, size("BENCH_VALIDATE", 60_000));
     println!("\n| bench | what | time | peak RSS | notes |\n| --- | --- | --- | --- | --- |");
     for r in rows {
         let rss = if r[3] == "0 MB" {
