@@ -354,6 +354,7 @@ impl Engine {
             &self.opts.state_dir,
             &record::RunRecord::of(report, result),
         )?;
+        crate::state::layer_runs::record(&self.opts.state_dir, report)?;
         if mode == Mode::Apply {
             self.settle_approvals(report);
         }
