@@ -64,18 +64,24 @@ function header(o) {
 }
 
 // The graph: one column per wave, a box per layer with its state in words, edges with labels.
+// An edge between neighbouring waves runs straight across the gap, its labels stacked in it; an
+// edge that skips waves runs along a lane below the boxes, so it never hides behind one.
 function graphSvg(o) {
-  const W = 230, H = 58, GX = 120, GY = 26, PAD = 16;
+  const W = 210, H = 58, GX = 120, GY = 26, PAD = 16, TOP = 22, LANE = 30;
+  const fit = (t, n) => (t.length > n ? t.slice(0, n - 1) + "…" : t);
   const columns = (o.graph ? o.graph.waves : []).map((w) => w.slice());
   const placed = new Set(columns.flat());
   const rest = o.layers.filter((l) => !placed.has(l.layer)).map((l) => l.layer);
   if (rest.length) columns.push(rest);
   const pos = new Map();
   columns.forEach((col, i) =>
-    col.forEach((id, j) => pos.set(id, { x: PAD + i * (W + GX), y: PAD + 22 + j * (H + GY) })));
+    col.forEach((id, j) => pos.set(id, { x: PAD + i * (W + GX), y: PAD + TOP + j * (H + GY), col: i })));
   const tall = Math.max(1, ...columns.map((c) => c.length));
+  const edges = o.graph ? o.graph.edges.filter((e) => pos.has(e.from) && pos.has(e.to)) : [];
+  const long = edges.filter((e) => pos.get(e.to).col - pos.get(e.from).col !== 1);
+  const floor = PAD + TOP + tall * (H + GY);
   const width = PAD * 2 + columns.length * W + Math.max(0, columns.length - 1) * GX;
-  const height = PAD * 2 + 22 + tall * (H + GY);
+  const height = floor + long.length * LANE + PAD;
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
     "aria-labelledby": "graph-title" });
   svg.append(s("title", { id: "graph-title" }, "The stack's layers by wave, with their states"));
@@ -86,16 +92,24 @@ function graphSvg(o) {
     const label = o.graph && i < o.graph.waves.length ? `wave ${i + 1}` : "not in the stack file";
     svg.append(s("text", { x: PAD + i * (W + GX), y: PAD + 10, class: "wave" }, label));
   });
-  for (const e of o.graph ? o.graph.edges : []) {
+  for (const e of edges) {
     const a = pos.get(e.from), b = pos.get(e.to);
-    if (!a || !b) continue;
-    const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
     const g = s("g", { class: "edge" });
-    g.append(s("path", { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`,
-      "marker-end": "url(#arrow)" }));
-    const text = e.labels.join(", ");
-    g.append(s("text", { x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" },
-      s("title", {}, `${e.from} → ${e.to}: ${text}`), text.length > 26 ? text.slice(0, 25) + "…" : text));
+    g.append(s("title", {}, `${e.from} → ${e.to}: ${e.labels.join(", ")}`));
+    const lane = long.indexOf(e);
+    if (lane < 0) {
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
+      g.append(s("path", { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`,
+        "marker-end": "url(#arrow)" }));
+      e.labels.forEach((t, k) => g.append(s("text", { x: mx, y: Math.min(y1, y2) - 6 - (e.labels.length - 1 - k) * 14,
+        "text-anchor": "middle" }, fit(t, 20))));
+    } else {
+      const y = floor + lane * LANE, x1 = a.x + W / 2, x2 = b.x + W / 3;
+      g.append(s("path", { d: `M ${x1} ${a.y + H} L ${x1} ${y} L ${x2} ${y} L ${x2} ${b.y + H}`,
+        "marker-end": "url(#arrow)" }));
+      g.append(s("text", { x: (x1 + x2) / 2, y: y - 4, "text-anchor": "middle" },
+        fit(e.labels.join(", "), 60)));
+    }
     svg.append(g);
   }
   for (const l of o.layers) {
@@ -105,8 +119,8 @@ function graphSvg(o) {
       "data-state": l.state });
     a.append(s("title", {}, `${l.layer}: ${l.words}${l.detail ? " — " + l.detail : ""}`));
     a.append(s("rect", { x: p.x, y: p.y, width: W, height: H, rx: 6 }));
-    a.append(s("text", { x: p.x + 10, y: p.y + 22, class: "name" }, l.layer));
-    a.append(s("text", { x: p.x + 10, y: p.y + 44, class: "words" }, l.words));
+    a.append(s("text", { x: p.x + 10, y: p.y + 22, class: "name" }, fit(l.layer, 22)));
+    a.append(s("text", { x: p.x + 10, y: p.y + 44, class: "words" }, fit(l.words, 32)));
     svg.append(a);
   }
   return svg;
