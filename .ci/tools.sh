@@ -82,7 +82,7 @@ if ! command -v sops >/dev/null 2>&1 && [ ! -x "$bin/sops" ]; then
 fi
 
 # 3. Debian packages: kubectl (kubernetes-client) when none is on PATH; Graphviz, which checks
-#    `strata graph --format dot` in the tests.
+#    `strata graph --format dot` in the tests; Chromium and chromedriver for the dashboard test.
 apt_missing=()
 command -v kubectl >/dev/null 2>&1 || apt_missing+=(kubernetes-client)
 command -v dot >/dev/null 2>&1 || apt_missing+=(graphviz)
@@ -91,6 +91,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || apt_missing+=(util-linux)
 # age and age-keygen: the keys SOPS-encrypted test files are made with.
 command -v age-keygen >/dev/null 2>&1 || apt_missing+=(age)
+# A real browser for the dashboard's test: headless Chromium driven through chromedriver.
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

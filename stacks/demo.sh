@@ -79,7 +79,7 @@ python3 "$work/receiver.py" & pids+=($!)
 printf 'alert "webhook" "demo" { url = "http://127.0.0.1:%s/hook" }\n' "$receiver_port" > "$work/agent.hcl"
 agent_port=$(free_port)
 "$strata" run --repo "$repo" --state-dir "$state" --listen "127.0.0.1:$agent_port" \
-  --config "$work/agent.hcl" --poll-interval 2s --drift-interval 1h > "$work/agent.log" 2>&1 & pids+=($!)
+  --config "$work/agent.hcl" --poll-interval 2s --drift-interval 3s > "$work/agent.log" 2>&1 & pids+=($!)
 sleep 1
 sed -i 's/replicas: 2/replicas: 3/' "$repo/k8s/apps/web.yaml"
 git_commit "scale web to 3 replicas"
@@ -99,6 +99,28 @@ run kubectl -n apps get deployment web -o jsonpath='{.spec.replicas} replicas{"\
 echo "\$ curl http://127.0.0.1:$agent_port/metrics | grep strata_revision_info"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$agent_port/metrics').read().decode())" | grep '^strata_revision_info'
 
+say "The dashboard: the graph, drift and history at a glance"
+dashboard="http://127.0.0.1:$agent_port/"
+run kubectl -n apps patch deployment web --type=merge -p '{"spec":{"replicas":5}}'
+echo "waiting for the agent's drift check to see it ..."
+layer_state() { # LAYER: its state on the dashboard
+  python3 -c "import json,sys,urllib.request
+o = json.load(urllib.request.urlopen('${dashboard}api/v1/overview'))
+print(next((l['state'] for l in o['layers'] if l['layer'] == sys.argv[1]), ''))" "$1"
+}
+for _ in $(seq 1 120); do
+  [ "$(layer_state kubernetes.apps)" = drifted ] && break
+  sleep 0.5
+done
+[ "$(layer_state kubernetes.apps)" = drifted ] || { echo "demo: the dashboard does not show the drift; see $work/agent.log" >&2; exit 1; }
+echo "kubernetes.apps: drifted"
+shot="$root/target/demo-dashboard.png"
+sandbox=(); [ "$(id -u)" = 0 ] && sandbox=(--no-sandbox)   # Chromium's sandbox cannot start as root
+chromium --headless=new "${sandbox[@]}" --disable-gpu --hide-scrollbars --window-size=1280,720 \
+  --virtual-time-budget=5000 --screenshot="$shot" "$dashboard" >/dev/null 2>&1
+[ -s "$shot" ] || { echo "demo: chromium left no screenshot" >&2; exit 1; }
+echo "screenshot of the dashboard: $shot"
+
 
 say "Where things are"
 echo "  history:  $strata history --state-dir $state"
@@ -107,4 +129,8 @@ echo "  reports:  $state/reports/ ($strata report --state-dir $state)"
 echo "  alerts:   $state/alerts.jsonl"
 run "$strata" history --state-dir "$state" --limit 3
 echo
-echo "demo finished; stopping the agent, the alert receiver and the demo cluster"
+echo "demo finished (screenshot of the dashboard: $shot)"
+echo "dashboard: $dashboard"
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+  read -r -p "the agent serves it until you press Enter, which stops the agent, the alert receiver and the demo cluster " _ || true
+fi

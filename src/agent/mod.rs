@@ -158,6 +158,7 @@ impl Agent {
             webhook_secret: opts.webhook_secret.clone(),
             api_token: opts.api_token.clone(),
             state_dir: opts.state_dir.clone(),
+            graph: crate::server::api::GraphSource::new(opts.spec.path.clone()),
         });
         // The last converged revision's settings, until a sync opens a newer one.
         let settings = status.revision.as_ref().and_then(|r| {

@@ -333,6 +333,11 @@ impl Engine {
             }
         })?;
         crate::state::history::append(&self.opts.state_dir, &record::RunRecord::of(report))?;
+        // Only the dashboard reads it: a run is not failed for it (the dashboard says the file
+        // is corrupt and how to recover when it cannot read it).
+        if let Err(e) = crate::state::layer_runs::record(&self.opts.state_dir, report) {
+            tracing::warn!("{e}");
+        }
         if mode == Mode::Apply {
             self.settle_approvals(report);
         }

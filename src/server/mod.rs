@@ -1,7 +1,11 @@
 //! The agent's HTTP side (loopback by default): health, readiness, Prometheus metrics, the status
-//! API, the Git webhook (HMAC-signed) and approvals.
+//! API, the Git webhook (HMAC-signed), approvals, and the dashboard with the JSON it draws from.
 
+pub mod api;
 mod approve;
+mod dashboard;
+pub mod layer_page;
+pub mod overview;
 pub mod serve;
 
 use std::sync::atomic::AtomicU64;
@@ -218,6 +222,8 @@ pub struct AgentHttp {
     /// The bearer token mutating endpoints require (`--api-token-file`); none: they refuse all.
     pub api_token: Option<Redacted<Vec<u8>>>,
     pub state_dir: std::path::PathBuf,
+    /// Where the dashboard reads the stack's graph from.
+    pub graph: api::GraphSource,
 }
 
 /// HMAC-SHA256, as GitHub signs webhooks (`X-Hub-Signature-256: sha256=<hex>`).
@@ -246,6 +252,10 @@ pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
         .route("/api/v1/status", get(status))
         .route("/hooks/git", post(hook))
         .route("/api/v1/approve/{layer}", post(approve::approve))
+        .route("/api/v1/overview", get(api::get_overview))
+        .route("/api/v1/layers/{layer}", get(api::get_layer))
+        .route("/api/v1/history", get(api::get_history))
+        .merge(dashboard::routes())
         .with_state(shared)
 }
 

@@ -36,10 +36,61 @@ pub fn append_kept(state_dir: &Path, event: &Event, keep: Retention) -> Result<(
     )
 }
 
+/// One alert as the log keeps it: [`Event`] read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertRecord {
+    /// `diff`, `failed`, `converged`, ... ([`crate::notify::EventType::key`]).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub stack: String,
+    pub revision: String,
+    #[serde(default)]
+    pub layers: Vec<String>,
+    pub condition: String,
+    pub summary: String,
+    /// RFC 3339.
+    pub time: String,
+}
+
+/// The last `limit` alerts, oldest first. A line that is not an alert (torn by a crash) is
+/// skipped with a warning.
+///
+/// # Errors
+/// [`StateError::Io`] when the file exists but cannot be read.
+pub fn read(state_dir: &Path, limit: usize) -> Result<Vec<AlertRecord>, StateError> {
+    let all: Vec<AlertRecord> = file::read_lines(&path(state_dir))?;
+    let skip = all.len().saturating_sub(limit);
+    Ok(all.into_iter().skip(skip).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::notify::EventType;
+
+    #[test]
+    fn alerts_read_back_as_written_newest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path(), 10).unwrap().is_empty(), "no log yet");
+        for n in 0..3 {
+            let event = Event {
+                kind: EventType::Diff,
+                stack: "s".into(),
+                revision: "abc".into(),
+                layers: vec!["kubernetes.app".into()],
+                condition: "diff kubernetes.app".into(),
+                summary: format!("{n}"),
+                time: "2024-01-01T00:00:00Z".into(),
+            };
+            append(dir.path(), &event).unwrap();
+        }
+        let got = read(dir.path(), 2).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].summary, "1");
+        assert_eq!(got[1].summary, "2");
+        assert_eq!(got[1].kind, EventType::Diff.key());
+        assert_eq!(got[1].layers, ["kubernetes.app"]);
+    }
 
     /// Writers racing with compaction: every line stays whole, nothing appended after the last
     /// compaction is lost, and each writer's records stay in its order.

@@ -11,6 +11,7 @@
 //!   clusters/<name>.kubeconfig  kubeconfig content from outputs
 //!   status.json                 per-layer memory: converged revision, inputs hash, results, drift (stack_status.rs)
 //!   history.jsonl               one RunRecord per plan/apply, the newest 4-8 MiB (history.rs, retention.rs)
+//!   layer-runs.json             per layer, the last plan or apply that ran it, with its changes (layer_runs.rs)
 //!   lock                        the one writer's kernel lock, naming its pid, host, command, since (lock.rs)
 //!   agent.json                  the agent's status (agent_status.rs)
 //!   pin                         the revision `strata rollback` pinned the agent to (pin.rs)
@@ -34,6 +35,7 @@ pub mod approvals;
 pub mod exposure;
 mod file;
 pub mod history;
+pub mod layer_runs;
 pub mod lock;
 pub mod outputs;
 pub mod pin;

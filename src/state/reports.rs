@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use super::file::{self, StateError};
-use crate::engine::record::DriftReport;
+use crate::engine::change::Change;
+use crate::engine::record::{DriftReport, DriftState, Observation};
 
 /// Reports kept by default.
 pub const KEEP: usize = 50;
@@ -78,6 +81,90 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<Path
         }
     }
     Ok(path)
+}
+
+/// The latest drift report read back from `reports/latest.json`: what a reader (the dashboard)
+/// needs of it. The file is what `strata diff --json` prints, so every value in it is already
+/// masked as the CLI masks it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LatestDrift {
+    pub revision: String,
+    pub checked_at: String,
+    #[serde(default)]
+    pub pending_revision: Option<String>,
+    pub layers: Vec<LatestLayerDrift>,
+}
+
+/// One layer of [`LatestDrift`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LatestLayerDrift {
+    pub layer: String,
+    pub state: DriftState,
+    pub observed: Observation,
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// What an apply would change to undo the drift; a Kubernetes object's with its fields.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    /// terradiff: each drifted resource's attributes, before → after.
+    #[serde(default)]
+    pub terraform: Option<TerraformDrift>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TerraformDrift {
+    #[serde(default)]
+    pub resources: Vec<ResourceDrift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ResourceDrift {
+    pub address: String,
+    #[serde(default)]
+    pub attributes: Vec<AttributeDrift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AttributeDrift {
+    pub name: String,
+    pub before: ShownValue,
+    pub after: ShownValue,
+}
+
+/// [`crate::terraform::Shown`] read back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShownValue {
+    Value(serde_json::Value),
+    Sensitive,
+    Unknown,
+    Absent,
+}
+
+impl From<ShownValue> for crate::terraform::Shown {
+    fn from(v: ShownValue) -> crate::terraform::Shown {
+        use crate::terraform::Shown;
+        match v {
+            ShownValue::Value(v) => Shown::Value(v),
+            ShownValue::Sensitive => Shown::Sensitive,
+            ShownValue::Unknown => Shown::Unknown,
+            ShownValue::Absent => Shown::Absent,
+        }
+    }
+}
+
+/// The latest drift report; `None` when no drift check wrote one yet.
+///
+/// # Errors
+/// [`StateError::Corrupt`] naming the file when it does not parse; [`StateError::Io`] when it
+/// cannot be read.
+pub fn read_latest(state_dir: &Path) -> Result<Option<LatestDrift>, StateError> {
+    file::read_json(
+        &latest_path(state_dir, Latest::Json),
+        "move it aside: the next drift check writes it again",
+    )
 }
 
 #[cfg(test)]
