@@ -6,6 +6,7 @@
 mod attrs;
 pub mod diag;
 pub mod expr;
+pub mod images;
 pub mod limits;
 pub mod model;
 mod outputs;

@@ -285,6 +285,12 @@ pub struct Stack {
     /// In declaration order.
     pub layers: Vec<Layer>,
     pub clusters: Vec<Cluster>,
+    /// `image` blocks: registry repositories whose new tags the agent commits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::images::Image>,
+    /// The `writeback` block: how image updates are committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<super::images::Writeback>,
 }
 
 impl Stack {
