@@ -105,6 +105,26 @@ pub enum WritebackError {
     KeptMoving { branch: String },
 }
 
+/// Where scratch clones are made, in the state dir.
+pub fn work_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("image-updates")
+}
+
+/// The tags a scan selected, for the images that have one.
+pub fn selections(report: &super::scan::ScanReport) -> Vec<Selected> {
+    report
+        .images
+        .iter()
+        .filter_map(|i| {
+            i.latest.as_ref().map(|tag| Selected {
+                image: i.image.clone(),
+                repository: i.repository.clone(),
+                tag: tag.clone(),
+            })
+        })
+        .collect()
+}
+
 /// `https://user:secret@host/x` → `https://***@host/x`: URLs in messages never carry secrets.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
