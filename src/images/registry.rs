@@ -264,7 +264,7 @@ impl Registry {
     /// # Errors
     /// The registry cannot be reached or times out, refuses the credentials, does not know the
     /// repository, or sends a page that is too large, not a tag list, or links to another host.
-    pub async fn tags(&mut self, each: &mut dyn FnMut(&str)) -> Result<(), RegistryError> {
+    pub async fn tags(&mut self, each: &mut (dyn FnMut(&str) + Send)) -> Result<(), RegistryError> {
         let mut url = format!("{}/v2/{}/tags/list?n={PAGE}", self.base, self.repo.path);
         for _ in 0..MAX_PAGES {
             let resp = self.get(&url).await?;
@@ -509,9 +509,9 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
 }
 
 /// Parses `{"name": ..., "tags": [...]}`, handing each tag over as it is read.
-fn parse_page(body: &[u8], each: &mut dyn FnMut(&str)) -> Result<(), String> {
-    struct Page<'f>(&'f mut dyn FnMut(&str));
-    struct Tags<'f>(&'f mut dyn FnMut(&str));
+fn parse_page(body: &[u8], each: &mut (dyn FnMut(&str) + Send)) -> Result<(), String> {
+    struct Page<'f>(&'f mut (dyn FnMut(&str) + Send));
+    struct Tags<'f>(&'f mut (dyn FnMut(&str) + Send));
     impl<'de> DeserializeSeed<'de> for Tags<'_> {
         type Value = ();
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {

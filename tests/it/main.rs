@@ -1,5 +1,6 @@
 //! strata's integration tests: one binary, driving the real `strata` command.
 
+mod registry;
 mod support;
 
 mod agent;
@@ -11,6 +12,7 @@ mod conflicts;
 mod devcluster;
 mod engine;
 mod graph;
+mod images;
 mod json_output;
 mod kube;
 mod kube_orphans;

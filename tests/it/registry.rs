@@ -59,7 +59,8 @@ impl Registry {
                 "  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\nauth:\n  htpasswd:\n    realm: strata-tests\n    path: {d}/htpasswd\n",
                 d = dir.path().display()
             );
-            client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+            client =
+                client.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
             ca_file = Some(ca_path);
             credentials = Some(("ci".to_string(), password.to_string()));
         }
@@ -122,7 +123,11 @@ impl Registry {
     }
 
     pub fn base(&self) -> String {
-        let scheme = if self.ca_file.is_some() { "https" } else { "http" };
+        let scheme = if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.host)
     }
 
@@ -142,7 +147,11 @@ impl Registry {
     pub fn credentials_file(&self) -> PathBuf {
         let (u, p) = self.credentials.clone().expect("a secure registry");
         let f = self.dir.path().join("registry.json");
-        std::fs::write(&f, serde_json::json!({"username": u, "password": p}).to_string()).unwrap();
+        std::fs::write(
+            &f,
+            serde_json::json!({"username": u, "password": p}).to_string(),
+        )
+        .unwrap();
         f
     }
 
@@ -156,7 +165,10 @@ impl Registry {
     async fn blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = format!("sha256:{:x}", sha2::Sha256::digest(bytes));
         let r = self
-            .auth(self.client.post(format!("{}/v2/{repo}/blobs/uploads/", self.base())))
+            .auth(
+                self.client
+                    .post(format!("{}/v2/{repo}/blobs/uploads/", self.base())),
+            )
             .send()
             .await
             .unwrap();
@@ -194,7 +206,10 @@ impl Registry {
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
         });
         let r = self
-            .auth(self.client.put(format!("{}/v2/{repo}/manifests/{tag}", self.base())))
+            .auth(
+                self.client
+                    .put(format!("{}/v2/{repo}/manifests/{tag}", self.base())),
+            )
             .header("content-type", "application/vnd.oci.image.manifest.v1+json")
             .body(manifest.to_string())
             .send()
