@@ -13,6 +13,7 @@ mod devcluster;
 mod engine;
 mod graph;
 mod images;
+mod images_agent;
 mod json_output;
 mod kube;
 mod kube_orphans;
