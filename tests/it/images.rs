@@ -406,7 +406,7 @@ async fn a_tls_registry_with_basic_auth_is_read_with_its_ca_and_credentials_and_
             &[
                 (
                     "strata.hcl",
-                    format!("stack \"tls\" {{}}\nimage \"web\" {{\n  repository = \"{}/shop/web\"\n  policy = {{ semver = \">=1\" }}\n  timeout = \"5s\"\n{attrs}}}\n", reg.host),
+                    format!("stack \"tls\" {{}}\nimage \"web\" {{\n  repository = \"{}/shop/web\"\n  policy = {{ semver = \">=1\" }}\n  timeout = \"30s\"\n{attrs}}}\n", reg.host),
                 ),
                 ("app.yaml", format!("image: {}/shop/web:1.0.0 # strata:image web\n", reg.host)),
             ],

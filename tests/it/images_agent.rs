@@ -258,6 +258,12 @@ async fn with_push_branch_the_agent_proposes_and_converges_only_what_reaches_the
 async fn fake_registry(tags: usize, mode: &'static str) -> (String, Arc<AtomicUsize>) {
     let pages = Arc::new(AtomicUsize::new(0));
     let p = pages.clone();
+    let huge: Arc<String> = Arc::new(if mode == "huge" {
+        let big: Vec<String> = (0..1_500_000).map(|i| format!("1.0.{i}")).collect();
+        serde_json::json!({"name": "shop/many", "tags": big}).to_string()
+    } else {
+        String::new()
+    });
     let app = axum::Router::new().route(
         "/v2/shop/many/tags/list",
         axum::routing::get(
@@ -265,16 +271,14 @@ async fn fake_registry(tags: usize, mode: &'static str) -> (String, Arc<AtomicUs
                 std::collections::HashMap<String, String>,
             >| {
                 let p = p.clone();
+                let huge = huge.clone();
                 async move {
                     p.fetch_add(1, Ordering::SeqCst);
                     if mode == "stall" {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                     }
                     if mode == "huge" {
-                        let big: Vec<String> = (0..1_500_000).map(|i| format!("1.0.{i}")).collect();
-                        let body =
-                            serde_json::json!({"name": "shop/many", "tags": big}).to_string();
-                        return ([(http::header::LINK, String::new())], body);
+                        return ([(http::header::LINK, String::new())], huge.to_string());
                     }
                     let n: usize = q
                         .get("n")
@@ -316,14 +320,15 @@ async fn fake_registry(tags: usize, mode: &'static str) -> (String, Arc<AtomicUs
     (host, pages)
 }
 
-async fn scan_fake(host: &str) -> (i32, Value) {
+/// Scans the fake registry with a request `timeout`: generous unless the stall is the point.
+async fn scan_fake(host: &str, timeout: &str) -> (i32, Value) {
     let d = tempfile::tempdir().unwrap();
     write_all(
         d.path(),
         &[
             (
                 "strata.hcl",
-                format!("stack \"many\" {{}}\nimage \"many\" {{\n  repository    = \"{host}/shop/many\"\n  policy        = {{ semver = \">=1\" }}\n  insecure_http = true\n  timeout       = \"2s\"\n}}\n"),
+                format!("stack \"many\" {{}}\nimage \"many\" {{\n  repository    = \"{host}/shop/many\"\n  policy        = {{ semver = \">=1\" }}\n  insecure_http = true\n  timeout       = \"{timeout}\"\n}}\n"),
             ),
             ("a.yaml", format!("image: {host}/shop/many:1.0.0 # strata:image many\n")),
         ],
@@ -349,7 +354,7 @@ async fn scan_fake(host: &str) -> (i32, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_tags_are_paged_and_floods_and_stalls_are_errors() {
     let (host, pages) = fake_registry(100_000, "pages").await;
-    let (code, many) = scan_fake(&host).await;
+    let (code, many) = scan_fake(&host, "60s").await;
     assert_eq!(code, 2, "{many}");
     assert_eq!(many["latest"], "1.0.99998", "{many}");
     assert_eq!(many["tags"]["listed"], 100_000);
@@ -357,7 +362,7 @@ async fn a_hundred_thousand_tags_are_paged_and_floods_and_stalls_are_errors() {
     assert_eq!(pages.load(Ordering::SeqCst), 100, "pages of 1000, linked");
 
     let (host, _) = fake_registry(0, "huge").await;
-    let (code, many) = scan_fake(&host).await;
+    let (code, many) = scan_fake(&host, "60s").await;
     assert_eq!(code, 1);
     assert_eq!(many["error"]["kind"], "invalid", "{many}");
     assert!(
@@ -369,7 +374,7 @@ async fn a_hundred_thousand_tags_are_paged_and_floods_and_stalls_are_errors() {
     );
 
     let (host, _) = fake_registry(0, "stall").await;
-    let (code, many) = scan_fake(&host).await;
+    let (code, many) = scan_fake(&host, "2s").await;
     assert_eq!(code, 1);
     assert_eq!(many["error"]["kind"], "unreachable", "{many}");
     assert!(
