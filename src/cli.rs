@@ -199,6 +199,34 @@ pub enum Command {
     /// Layer state: recover what terraform could not save.
     #[command(subcommand)]
     State(StateCommand),
+    /// Image automation: new tags in a registry become commits of the marked lines.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Per image: the tag its policy selects, every marker's value and what would change. Exit
+    /// 0 up to date, 2 updates available, 1 error (a registry unreachable, access refused).
+    Scan {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit the selected tags into the marked lines and push (to the writeback branch, or its
+    /// push_branch for review); prints the new commit.
+    Update {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Bounds each git command (clone, push).
+        #[arg(long, default_value = "2m")]
+        git_timeout: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,9 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    #[error(transparent)]
+    Writeback(#[from] crate::images::writeback::WritebackError),
+
     #[error("failed to write output: {0}")]
     Output(#[source] std::io::Error),
 }

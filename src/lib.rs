@@ -14,6 +14,7 @@ pub mod error;
 pub mod exit;
 pub mod graph;
 pub mod hash;
+pub mod images;
 pub mod kube;
 pub mod logging;
 pub mod notify;
@@ -50,8 +51,8 @@ pub struct Validated {
 /// Reads the stack in `dir` and builds its graph.
 ///
 /// # Errors
-/// Every problem at once, sorted by place: those of [`stack::Stack::load`] and every dependency
-/// cycle.
+/// Every problem at once, sorted by place: those of [`stack::Stack::load`], every dependency
+/// cycle, and the image markers' ([`images::markers::diagnostics`]).
 pub fn validate(dir: impl AsRef<Path>) -> Result<Validated, stack::Diagnostics> {
     let dir = dir.as_ref();
     validate_shown(dir, &stack::Shown::file(dir.join(stack::STACK_FILE)))
@@ -61,6 +62,7 @@ pub fn validate(dir: impl AsRef<Path>) -> Result<Validated, stack::Diagnostics> 
 /// stack read from Git).
 pub fn validate_shown(dir: &Path, shown: &stack::Shown) -> Result<Validated, stack::Diagnostics> {
     let (stack, mut diags) = stack::Stack::load_shown(dir, shown)?;
+    diags.extend(images::markers::diagnostics(&stack, dir, shown));
     let graph = match graph::LayerGraph::build(&stack) {
         Ok(g) => Some(g),
         Err(cycles) => {

@@ -4,7 +4,8 @@
 # A Git repository holds stacks/demo. strata plans it, applies it (Terraform creates a "network"
 # and a "cluster" that starts a local Kubernetes API server; Kubernetes layers apply a platform
 # and apps into it), notices a colleague's out-of-band edit and puts it back, and finally runs as
-# an agent that picks up a new commit by itself. Every process it starts is stopped at the end.
+# an agent that picks up a new commit by itself, and commits (then converges) an image CI pushed
+# to a registry. Every process it starts is stopped at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,6 +99,57 @@ for line in open('$alerts'):
 run kubectl -n apps get deployment web -o jsonpath='{.spec.replicas} replicas{"\n"}'
 echo "\$ curl http://127.0.0.1:$agent_port/metrics | grep strata_revision_info"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$agent_port/metrics').read().decode())" | grep '^strata_revision_info'
+
+say "Image automation: CI pushes an image, the agent commits it to Git, then converges it"
+reg_port=$(free_port)
+mkdir -p "$work/registry"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n  secret: strata-demo\n' \
+  "$work/registry/data" "$reg_port" > "$work/registry/config.yml"
+docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$reg_port/v2/')" 2>/dev/null && break
+  sleep 0.2
+done
+registry="127.0.0.1:$reg_port/shop/web"
+push_image() { printf '$ ci: push %s:%s\n' "$registry" "$1"; python3 "$root/stacks/push_image.py" "127.0.0.1:$reg_port" shop/web "$1"; }
+wait_converged() { # REVISION
+  for _ in $(seq 1 240); do
+    if grep -q "\"converged\".*$1\|$1.*\"converged\"" "$alerts" 2>/dev/null; then return; fi
+    sleep 0.5
+  done
+  echo "demo: the agent did not converge $1; see $work/agent.log" >&2; exit 1
+}
+push_image 1.0.0
+cat >> "$repo/strata.hcl" <<HCL
+
+image "web" {
+  repository    = "$registry"
+  policy        = { semver = ">=1.0.0 <2.0.0" }
+  interval      = "2s"
+  insecure_http = true
+}
+HCL
+sed -i "s|image: nginx:1.27|image: $registry:1.0.0 # strata:image web|" "$repo/k8s/apps/web.yaml"
+# The agent pushes its commits here: a checked-out branch takes them into its work tree.
+git -C "$repo" config receive.denyCurrentBranch updateInstead
+git_commit "track the web image"
+tracked=$(git -C "$repo" rev-parse HEAD)
+printf '$ git commit -m "track the web image"   # marks k8s/apps/web.yaml: # strata:image web\n'
+wait_converged "$tracked"
+expect 0 "$strata" image scan --stack "$repo"
+push_image 1.1.0
+expect 2 "$strata" image scan --stack "$repo"
+echo "waiting for the agent's commit ..."
+for _ in $(seq 1 120); do
+  [ "$(git -C "$repo" rev-parse HEAD)" != "$tracked" ] && break
+  sleep 0.5
+done
+bumped=$(git -C "$repo" rev-parse HEAD)
+[ "$bumped" != "$tracked" ] || { echo "demo: the agent made no image commit; see $work/agent.log" >&2; exit 1; }
+run git -C "$repo" log -1 --format='%h %an: %s'
+run git -C "$repo" show --format= --unified=0 HEAD
+wait_converged "$bumped"
+run kubectl -n apps get deployment web -o jsonpath='{.spec.template.spec.containers[0].image}{"\n"}'
 
 say "The dashboard: the graph, drift and history at a glance"
 dashboard="http://127.0.0.1:$agent_port/"

@@ -10,8 +10,10 @@
 //!   and readiness.
 //! - `status.rs`: what the agent knows of itself (`agent.json`, `/api/v1/status`).
 //! - `writeback.rs`: the git note on a converged commit.
+//! - `images.rs`: new registry tags committed to Git every image's `interval`.
 
 mod drift;
+mod images;
 mod reach;
 mod run;
 mod status;
@@ -139,6 +141,10 @@ pub struct Agent {
     pub(super) settings: Option<crate::stack::StackSettings>,
     /// The clusters' clients and discovery, kept across syncs and drift checks.
     pub(super) clusters: Arc<crate::kube::Clusters>,
+    /// When each image's registry is next listed.
+    pub(super) image_next: BTreeMap<String, Instant>,
+    /// Since when each image's registry has failed.
+    pub(super) registries_down: BTreeMap<String, Instant>,
 }
 
 impl Agent {
@@ -194,6 +200,8 @@ impl Agent {
             next_retry: None,
             synced_once: false,
             settings,
+            image_next: BTreeMap::new(),
+            registries_down: BTreeMap::new(),
         })
     }
 

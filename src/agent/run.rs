@@ -36,6 +36,7 @@ impl Agent {
             enum Work {
                 Sync,
                 Drift,
+                Images,
                 Stop,
                 Idle,
             }
@@ -43,11 +44,13 @@ impl Agent {
             // `strata rollback`, `strata resume` and `strata approve --state-dir` take effect at
             // once, not at the next poll.
             let pin_check = Instant::now() + PIN_CHECK;
+            let next_images = self.next_image_check();
             let wake = [
                 Some(next_poll),
                 next_drift,
                 self.next_retry,
                 Some(pin_check),
+                next_images,
             ]
             .into_iter()
             .flatten()
@@ -67,6 +70,8 @@ impl Agent {
                         || self.approval_given()
                     {
                         Work::Sync
+                    } else if next_images.is_some_and(|t| t <= now) {
+                        Work::Images
                     } else {
                         Work::Idle
                     }
@@ -78,12 +83,26 @@ impl Agent {
                 Work::Idle => continue,
                 Work::Sync => {
                     let interrupted = self.guarded(&shutdown, true).await;
+                    self.schedule_images();
                     let (poll, drift) = self.intervals();
                     next_poll = Instant::now() + poll;
                     if next_drift.is_none() && self.status.revision.is_some() {
                         next_drift = Some(Instant::now() + drift);
                     }
                     interrupted
+                }
+                // A stop does not wait for a registry or a push: the commit is pushed or not,
+                // never half made (the scratch clone is the only thing written).
+                Work::Images => {
+                    let pushed = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ended::Clean,
+                        pushed = self.images() => pushed,
+                    };
+                    if pushed {
+                        next_poll = Instant::now();
+                    }
+                    false
                 }
                 Work::Drift => {
                     let interrupted = self.guarded(&shutdown, false).await;

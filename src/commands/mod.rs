@@ -6,6 +6,7 @@
 mod agent;
 mod converge;
 mod devcluster;
+mod image;
 mod source;
 mod stack;
 mod state;
@@ -13,7 +14,7 @@ mod state_push;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, SourceCommand, StateCommand};
+use crate::cli::{Cli, Command, ImageCommand, SourceCommand, StateCommand};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
@@ -116,6 +117,12 @@ pub fn run(cli: Cli) -> ExitStatus {
             lock_timeout,
             json,
         }) => state_push::push(&layer, &source, &lock_timeout, json),
+        Command::Image(ImageCommand::Scan { source, json }) => image::scan(&source, json),
+        Command::Image(ImageCommand::Update {
+            repo,
+            git_timeout,
+            json,
+        }) => image::update(&repo, &git_timeout, json),
     };
     match result {
         Ok(status) => status,

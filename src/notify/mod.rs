@@ -1,4 +1,5 @@
-//! Alerts: `change_committed`, `diff`, `converged`, `failed`, delivered to the sinks configured on
+//! Alerts: `change_committed`, `diff`, `converged`, `failed`, `degraded`, `recovered`,
+//! `image_update_proposed`, delivered to the sinks configured on
 //! the agent (never in the repository: sinks hold secrets). Delivery is retried in the
 //! background; a failing sink never blocks reconciliation. Which alerts are raised, and how
 //! often, is the agent's memory of conditions ([`memory`]).
@@ -29,6 +30,8 @@ pub enum EventType {
     Degraded,
     /// A `degraded` condition cleared: the source or cluster answers again.
     Recovered,
+    /// New image tags were committed to a review branch (`push_branch`), not the tracked one.
+    ImageUpdateProposed,
 }
 
 impl EventType {
@@ -41,6 +44,7 @@ impl EventType {
             EventType::Failed => "failed",
             EventType::Degraded => "degraded",
             EventType::Recovered => "recovered",
+            EventType::ImageUpdateProposed => "image_update_proposed",
         }
     }
 }

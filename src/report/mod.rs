@@ -5,6 +5,7 @@
 pub mod drift;
 pub mod error;
 pub mod history;
+pub mod image;
 pub mod orphans;
 pub mod run;
 pub mod source;

@@ -7,6 +7,7 @@ mod attrs;
 pub mod diag;
 pub mod env;
 pub mod expr;
+pub mod images;
 pub mod limits;
 pub mod model;
 mod outputs;

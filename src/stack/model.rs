@@ -304,6 +304,12 @@ pub struct Stack {
     /// In declaration order.
     pub layers: Vec<Layer>,
     pub clusters: Vec<Cluster>,
+    /// `image` blocks: registry repositories whose new tags the agent commits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::images::Image>,
+    /// The `writeback` block: how image updates are committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<super::images::Writeback>,
     /// Where each layer is in `layers`: lookups by id are made for every reference and every
     /// step, and a scan each time made a 60,000-layer stack quadratic.
     #[serde(skip)]

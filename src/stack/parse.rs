@@ -11,7 +11,15 @@ use super::diag::{hint, Diagnostics, Location, SourceMap};
 use super::expr::Expr;
 use super::model::*;
 
-const BLOCK_TYPES: [&str; 5] = ["stack", "terraform", "cluster", "kubernetes", "environment"];
+const BLOCK_TYPES: [&str; 7] = [
+    "stack",
+    "terraform",
+    "cluster",
+    "kubernetes",
+    "environment",
+    "image",
+    "writeback",
+];
 const ENVIRONMENT_ATTRS: [&str; 2] = ["vars", "apply"];
 const STACK_ATTRS: [&str; 6] = [
     "parallelism",
@@ -64,12 +72,12 @@ pub(super) struct Parser<'a> {
 }
 
 /// The attributes of one block, by name, after unknown and repeated ones were reported.
-struct Fields<'b> {
+pub(super) struct Fields<'b> {
     attrs: BTreeMap<&'b str, &'b Attribute>,
 }
 
 impl<'b> Fields<'b> {
-    fn get(&self, name: &str) -> Option<&'b Attribute> {
+    pub(super) fn get(&self, name: &str) -> Option<&'b Attribute> {
         self.attrs.get(name).copied()
     }
 }
@@ -95,6 +103,8 @@ impl Parser<'_> {
             environments: Vec::new(),
             env: None,
             positions: Default::default(),
+            images: Vec::new(),
+            writeback: None,
         };
         let mut stack_block: Option<Location> = None;
         let mut seen: BTreeMap<String, Location> = BTreeMap::new();
@@ -117,10 +127,24 @@ impl Parser<'_> {
                 self.err(
                     block.ident.span(),
                     format!(
-                        "unknown block type \"{kind}\"{}: expected one of stack, terraform, cluster, kubernetes, environment",
+                        "unknown block type \"{kind}\"{}: expected one of stack, terraform, cluster, kubernetes, environment, image, writeback",
                         hint(kind, BLOCK_TYPES)
                     ),
                 );
+                continue;
+            }
+            if kind == "writeback" {
+                let here = self.at(block.ident.span());
+                match &stack.writeback {
+                    Some(first) => {
+                        let first = first.location.clone().expect("parsed blocks have a place");
+                        self.diags.push(
+                            here,
+                            format!("a second writeback block (the first is at {first}): a stack has one"),
+                        );
+                    }
+                    None => stack.writeback = Some(self.writeback(block, here)),
+                }
                 continue;
             }
             let Some(name) = self.label(block) else {
@@ -159,6 +183,7 @@ impl Parser<'_> {
                     let e = self.environment(block, name, here);
                     stack.environments.push(e);
                 }
+                "image" => stack.images.extend(self.image(block, name, here)),
                 _ => {
                     let kind = LayerKind::parse(kind).expect("checked against BLOCK_TYPES");
                     if let Some(l) = self.layer(block, kind, name, here) {
@@ -218,7 +243,12 @@ impl Parser<'_> {
 
     /// Collects a block's attributes, reporting nested blocks (but those named in `blocks`, read
     /// elsewhere), unknown and repeated attributes.
-    fn fields<'b>(&mut self, block: &'b Block, allowed: &[&str], blocks: &[&str]) -> Fields<'b> {
+    pub(super) fn fields<'b>(
+        &mut self,
+        block: &'b Block,
+        allowed: &[&str],
+        blocks: &[&str],
+    ) -> Fields<'b> {
         let what = describe(block);
         let mut attrs: BTreeMap<&'b str, &'b Attribute> = BTreeMap::new();
         for s in block.body.iter() {

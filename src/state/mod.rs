@@ -18,6 +18,7 @@
 //!   approvals/<kind>.<name>     approvals of waiting plans (approvals.rs)
 //!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
 //!   alerts.jsonl                the alerts the agent raised, the newest 4-8 MiB (alerts.rs, retention.rs)
+//!   image-updates/              scratch clones of image updates, each removed when its push is done
 //! ```
 //!
 //! Every file here is replaced atomically (temporary file, fsync, rename, fsync of the dir) with
@@ -27,7 +28,8 @@
 //! an error naming it and the way out, never an empty state.
 //!
 //! Mirrors and revisions belong to [`crate::source`], `layers/<name>/` (but `outputs.json`) and
-//! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`].
+//! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`], `image-updates/` to
+//! [`crate::images`].
 
 pub mod agent_status;
 pub mod alerts;

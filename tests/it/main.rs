@@ -1,5 +1,6 @@
 //! strata's integration tests: one binary, driving the real `strata` command.
 
+mod registry;
 mod support;
 
 mod agent;
@@ -16,6 +17,8 @@ mod devcluster;
 mod engine;
 mod environments;
 mod graph;
+mod images;
+mod images_agent;
 mod json_output;
 mod kube;
 mod kube_orphans;

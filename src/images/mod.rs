@@ -1,0 +1,16 @@
+//! Image automation: a new tag in a registry becomes a commit in Git, which the agent then
+//! converges like any other.
+//!
+//! - `policy.rs`: which tag an `image` block selects (semver range, or regex and order).
+//! - `registry.rs`: listing a repository's tags over the OCI distribution API.
+//! - `markers.rs`: the `# strata:image NAME[:tag|:name]` markers and the values they stand for.
+//! - `scan.rs`: per image, the tag selected and what each marker would become.
+//! - `git.rs`: the `git` binary, with a timeout.
+//! - `writeback.rs`: the commit of the marked lines, pushed without force.
+
+pub mod git;
+pub mod markers;
+pub mod policy;
+pub mod registry;
+pub mod scan;
+pub mod writeback;
