@@ -305,7 +305,7 @@ mod tests {
             }),
             started: "t0".into(),
             finished: "t1".into(),
-            result: "ok".into(),
+            result: crate::engine::record::RunResult::Ok,
             layers: vec![LayerRecord {
                 layer: layer.into(),
                 action: action.into(),

@@ -111,6 +111,7 @@ mod tests {
             run_id: id.into(),
             command: "apply".into(),
             stack: "s".into(),
+            env: None,
             revision: format!("rev-{id}"),
             commit: None,
             started: "2026-01-01T00:00:00Z".into(),
