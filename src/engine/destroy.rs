@@ -16,7 +16,7 @@ use crate::graph::LayerGraph;
 use crate::kube as k8s;
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::state::stack_status::StackState;
-use crate::terraform::{LayerInput, PlanMode};
+use crate::terraform::PlanMode;
 use crate::value::Outputs;
 
 /// The longest a destroyed Kubernetes layer's objects may take to be gone (finalizers, a
@@ -42,17 +42,7 @@ impl Engine {
     /// # Errors
     /// The lock is held by another writer, or the run could not be recorded.
     pub async fn destroy(&self, mode: Mode) -> Result<RunReport, EngineError> {
-        let _lock = match mode {
-            Mode::Apply => Some(
-                crate::state::lock::Lock::acquire(
-                    &self.opts.state_dir,
-                    "strata destroy",
-                    self.opts.lock_timeout,
-                )
-                .await?,
-            ),
-            Mode::Plan => None,
-        };
+        let _lock = self.writer_lock(mode, "strata destroy").await?;
         *self.state.lock().expect("state") = StackState::load(&self.opts.state_dir)?;
         let started = crate::now_rfc3339();
         let known = self.cached_outputs();
@@ -165,26 +155,17 @@ impl Engine {
         r: &mut LayerReport,
     ) -> Result<(), (LayerStatus, String)> {
         let failed = |e: String| (LayerStatus::Failed, e);
-        let LayerSpec::Terraform(spec) = &layer.spec else {
-            unreachable!("terraform layer")
+        let given = match inputs::terraform_inputs(layer, known).map_err(failed)? {
+            Ok(given) => given,
+            Err(why) => {
+                return Err(failed(format!(
+                    "its inputs are not known ({why}): the outputs they read are not cached, so \
+                     terraform cannot be given the values the layer was applied with"
+                )))
+            }
         };
-        let vars = inputs::eval_map(&layer.vars, known).map_err(failed)?;
-        let backend = inputs::eval_map(&spec.backend_config, known).map_err(failed)?;
-        if let Some(why) = inputs::waiting_on(vars.values().chain(backend.values())) {
-            return Err(failed(format!(
-                "its inputs are not known ({why}): the outputs they read are not cached, so \
-                 terraform cannot be given the values the layer was applied with"
-            )));
-        }
-        let tf = self.terraform().await.map_err(|e| failed(e.to_string()))?;
-        let mut p = tf
-            .prepare(LayerInput {
-                layer,
-                stack_root: &self.root,
-                revision: &self.revision,
-                vars,
-                backend_config: backend,
-            })
+        let (tf, mut p) = self
+            .prepare_terraform(layer, given)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if let Some(refusal) = tf.unsaved(&p) {

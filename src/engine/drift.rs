@@ -14,7 +14,7 @@ use super::{change, Engine, EngineError, EngineOptions, Source};
 use crate::graph::walk::{walk, Outcome};
 use crate::kube as k8s;
 use crate::stack::{Layer, LayerId, LayerSpec};
-use crate::terraform::{LayerInput, PlanMode};
+use crate::terraform::PlanMode;
 use crate::value::Outputs;
 
 /// The detail of a layer that was never applied.
@@ -241,28 +241,15 @@ impl Engine {
             return not(DriftState::NotChecked, NEVER_APPLIED.into());
         }
         match &layer.spec {
-            LayerSpec::Terraform(spec) => {
-                let vars = inputs::eval_map(&layer.vars, known);
-                let backend = inputs::eval_map(&spec.backend_config, known);
-                let (vars, backend) = match (vars, backend) {
-                    (Ok(v), Ok(b)) => (v, b),
-                    (Err(e), _) | (_, Err(e)) => return not(DriftState::Error, e),
+            LayerSpec::Terraform(_) => {
+                let given = match inputs::terraform_inputs(layer, known) {
+                    Ok(Ok(given)) => given,
+                    Ok(Err(why)) => return not(DriftState::NotChecked, why.to_string()),
+                    Err(e) => return not(DriftState::Error, e),
                 };
-                if let Some(why) = inputs::waiting_on(vars.values().chain(backend.values())) {
-                    return not(DriftState::NotChecked, why.to_string());
-                }
                 self.progress(&id, Event::Terradiff);
                 let result = async {
-                    let tf = self.terraform().await?;
-                    let mut p = tf
-                        .prepare(LayerInput {
-                            layer,
-                            stack_root: &self.root,
-                            revision: &self.revision,
-                            vars,
-                            backend_config: backend,
-                        })
-                        .await?;
+                    let (tf, mut p) = self.prepare_terraform(layer, given).await?;
                     tf.plan(&mut p, PlanMode::Normal, &self.opts.cancel).await
                 }
                 .await;

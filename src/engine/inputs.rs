@@ -47,6 +47,29 @@ impl fmt::Display for WaitingOn {
 }
 
 /// Every unknown value among `values`; `None` when all are known.
+/// A Terraform layer's inputs: its `vars` and its `backend_config`, resolved.
+pub type TerraformInputs = (BTreeMap<String, InputValue>, BTreeMap<String, InputValue>);
+
+/// Evaluates a Terraform layer's `vars` and `backend_config` against `known`; `Ok(Err(why))`
+/// while any of them waits on an upstream output (nothing is guessed).
+///
+/// # Errors
+/// An expression failed to evaluate (its place and why).
+pub fn terraform_inputs(
+    layer: &crate::stack::Layer,
+    known: &Outputs,
+) -> Result<Result<TerraformInputs, WaitingOn>, String> {
+    let crate::stack::LayerSpec::Terraform(spec) = &layer.spec else {
+        return Err(format!("{} is not a Terraform layer", layer.id));
+    };
+    let vars = eval_map(&layer.vars, known)?;
+    let backend = eval_map(&spec.backend_config, known)?;
+    Ok(match waiting_on(vars.values().chain(backend.values())) {
+        Some(why) => Err(why),
+        None => Ok((vars, backend)),
+    })
+}
+
 pub fn waiting_on<'a>(values: impl Iterator<Item = &'a InputValue>) -> Option<WaitingOn> {
     let mut missing: Vec<Waiting> = values
         .filter_map(|v| match v {

@@ -197,6 +197,54 @@ impl Engine {
             .cloned()
     }
 
+    /// The terraform driver and a working copy of `layer` at this engine's revision, with the
+    /// inputs given.
+    ///
+    /// # Errors
+    /// terraform could not be found, or the working copy prepared (init included).
+    async fn prepare_terraform(
+        &self,
+        layer: &crate::stack::Layer,
+        (vars, backend_config): inputs::TerraformInputs,
+    ) -> Result<(Arc<Terraform>, crate::terraform::Prepared), crate::terraform::TerraformError>
+    {
+        let tf = self.terraform().await?;
+        let p = tf
+            .prepare(crate::terraform::LayerInput {
+                layer,
+                stack_root: &self.root,
+                revision: &self.revision,
+                vars,
+                backend_config,
+            })
+            .await?;
+        Ok((tf, p))
+    }
+
+    /// The stack's lock for a run that writes (`Mode::Apply`), held until dropped; `None` for a
+    /// plan, which writes nothing but its own records. `what` names the holder to a second
+    /// writer.
+    ///
+    /// # Errors
+    /// Another writer holds it beyond `lock_timeout`.
+    async fn writer_lock(
+        &self,
+        mode: Mode,
+        what: &str,
+    ) -> Result<Option<crate::state::lock::Lock>, EngineError> {
+        Ok(match mode {
+            Mode::Apply => Some(
+                crate::state::lock::Lock::acquire(
+                    &self.opts.state_dir,
+                    what,
+                    self.opts.lock_timeout,
+                )
+                .await?,
+            ),
+            Mode::Plan => None,
+        })
+    }
+
     /// How many terraform commands this engine has run (for tests and benchmarks).
     pub fn terraform_invocations(&self) -> usize {
         self.terraform.get().map_or(0, |t| t.invocations())

@@ -102,17 +102,7 @@ impl Engine {
     /// # Errors
     /// The lock is held by another writer, or the run could not be recorded.
     pub async fn run(&self, mode: Mode) -> Result<RunReport, EngineError> {
-        let _lock = match mode {
-            Mode::Apply => Some(
-                crate::state::lock::Lock::acquire(
-                    &self.opts.state_dir,
-                    "strata apply",
-                    self.opts.lock_timeout,
-                )
-                .await?,
-            ),
-            Mode::Plan => None,
-        };
+        let _lock = self.writer_lock(mode, "strata apply").await?;
         if mode == Mode::Apply {
             // Opened before the lock was ours: another apply may have converged layers since.
             *self.state.lock().expect("state") = StackState::load(&self.opts.state_dir)?;

@@ -8,8 +8,8 @@ use super::progress::Event;
 use super::record::LayerStatus;
 use super::run::{Failure, Hold, Shared, StepResult, Stepped};
 use super::{change, inputs, Engine, Mode};
-use crate::stack::{ApplyPolicy, Layer, LayerId, LayerSpec};
-use crate::terraform::{LayerInput, LayerPlan, PlanMode, Prepared, Shown, Terraform};
+use crate::stack::{ApplyPolicy, Layer, LayerId};
+use crate::terraform::{LayerPlan, PlanMode, Prepared, Shown, Terraform};
 
 impl Engine {
     /// Plans (and for an apply, applies) one Terraform layer.
@@ -36,25 +36,12 @@ impl Engine {
         started: Instant,
     ) -> StepResult {
         let id = &layer.id;
-        let LayerSpec::Terraform(spec) = &layer.spec else {
-            unreachable!("terraform step")
-        };
         let known = shared.lock().expect("shared").known.clone();
-        let vars = inputs::eval_map(&layer.vars, &known).map_err(Failure::failed)?;
-        let backend = inputs::eval_map(&spec.backend_config, &known).map_err(Failure::failed)?;
-        if let Some(why) = inputs::waiting_on(vars.values().chain(backend.values())) {
-            return Ok(self.waiting(id, why, started));
-        }
-        let tf = self.terraform().await.map_err(Failure::failed)?;
-        let mut p = tf
-            .prepare(LayerInput {
-                layer,
-                stack_root: &self.root,
-                revision: &self.revision,
-                vars,
-                backend_config: backend,
-            })
-            .await?;
+        let given = match inputs::terraform_inputs(layer, &known).map_err(Failure::failed)? {
+            Ok(given) => given,
+            Err(why) => return Ok(self.waiting(id, why, started)),
+        };
+        let (tf, mut p) = self.prepare_terraform(layer, given).await?;
         if mode == Mode::Apply && self.reinit_requested(id) {
             p.request_reinit();
         }

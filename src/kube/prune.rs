@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ::kube::api::{Api, DeleteParams, DynamicObject};
+use ::kube::api::{DeleteParams, DynamicObject};
 
 use super::changeset::{Action, ChangeSet};
 use super::contents;
@@ -129,14 +129,9 @@ pub async fn prune(
     gone.reverse();
     let mut kept = Vec::new();
     for r in gone {
-        let Some(resolved) = resources.get(&r.group, &r.version, &r.kind) else {
+        let Some(api) = resources.api_of(client, &r) else {
             // Its kind is gone (its CRD was pruned or removed): so is the object.
             continue;
-        };
-        let api: Api<DynamicObject> = if resolved.namespaced {
-            Api::namespaced_with(client.clone(), &r.namespace, &resolved.resource)
-        } else {
-            Api::all_with(client.clone(), &resolved.resource)
         };
         let live = retry(backoff, || api.get_opt(&r.name))
             .await

@@ -25,6 +25,21 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The API of the object `r` on `client`; `None` when the cluster does not serve its kind
+    /// (its CRD is gone, and its objects with it).
+    pub fn api_of(
+        &self,
+        client: &::kube::Client,
+        r: &super::ObjRef,
+    ) -> Option<::kube::Api<::kube::api::DynamicObject>> {
+        let resolved = self.get(&r.group, &r.version, &r.kind)?;
+        Some(if resolved.namespaced {
+            ::kube::Api::namespaced_with(client.clone(), &r.namespace, &resolved.resource)
+        } else {
+            ::kube::Api::all_with(client.clone(), &resolved.resource)
+        })
+    }
+
     /// Runs discovery.
     pub async fn discover(client: &::kube::Client) -> Result<Resources, KubeError> {
         let d = super::retry::retry(Default::default(), || {

@@ -187,20 +187,14 @@ pub async fn all_gone(
     timeout: Duration,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), KubeError> {
-    use ::kube::api::{Api, DynamicObject};
     let started = Instant::now();
     let mut left: Vec<&super::ObjRef> = refs.iter().collect();
     loop {
         let mut still = Vec::new();
         for r in left {
             // A kind the cluster no longer serves (its CRD went first) took its objects along.
-            let Some(resolved) = resources.get(&r.group, &r.version, &r.kind) else {
+            let Some(api) = resources.api_of(client, r) else {
                 continue;
-            };
-            let api: Api<DynamicObject> = if resolved.namespaced {
-                Api::namespaced_with(client.clone(), &r.namespace, &resolved.resource)
-            } else {
-                Api::all_with(client.clone(), &resolved.resource)
             };
             match api.get_opt(&r.name).await {
                 Ok(None) => {}
