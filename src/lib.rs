@@ -15,6 +15,7 @@ pub mod exit;
 pub mod graph;
 pub mod hash;
 pub mod images;
+pub mod install;
 pub mod kube;
 pub mod logging;
 pub mod notify;

@@ -86,6 +86,43 @@ pub fn run(cli: Cli) -> ExitStatus {
             },
             &lock_timeout,
         ),
+        Command::Install {
+            export,
+            namespace,
+            image,
+            repo,
+            reference,
+            path,
+            resources,
+            cluster_admin,
+        } => (|| {
+            if !export {
+                return Err(Error::Usage(
+                    "strata install prints manifests only: run `strata install --export ... | \
+                     kubectl apply -f -`"
+                        .into(),
+                ));
+            }
+            let resources = resources
+                .as_deref()
+                .map(crate::install::parse_resources)
+                .transpose()
+                .map_err(Error::Usage)?
+                .unwrap_or_default();
+            let o = crate::install::InstallOptions {
+                namespace,
+                image,
+                repo,
+                reference,
+                path,
+                resources,
+                cluster_admin,
+            };
+            out(&crate::install::emit::stream(&crate::install::manifests(
+                &o,
+            )))?;
+            Ok(ExitStatus::Success)
+        })(),
         Command::Destroy {
             source,
             auto_approve,

@@ -96,6 +96,9 @@ pub fn cluster_access(
     cluster: &Cluster,
     known: &Outputs,
 ) -> Result<Result<Access, WaitingOn>, String> {
+    if cluster.in_cluster {
+        return Ok(Ok(Access::InCluster));
+    }
     let eval = |e: &Option<Expr>| -> Result<Option<InputValue>, String> {
         e.as_ref()
             .map(|e| e.evaluate(known).map_err(|err| err.to_string()))

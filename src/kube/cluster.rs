@@ -19,7 +19,13 @@ pub enum Access {
         content: Redacted<String>,
         context: Option<String>,
     },
+    /// The cluster strata runs in, through its pod's service account (`in_cluster = true`).
+    InCluster,
 }
+
+/// Where a pod's service account token is mounted; read again on every connect so that a
+/// rotated token makes a new client.
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 fn expand_home(p: &Path) -> PathBuf {
     match (p.strip_prefix("~"), std::env::var_os("HOME")) {
@@ -47,6 +53,11 @@ pub fn identity(access: &Access, name: &str) -> Result<Vec<u8>, KubeError> {
         Access::Content { content, context } => {
             (content.expose().as_bytes().to_vec(), context, b'c')
         }
+        Access::InCluster => (
+            std::fs::read(SERVICE_ACCOUNT_TOKEN).unwrap_or_default(),
+            &None,
+            b'i',
+        ),
     };
     id.push(kind);
     id.extend(context.as_deref().unwrap_or("").as_bytes());
@@ -88,6 +99,16 @@ pub async fn config(
 ) -> Result<::kube::Config, KubeError> {
     let fail = |e: &dyn std::fmt::Display| KubeError::Connect(format!("cluster \"{name}\": {e}"));
     let (kubeconfig, context) = match access {
+        Access::InCluster => {
+            let mut config = ::kube::Config::incluster().map_err(|e| {
+                fail(&format!(
+                    "in_cluster = true, but strata does not run in a pod with a service account \
+                     ({e})"
+                ))
+            })?;
+            config.default_retry = false;
+            return Ok(config);
+        }
         Access::Path { path, context } => {
             let path = expand_home(path);
             let kc = ::kube::config::Kubeconfig::read_from(&path)

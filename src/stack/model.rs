@@ -281,6 +281,9 @@ pub struct Cluster {
     pub kubeconfig_path: Option<Expr>,
     /// Context within the kubeconfig; its current context when unset.
     pub context: Option<Expr>,
+    /// The cluster strata runs in, reached through its pod's service account.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_cluster: bool,
 }
 
 impl Cluster {

@@ -32,7 +32,7 @@ const STACK_ATTRS: [&str; 6] = [
 const LAYER_ATTRS: [&str; 6] = ["source", "vars", "depends_on", "drift", "apply", "timeout"];
 const TERRAFORM_ATTRS: [&str; 3] = ["workspace", "backend_config", "lock_timeout"];
 const KUBERNETES_ATTRS: [&str; 4] = ["cluster", "namespace", "prune", "wait"];
-const CLUSTER_ATTRS: [&str; 3] = ["kubeconfig", "kubeconfig_path", "context"];
+const CLUSTER_ATTRS: [&str; 4] = ["kubeconfig", "kubeconfig_path", "context", "in_cluster"];
 
 /// Parses the text of a stack file. Returns `None` only when the text is not HCL at all; otherwise
 /// a stack built from whatever was valid, and the problems found.
@@ -443,13 +443,31 @@ impl Parser<'_> {
         let f = self.fields(block, &CLUSTER_ATTRS, &[]);
         let expr =
             |p: &mut Self, n: &str| f.get(n).map(|a| Expr::from_edit(&a.value, p.map, p.diags));
+        let in_cluster = f
+            .get("in_cluster")
+            .and_then(|a| self.boolean(a))
+            .unwrap_or(false);
         let c = Cluster {
             kubeconfig: expr(self, "kubeconfig"),
             kubeconfig_path: expr(self, "kubeconfig_path"),
             context: expr(self, "context"),
+            in_cluster,
             name,
             location: location.clone(),
         };
+        if c.in_cluster {
+            if c.kubeconfig.is_some() || c.kubeconfig_path.is_some() || c.context.is_some() {
+                self.diags.push(
+                    location,
+                    format!(
+                        "cluster \"{}\" sets in_cluster = true and a kubeconfig or context: \
+                         in_cluster uses the pod's service account, choose one",
+                        c.name
+                    ),
+                );
+            }
+            return c;
+        }
         match (&c.kubeconfig, &c.kubeconfig_path) {
             (Some(_), Some(p)) => self.diags.push(
                 p.location.clone(),
@@ -461,7 +479,8 @@ impl Parser<'_> {
             (None, None) => self.diags.push(
                 location,
                 format!(
-                    "cluster \"{}\" needs kubeconfig (content) or kubeconfig_path (a file)",
+                    "cluster \"{}\" needs kubeconfig (content), kubeconfig_path (a file) or \
+                     in_cluster = true (the cluster strata runs in)",
                     c.name
                 ),
             ),

@@ -19,6 +19,7 @@ mod environments;
 mod graph;
 mod images;
 mod images_agent;
+mod install;
 mod json_output;
 mod kube;
 mod kube_orphans;

@@ -1,0 +1,142 @@
+//! `strata install --export`: the manifests that run the agent in a cluster apply cleanly with
+//! kubectl, and grant no wildcard unless asked; `cluster { in_cluster = true }` is checked and,
+//! outside a pod, says so.
+
+use serde_json::Value;
+
+use crate::support::{strata_cli, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_manifests_apply_with_kubectl_and_grant_no_wildcard() {
+    let c = Cluster::start().await;
+    let out = strata_cli(
+        c.dir.path(),
+        &[
+            "install",
+            "--export",
+            "--repo",
+            "https://git.example.com/platform/shop.git",
+            "--ref",
+            "main",
+        ],
+    )
+    .await
+    .code(0);
+    let file = c.dir.path().join("install.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .await
+        .code(0);
+    // A second apply changes nothing (the manifests are what the server stores).
+    let again = c
+        .kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .await
+        .code(0);
+    assert!(
+        again.stdout.lines().all(|l| l.ends_with("unchanged")),
+        "{}",
+        again.stdout
+    );
+
+    let role = c
+        .kubectl(&["get", "clusterrole", "strata-strata-system", "-o", "json"])
+        .await
+        .code(0);
+    let role: Value = serde_json::from_str(&role.stdout).unwrap();
+    for rule in role["rules"].as_array().unwrap() {
+        for field in ["apiGroups", "resources", "verbs"] {
+            assert!(
+                !rule[field].as_array().unwrap().iter().any(|v| v == "*"),
+                "no wildcard: {rule}"
+            );
+        }
+    }
+    let deploy = c
+        .kubectl(&[
+            "get",
+            "deployment",
+            "strata",
+            "-n",
+            "strata-system",
+            "-o",
+            "json",
+        ])
+        .await
+        .code(0);
+    let deploy: Value = serde_json::from_str(&deploy.stdout).unwrap();
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "https://git.example.com/platform/shop.git"));
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
+    );
+    for kind in [
+        "serviceaccount",
+        "service",
+        "networkpolicy",
+        "role",
+        "rolebinding",
+    ] {
+        c.kubectl(&["get", kind, "strata", "-n", "strata-system"])
+            .await
+            .code(0);
+    }
+
+    let admin = strata_cli(
+        c.dir.path(),
+        &["install", "--export", "--repo", "r", "--cluster-admin"],
+    )
+    .await
+    .code(0);
+    assert!(admin.stdout.contains("- \"*\""), "{}", admin.stdout);
+    let refused = strata_cli(c.dir.path(), &["install", "--repo", "r"]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("--export"), "{}", refused.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_cluster_cluster_is_checked_and_says_when_strata_is_not_in_a_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("stack");
+    std::fs::create_dir_all(root.join("k8s")).unwrap();
+    std::fs::write(
+        root.join("k8s/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n",
+    )
+    .unwrap();
+    let hcl = "stack \"self\" {}\ncluster \"self\" {\n  in_cluster = true\n}\nkubernetes \"apps\" {\n  source  = \"k8s\"\n  cluster = cluster.self\n}\n";
+    std::fs::write(root.join("strata.hcl"), hcl).unwrap();
+    let stack = root.to_str().unwrap();
+    strata_cli(dir.path(), &["validate", "--stack", stack])
+        .await
+        .code(0);
+    let plan = strata_cli(
+        dir.path(),
+        &["plan", "--stack", stack, "--state-dir", "state"],
+    )
+    .await;
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(
+        plan.stdout.contains("does not run in a pod")
+            || plan.stderr.contains("does not run in a pod"),
+        "{plan:?}"
+    );
+
+    std::fs::write(
+        root.join("strata.hcl"),
+        hcl.replace(
+            "in_cluster = true",
+            "in_cluster = true\n  kubeconfig_path = \"~/.kube/config\"",
+        ),
+    )
+    .unwrap();
+    let both = strata_cli(dir.path(), &["validate", "--stack", stack]).await;
+    assert_eq!(both.code, 1, "{both:?}");
+    assert!(both.stderr.contains("choose one"), "{}", both.stderr);
+}
