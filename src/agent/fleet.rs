@@ -66,6 +66,8 @@ pub async fn run_fleet(
         opts.webhook_secret.clone(),
         opts.api_token.clone(),
     ));
+    hub.by_env
+        .store(opts.envs.len() != 1, std::sync::atomic::Ordering::Relaxed);
     if let Some(addr) = opts.listen {
         super::run::listen(addr, hub.clone(), &shutdown).await;
     }
@@ -104,13 +106,33 @@ pub async fn run_fleet(
                 w = wanted_envs(&feed, since, &opts) => w,
             }
         } else {
-            Some((opts.envs.iter().cloned().map(Some).collect(), None))
+            Some(Wanted {
+                envs: opts.envs.iter().cloned().map(Some).collect(),
+                interval: None,
+                complete: true,
+            })
         };
         let interval = wanted
             .as_ref()
-            .and_then(|w| w.1)
+            .and_then(|w| w.interval)
             .unwrap_or(poll.unwrap_or(DEFAULT_POLL));
-        let wanted = wanted.map(|w| w.0);
+        // A stack file with errors may have lost an environment block to them: its agent keeps
+        // running (and reports the revision refused) rather than being stopped by a typo.
+        let wanted = wanted.map(|w| {
+            if w.complete {
+                w.envs
+            } else {
+                let mut all = w.envs;
+                all.extend(
+                    running
+                        .keys()
+                        .filter(|k| !all.contains(k))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                all
+            }
+        });
         // The revision could not be read: keep what runs; with nothing running yet, start
         // the environments a previous agent left state for, else one agent that says why.
         let wanted = match wanted {
@@ -173,13 +195,19 @@ pub async fn run_fleet(
     })
 }
 
-/// The environments the newest revision declares (`[None]` for a stack without any) and its
-/// poll interval; `None` when the source or its stack file cannot be read.
-async fn wanted_envs(
-    feed: &SourceFeed,
-    since: Instant,
-    opts: &AgentOptions,
-) -> Option<(Vec<Option<String>>, Option<Duration>)> {
+/// The environments to converge.
+struct Wanted {
+    /// `[None]` for a stack without environments.
+    envs: Vec<Option<String>>,
+    /// The stack's poll interval (or the flag's).
+    interval: Option<Duration>,
+    /// The stack file read without errors: an environment missing from it was removed.
+    complete: bool,
+}
+
+/// The environments the newest revision declares and its poll interval; `None` when the source
+/// or its stack file cannot be read.
+async fn wanted_envs(feed: &SourceFeed, since: Instant, opts: &AgentOptions) -> Option<Wanted> {
     let rev = match feed.latest(since).await {
         Ok(rev) => rev,
         Err(e) => {
@@ -192,7 +220,7 @@ async fn wanted_envs(
         .await
         .expect("stack task");
     match stack {
-        Ok((stack, _)) => {
+        Ok((stack, diags)) => {
             let names = stack.environment_names();
             let poll = opts.poll_interval.unwrap_or(stack.settings.poll_interval);
             let wanted = if names.is_empty() {
@@ -200,7 +228,11 @@ async fn wanted_envs(
             } else {
                 names.into_iter().map(Some).collect()
             };
-            Some((wanted, Some(poll)))
+            Some(Wanted {
+                envs: wanted,
+                interval: Some(poll),
+                complete: diags.is_empty(),
+            })
         }
         Err(d) => {
             tracing::warn!(

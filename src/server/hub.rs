@@ -22,6 +22,9 @@ pub struct Hub {
     /// Each environment's side, by name; one unnamed for a stack without environments. Grows
     /// when a revision declares a new environment, shrinks when one is removed.
     envs: RwLock<Vec<Arc<AgentHttp>>>,
+    /// Whether `/api/v1/status` answers by environment: an agent converging every environment,
+    /// or several named with `--env`. One `--env NAME` keeps the shape of one environment.
+    pub by_env: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -35,6 +38,7 @@ impl Hub {
             webhook_secret,
             api_token,
             envs: RwLock::new(Vec::new()),
+            by_env: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -59,9 +63,11 @@ impl Hub {
         self.envs.read().expect("environments").clone()
     }
 
-    /// Whether the stack declares environments (the status API then answers by environment).
-    pub fn named(&self) -> bool {
-        self.envs().iter().any(|e| e.env.is_some())
+    /// Whether the status API answers by environment: the agent converges environments, and
+    /// not just the one named with `--env`.
+    pub fn by_env(&self) -> bool {
+        self.by_env.load(std::sync::atomic::Ordering::Relaxed)
+            && self.envs().iter().any(|e| e.env.is_some())
     }
 
     /// Asks every environment's loop to fetch (a webhook).

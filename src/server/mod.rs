@@ -107,7 +107,7 @@ async fn metrics(State(s): State<Arc<Hub>>) -> Response {
 /// environment's, by name, otherwise.
 async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
     let env = uri.query().and_then(hub::env_of);
-    if env.is_none() && hub.named() {
+    if env.is_none() && hub.by_env() {
         let envs: serde_json::Map<String, serde_json::Value> = hub
             .envs()
             .iter()

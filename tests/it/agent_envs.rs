@@ -176,6 +176,13 @@ async fn one_agent_converges_every_environment_independently() {
     let (code, body) = get(&format!("http://{addr}/api/v1/status?env=stage")).await;
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("broken, dev, prod"), "{body}");
+    let (code, body) = get(&format!("http://{addr}/api/v1/overview")).await;
+    assert_eq!(
+        code, 400,
+        "the dashboard's JSON names its environment: {body}"
+    );
+    let (code, body) = get(&format!("http://{addr}/api/v1/overview?env=dev")).await;
+    assert_eq!(code, 200, "{body}");
     let (_, metrics) = get(&format!("http://{addr}/metrics")).await;
     assert!(
         metrics.contains("strata_layer_results_total{env=\"dev\",layer=\"kubernetes.apps\",result=\"applied\"} 1"),
