@@ -266,3 +266,43 @@ async fn one_agent_converges_every_environment_independently() {
     assert_eq!(ended.ended, Ended::Clean);
     assert_eq!(ended.state_dirs.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn one_env_named_converges_only_it_with_the_status_of_one_environment() {
+    let (a, b) = (Cluster::start().await, Cluster::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let r = Repo {
+        dir: dir.path().join("repo"),
+    };
+    stack(&r, &a, &b, "blue");
+    r.git(&["init", "-q", "-b", "main"]);
+    r.commit("three environments");
+    let (alerts, got) = receiver().await;
+    let state = dir.path().join("state");
+    let mut o = options(&r, &state, &alerts);
+    o.envs = vec!["dev".into()];
+    let addr = o.listen.unwrap();
+    let stop = CancellationToken::new();
+    let fleet = tokio::spawn(run_fleet(o, stop.clone()));
+    wait_color(&a, "blue", 120).await;
+    until("dev's converged alert", 60, || {
+        alerts_of(&got, "dev").contains(&"converged".to_string())
+    })
+    .await;
+    let s = status(&addr).await;
+    assert!(s["environments"].is_null(), "one environment's shape: {s}");
+    assert_eq!(s["ready"], true, "{s}");
+    let (code, body) = get(&format!("http://{addr}/readyz")).await;
+    assert_eq!(
+        code, 200,
+        "the environments not named are not waited for: {body}"
+    );
+    assert!(!state.join("envs/prod").exists(), "prod is not converged");
+    assert!(
+        !state.join("envs/broken").exists(),
+        "broken is not converged"
+    );
+    stop.cancel();
+    let ended = fleet.await.unwrap().expect("the agent ran");
+    assert_eq!(ended.state_dirs.len(), 1);
+}
