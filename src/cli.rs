@@ -296,8 +296,27 @@ pub struct RepoArgs {
     #[arg(long, env = "SOPS_AGE_KEY_FILE")]
     pub age_key_file: Option<PathBuf>,
     /// The environment (an `environment` block); required when the stack declares several.
+    /// `run` and `bootstrap` take it several times (default: every environment).
     #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
+    pub env: Vec<String>,
+}
+
+impl RepoArgs {
+    /// The one environment named, if any.
+    ///
+    /// # Errors
+    /// `--env` given more than once to a command that works on one environment.
+    pub fn one_env(&self) -> Result<Option<String>, crate::error::Error> {
+        match self.env.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            several => Err(crate::error::Error::Usage(format!(
+                "--env is given {} times ({}): this command works on one environment",
+                several.len(),
+                several.join(", ")
+            ))),
+        }
+    }
 }
 
 /// Where a converging command reads the stack: a directory (`--stack`, default `.`) or a Git

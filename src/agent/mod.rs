@@ -11,8 +11,12 @@
 //! - `status.rs`: what the agent knows of itself (`agent.json`, `/api/v1/status`).
 //! - `writeback.rs`: the git note on a converged commit.
 //! - `images.rs`: new registry tags committed to Git every image's `interval`.
+//! - `feed.rs`: the source's fetch, one per poll for every environment.
+//! - `fleet.rs`: one agent per environment, run side by side behind one HTTP listener.
 
 mod drift;
+mod feed;
+mod fleet;
 mod images;
 mod reach;
 mod run;
@@ -33,9 +37,11 @@ use crate::engine::EngineOptions;
 use crate::notify::memory::{shorten, Conditions, SUMMARY_MAX};
 use crate::notify::{AgentConfig, Event, EventType, Notifier};
 use crate::redact::Redacted;
-use crate::server::{AgentHttp, Metrics, Trigger};
+use crate::server::{AgentHttp, EnvMetrics, Metrics, Trigger};
 use crate::source::{SourceOptions, SourceSpec};
 
+pub use feed::SourceFeed;
+pub use fleet::{run_fleet, FleetEnded, FleetError};
 pub use status::{AgentStatus, Awaiting, Reach, Refused};
 
 /// How the agent runs.
@@ -71,6 +77,9 @@ pub struct AgentOptions {
     /// The environment it converges; its own files then live in `state_dir` =
     /// `SOURCE_STATE/envs/NAME`, beside the engine's for that environment.
     pub env: Option<String>,
+    /// The environments [`run_fleet`] converges (`--env`, repeatable); empty: every one the
+    /// stack declares.
+    pub envs: Vec<String>,
 }
 
 impl AgentOptions {
@@ -95,6 +104,7 @@ impl AgentOptions {
             progress: false,
             age_keys: None,
             env: None,
+            envs: Vec::new(),
         }
     }
 
@@ -126,6 +136,8 @@ pub struct Agent {
     pub(super) triggers: tokio::sync::mpsc::Receiver<Trigger>,
     /// Cancels running terraform (after the shutdown grace).
     pub(super) interrupt: CancellationToken,
+    /// The source's fetch, shared with the other environments' agents.
+    pub(super) feed: Arc<SourceFeed>,
     /// The conditions alerted on and not cleared: one alert per condition until it changes.
     pub(super) memory: Conditions,
     /// A `diff` condition cleared or a layer was corrected since the last `converged`: the next
@@ -153,17 +165,31 @@ impl Agent {
     /// # Errors
     /// `agent.json` is corrupt or unreadable; the error names it and how to recover.
     pub fn new(opts: AgentOptions) -> Result<Agent, crate::state::StateError> {
+        let feed = Arc::new(SourceFeed::new(opts.spec.clone(), opts.source.clone()));
+        Agent::member(opts, Arc::new(Metrics::default()), feed)
+    }
+
+    /// An agent of one environment among others: it records into the agent's `metrics` and
+    /// reads the source through the shared `feed`.
+    ///
+    /// # Errors
+    /// As [`Agent::new`].
+    pub fn member(
+        opts: AgentOptions,
+        metrics: Arc<Metrics>,
+        feed: Arc<SourceFeed>,
+    ) -> Result<Agent, crate::state::StateError> {
         let status = crate::state::agent_status::load(&opts.state_dir)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let http = Arc::new(AgentHttp {
-            metrics: Metrics::default(),
+            env: opts.env.clone(),
+            metrics: EnvMetrics::new(metrics, opts.env.clone()),
             status: std::sync::Mutex::new(serde_json::to_value(&status).unwrap_or_default()),
             ready: std::sync::atomic::AtomicBool::new(false),
             not_ready: std::sync::Mutex::new(None),
             trigger: tx,
-            webhook_secret: opts.webhook_secret.clone(),
-            api_token: opts.api_token.clone(),
             state_dir: opts.state_dir.clone(),
+            source_state_dir: opts.source.state_dir.clone(),
             graph: crate::server::api::GraphSource::new(opts.spec.path.clone()),
         });
         // The last converged revision's settings, until a sync opens a newer one.
@@ -193,6 +219,7 @@ impl Agent {
             triggers: rx,
             clusters: Arc::new(crate::kube::Clusters::new(interrupt.clone())),
             interrupt,
+            feed,
             memory,
             owes_converged: false,
             source_down: None,
@@ -208,6 +235,11 @@ impl Agent {
     /// The events raised so far.
     pub fn notifier(&self) -> Notifier {
         self.notifier.clone()
+    }
+
+    /// Its side of the HTTP API, for the listener that serves it.
+    pub fn http(&self) -> Arc<AgentHttp> {
+        self.http.clone()
     }
 
     pub(super) fn save(&mut self) {
@@ -241,6 +273,7 @@ impl Agent {
         self.notifier.notify(Event {
             kind,
             stack: self.status.stack.clone(),
+            env: self.opts.env.clone(),
             revision: revision.to_string(),
             layers,
             condition: condition.to_string(),

@@ -34,7 +34,7 @@ impl Agent {
 
     /// The source did not answer (or only an earlier fetch can be used).
     pub(super) fn source_unreachable(&mut self, reason: String) {
-        self.http.metrics.fetch_errors.inc();
+        self.http.metrics.fetch_error();
         self.http.metrics.source_up(false);
         let since = *self.source_down.get_or_insert_with(Instant::now);
         let stale = self

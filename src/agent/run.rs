@@ -1,6 +1,8 @@
 //! The agent's loop: wakes for a poll, a webhook, a retry or a drift check, runs one at a time,
 //! and stops on shutdown, interrupting running work after the grace period.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -14,18 +16,15 @@ impl Agent {
     /// Runs until `shutdown` (or, with `once`, until the first sync ends).
     pub async fn run(mut self, shutdown: CancellationToken) -> Ended {
         if let Some(addr) = self.opts.listen {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
-                    let bound = l.local_addr().unwrap_or(addr);
-                    let app = crate::server::router(self.http.clone());
-                    let stop = shutdown.clone();
-                    let limits = crate::server::serve::Limits::default();
-                    tokio::spawn(crate::server::serve::serve(l, app, limits, stop));
-                    tracing::info!("agent listening on http://{bound}");
-                }
-                Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),
-            }
+            let hub = crate::server::Hub::new(
+                self.http.metrics.all_shared(),
+                self.opts.webhook_secret.clone(),
+                self.opts.api_token.clone(),
+            );
+            hub.add(self.http.clone());
+            listen(addr, Arc::new(hub), &shutdown).await;
         }
+        // Polls fall on the feed's ticks, shared with the other environments' agents.
         let mut next_poll = Instant::now();
         let mut next_drift: Option<Instant> = None;
         loop {
@@ -34,7 +33,8 @@ impl Agent {
                 return Ended::Clean;
             }
             enum Work {
-                Sync,
+                /// A sync reading the source as fetched since then.
+                Sync(Instant),
                 Drift,
                 Images,
                 Stop,
@@ -64,28 +64,34 @@ impl Agent {
                     let now = Instant::now();
                     if next_drift.is_some_and(|d| d <= now) {
                         Work::Drift
-                    } else if next_poll <= now
-                        || self.next_retry.is_some_and(|r| r <= now)
+                    } else if next_poll <= now {
+                        // The tick's fetch, whichever environment made it.
+                        Work::Sync(next_poll)
+                    } else if self.next_retry.is_some_and(|r| r <= now)
                         || self.pin_changed()
                         || self.approval_given()
                     {
-                        Work::Sync
+                        Work::Sync(now)
                     } else if next_images.is_some_and(|t| t <= now) {
                         Work::Images
                     } else {
                         Work::Idle
                     }
                 }
-                t = self.triggers.recv() => match t { Some(_) => Work::Sync, None => Work::Stop },
+                t = self.triggers.recv() => match t {
+                    Some(crate::server::Trigger::Fetch(at)) => Work::Sync(at),
+                    Some(crate::server::Trigger::Approve(_)) => Work::Sync(Instant::now()),
+                    None => Work::Stop,
+                },
             };
             let ended = match work {
                 Work::Stop => return Ended::Clean,
                 Work::Idle => continue,
-                Work::Sync => {
-                    let interrupted = self.guarded(&shutdown, true).await;
+                Work::Sync(since) => {
+                    let interrupted = self.guarded(&shutdown, Some(since)).await;
                     self.schedule_images();
                     let (poll, drift) = self.intervals();
-                    next_poll = Instant::now() + poll;
+                    next_poll = self.feed.next_tick(Instant::now(), poll);
                     if next_drift.is_none() && self.status.revision.is_some() {
                         next_drift = Some(Instant::now() + drift);
                     }
@@ -100,12 +106,13 @@ impl Agent {
                         pushed = self.images() => pushed,
                     };
                     if pushed {
+                        // A fetch after the push: the tick's would not hold the new commit.
                         next_poll = Instant::now();
                     }
                     false
                 }
                 Work::Drift => {
-                    let interrupted = self.guarded(&shutdown, false).await;
+                    let interrupted = self.guarded(&shutdown, None).await;
                     next_drift = Some(Instant::now() + self.intervals().1);
                     interrupted
                 }
@@ -160,19 +167,19 @@ impl Agent {
         )
     }
 
-    /// Runs a sync or drift check; on shutdown lets it finish within the grace period, then
-    /// interrupts it. Returns whether something had to be interrupted.
-    async fn guarded(&mut self, shutdown: &CancellationToken, sync: bool) -> bool {
+    /// Runs a sync (reading the source as fetched since `sync`) or, for `None`, a drift check;
+    /// on shutdown lets it finish within the grace period, then interrupts it. Returns whether
+    /// something had to be interrupted.
+    async fn guarded(&mut self, shutdown: &CancellationToken, sync: Option<Instant>) -> bool {
         let grace = self.opts.shutdown_grace;
         let interrupt = self.interrupt.clone();
         // Each sync or drift check is a run: a cluster found unreachable in the last one is
         // tried again.
         self.clusters.begin_run().await;
         let work = async {
-            if sync {
-                self.sync().await
-            } else {
-                self.drift().await
+            match sync {
+                Some(since) => self.sync(since).await,
+                None => self.drift().await,
             }
         };
         tokio::pin!(work);
@@ -191,5 +198,25 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// Serves `hub` on `addr` until `shutdown`; an address that cannot be bound is logged and the
+/// agent runs without HTTP.
+pub(super) async fn listen(
+    addr: SocketAddr,
+    hub: Arc<crate::server::Hub>,
+    shutdown: &CancellationToken,
+) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let bound = l.local_addr().unwrap_or(addr);
+            let app = crate::server::router(hub);
+            let stop = shutdown.clone();
+            let limits = crate::server::serve::Limits::default();
+            tokio::spawn(crate::server::serve::serve(l, app, limits, stop));
+            tracing::info!("agent listening on http://{bound}");
+        }
+        Err(e) => tracing::warn!("failed to listen on {addr}: {e}; running without HTTP"),
     }
 }

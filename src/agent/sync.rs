@@ -28,8 +28,9 @@ const FAILED_SYNC: Backoff = Backoff {
 };
 
 impl Agent {
-    /// Fetches, and converges a new (or failed, or newly approved) revision.
-    pub async fn sync(&mut self) {
+    /// Fetches (or reads the fetch made since `since` by another environment), and converges
+    /// a new (or failed, or newly approved) revision.
+    pub async fn sync(&mut self, since: Instant) {
         self.status.last_sync = Some(crate::now_rfc3339());
         self.status.syncs += 1;
         let pin = match crate::state::pin::read(&self.opts.state_dir) {
@@ -45,10 +46,7 @@ impl Agent {
         };
         self.status.pinned = pin.clone();
         // Always fetch the branch itself, so new commits are seen (and reported) while pinned.
-        let (spec, sopts) = (self.opts.spec.clone(), self.opts.source.clone());
-        let latest = tokio::task::spawn_blocking(move || crate::source::resolve(&spec, &sopts))
-            .await
-            .expect("source task");
+        let latest = self.feed.latest(since).await;
         let rev = match (latest, &pin) {
             (Ok(rev), None) => rev,
             (Ok(rev), Some(p)) => {
@@ -61,10 +59,10 @@ impl Agent {
                     .expect("source task")
                 {
                     Ok(r) => r,
-                    Err(e) => return self.source_failed(e),
+                    Err(e) => return self.source_failed(&e),
                 }
             }
-            (Err(e), _) => return self.source_failed(e),
+            (Err(e), _) => return self.source_failed(&e),
         };
         if pin.is_none() {
             self.status.latest_seen = Some(rev.commit.clone());
@@ -299,9 +297,9 @@ impl Agent {
         self.save();
     }
 
-    pub(super) fn source_failed(&mut self, e: crate::source::SourceError) {
-        if let crate::source::SourceError::Verification { commit, reason } = &e {
-            self.http.metrics.fetch_errors.inc();
+    pub(super) fn source_failed(&mut self, e: &crate::source::SourceError) {
+        if let crate::source::SourceError::Verification { commit, reason } = e {
+            self.http.metrics.fetch_error();
             if self.status.refused.as_ref().map(|r| &r.revision) != Some(commit) {
                 self.refuse(commit, reason.clone());
             }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use super::source::source_of;
 use super::{engine_err, out, out_json, runtime};
-use crate::agent::{Agent, AgentOptions, Ended};
+use crate::agent::{run_fleet, AgentOptions, Ended};
 use crate::cli::{AgentArgs, RepoArgs, ReportFormat};
 use crate::engine::record::LayerStatus;
 use crate::engine::{Engine, EngineOptions, Mode, Source};
@@ -51,10 +51,7 @@ fn duration(s: &Option<String>) -> Result<Option<std::time::Duration>, Error> {
 pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Error> {
     let (spec, sopts) = source_of(&a.repo);
     let mut opts = AgentOptions::new(spec, sopts);
-    if let Some(env) = &a.repo.env {
-        opts = opts.for_env(env);
-    }
-    let state_dir = &opts.state_dir.clone();
+    opts.envs = a.repo.env.clone();
     opts.listen = (!bootstrap || watch).then_some(a.listen);
     opts.poll_interval = duration(&a.poll_interval)?;
     opts.drift_interval = duration(&a.drift_interval)?;
@@ -80,17 +77,30 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
-        let ended = Agent::new(opts)?.run(shutdown).await;
+        let fleet = run_fleet(opts, shutdown)
+            .await
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let ended = fleet.ended;
         if bootstrap && !watch && ended != Ended::Interrupted {
-            let agent = crate::state::agent_status::load(state_dir)?;
-            let state = crate::state::stack_status::StackState::load(state_dir)?;
-            out(&crate::report::status::bootstrap(
-                ended == Ended::Clean,
-                &agent,
-                &state,
-                state_dir,
-                &super::state::terraform_line().await,
-            ))?;
+            let several = fleet.state_dirs.len() > 1;
+            for (env, state_dir) in &fleet.state_dirs {
+                // The engine keeps an environment's state in its own dir, as the agent does.
+                let agent = crate::state::agent_status::load(state_dir)?;
+                let state = crate::state::stack_status::StackState::load(state_dir)?;
+                if several {
+                    out(&format!(
+                        "=== environment {} ===\n",
+                        env.as_deref().unwrap_or_default()
+                    ))?;
+                }
+                out(&crate::report::status::bootstrap(
+                    agent.ready && agent.failures == 0 && agent.refused.is_none(),
+                    &agent,
+                    &state,
+                    state_dir,
+                    &super::state::terraform_line().await,
+                ))?;
+            }
         }
         Ok(match ended {
             Ended::Clean => ExitStatus::Success,
@@ -108,6 +118,8 @@ pub enum ApproveAt {
     Agent {
         url: String,
         token_file: std::path::PathBuf,
+        /// The environment, for an agent that converges several.
+        env: Option<String>,
     },
 }
 
@@ -126,9 +138,26 @@ pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitSta
                 a.plan
             ))?;
         }
-        ApproveAt::Agent { url, token_file } => {
+        ApproveAt::Agent {
+            url,
+            token_file,
+            env,
+        } => {
             let token = read_secret(&token_file, "API token")?;
-            let url = format!("{}/api/v1/approve/{id}", url.trim_end_matches('/'));
+            let mut url = format!("{}/api/v1/approve/{id}", url.trim_end_matches('/'));
+            // Which environment's layer, for an agent that converges several. Environment
+            // names are letters, digits, '_' and '-': nothing in one needs escaping in a URL.
+            if let Some(env) = env {
+                if !env
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(Error::Usage(format!(
+                        "invalid environment name \"{env}\": use letters, digits, '_' and '-'"
+                    )));
+                }
+                url.push_str(&format!("?env={env}"));
+            }
             let body = match plan {
                 Some(p) => serde_json::json!({ "plan": p }),
                 None => serde_json::json!({}),
@@ -175,7 +204,7 @@ pub fn rollback(r: &RepoArgs, to: &str, json: bool) -> Result<ExitStatus, Error>
         let mut opts = EngineOptions::new(&r.state_dir);
         opts.progress = true;
         opts.age_keys = crate::secrets::AgeKeys::from_flag_or_env(r.age_key_file.as_deref());
-        opts.env = r.env.clone();
+        opts.env = r.one_env()?;
         let engine = Engine::open(Source::Repo { spec, opts: sopts }, opts)
             .await
             .map_err(engine_err)?;

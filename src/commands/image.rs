@@ -63,7 +63,7 @@ pub fn update(repo: &RepoArgs, git_timeout: &str, json: bool) -> Result<ExitStat
         verify: repo.verify.clone(),
         state_dir: repo.state_dir.clone(),
         age_key_file: None,
-        env: repo.env.clone(),
+        env: repo.one_env()?,
     };
     let (dir, v) = open(&source)?;
     let report = runtime()?.block_on(crate::images::scan::scan(&v.stack, &dir, None));

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> ExitStatus {
                 Some(url) => agent::ApproveAt::Agent {
                     url,
                     token_file: api_token_file.unwrap_or_default(),
+                    env: env.clone(),
                 },
                 None => agent::ApproveAt::StateDir(one_state_dir(&state_dir, env.as_deref())?),
             };

@@ -55,6 +55,9 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub stack: String,
+    /// The environment it is about; absent for a stack without `environment` blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     pub revision: String,
     pub layers: Vec<String>,
     /// What the alert is about (`source`, `sync`, `cluster main`, `diff kubernetes.app`,
@@ -232,8 +235,13 @@ async fn deliver(client: &reqwest::Client, sink: &Sink, event: &Event) {
         Sink::Callback { .. } => return,
         Sink::Webhook { url, .. } => (url, serde_json::to_value(event).expect("json")),
         Sink::Slack { url, .. } => {
+            let env = event
+                .env
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
             let text = format!(
-                "strata {}: {} at {} — {}",
+                "strata {}{env}: {} at {} — {}",
                 event.stack,
                 event.kind.key(),
                 crate::report::run::short(&event.revision),

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::hub::One;
 use super::layer_page::{self, History, LayerPage};
 use super::overview::{Graph, Overview};
 use super::AgentHttp;
@@ -94,7 +95,9 @@ async fn blocking<T: Send + 'static>(
 pub fn overview(s: &AgentHttp) -> Result<Overview, StateError> {
     let agent = agent_status(s);
     let stack = StackState::load(&s.state_dir)?;
-    let graph = s.graph.graph(&s.state_dir, agent.revision.as_deref());
+    let graph = s
+        .graph
+        .graph(&s.source_state_dir, agent.revision.as_deref());
     let runs = crate::state::history::read(&s.state_dir, RUNS)?;
     let commit = agent
         .revision
@@ -127,17 +130,14 @@ pub fn layer(s: &AgentHttp, layer: &str) -> Result<Option<LayerPage>, StateError
     )))
 }
 
-pub(super) async fn get_overview(State(s): State<Arc<AgentHttp>>) -> Response {
+pub(super) async fn get_overview(One(s): One) -> Response {
     match blocking(s, overview).await {
         Ok(o) => axum::Json(o).into_response(),
         Err(e) => state_error(&e),
     }
 }
 
-pub(super) async fn get_layer(
-    State(s): State<Arc<AgentHttp>>,
-    UrlPath(id): UrlPath<String>,
-) -> Response {
+pub(super) async fn get_layer(One(s): One, UrlPath(id): UrlPath<String>) -> Response {
     let name = id.clone();
     match blocking(s, move |s| layer(s, &name)).await {
         Ok(Some(page)) => axum::Json(page).into_response(),
@@ -158,10 +158,7 @@ pub(super) struct HistoryQuery {
     alerts: Option<usize>,
 }
 
-pub(super) async fn get_history(
-    State(s): State<Arc<AgentHttp>>,
-    Query(q): Query<HistoryQuery>,
-) -> Response {
+pub(super) async fn get_history(One(s): One, Query(q): Query<HistoryQuery>) -> Response {
     let runs = q.runs.unwrap_or(50).min(RUNS);
     let alerts = q.alerts.unwrap_or(50).min(ALERTS);
     let read = blocking(s, move |s| {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{AgentHttp, Trigger};
+use super::{Hub, Trigger};
 use crate::state::approvals::{self, Refusal};
 
 /// The body: `{"plan": "DIGEST"}`, or `{}` for the plan waiting now.
@@ -60,10 +60,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// 202 taken; 409 nothing waits or the plan differs; 401 no or wrong token (or no token
-/// configured); 415 not JSON; 403 a foreign `Origin`; 400 a malformed layer or body.
+/// configured); 415 not JSON; 403 a foreign `Origin`; 400 a malformed layer or body, or no
+/// `?env=NAME` while the agent converges several environments; 404 an environment it does not
+/// converge.
 pub(super) async fn approve(
-    State(s): State<Arc<AgentHttp>>,
+    State(hub): State<Arc<Hub>>,
     Path(layer): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -76,7 +79,7 @@ pub(super) async fn approve(
             );
         }
     }
-    let Some(token) = &s.api_token else {
+    let Some(token) = &hub.api_token else {
         return answer(
             StatusCode::UNAUTHORIZED,
             "approvals over HTTP need a token: start the agent with --api-token-file",
@@ -94,6 +97,12 @@ pub(super) async fn approve(
             "send Content-Type: application/json with {\"plan\": \"DIGEST\"} or {}",
         );
     }
+    // Which environment: `?env=NAME`, needed when the agent converges several.
+    let env = uri.query().and_then(super::hub::env_of);
+    let s = match hub.pick(env.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let id = match approvals::parse_layer(&layer) {
         Ok(id) => id,
         Err(e) => return answer(StatusCode::BAD_REQUEST, e),

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AgentHttp;
+use super::Hub;
 
 const INDEX: &str = include_str!("../../web/dashboard/index.html");
 const SCRIPT: &str = include_str!("../../web/dashboard/dashboard.js");
@@ -36,7 +36,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-pub(super) fn routes() -> axum::Router<Arc<AgentHttp>> {
+pub(super) fn routes() -> axum::Router<Arc<Hub>> {
     axum::Router::new()
         .route(
             "/",

@@ -4,11 +4,12 @@
 pub mod api;
 mod approve;
 mod dashboard;
+pub mod hub;
 pub mod layer_page;
+mod metrics;
 pub mod overview;
 pub mod serve;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -17,211 +18,35 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::engine::record::{DriftReport, LayerStatus, Observation, RunReport};
-use crate::notify::EventType;
-use crate::redact::Redacted;
-
-type Labels = Vec<(String, String)>;
-
-/// The agent's metrics.
-pub struct Metrics {
-    registry: Registry,
-    drift: Family<Labels, Gauge>,
-    last_apply: Family<Labels, Gauge<f64, AtomicU64>>,
-    duration: Family<Labels, Histogram>,
-    results: Family<Labels, Counter>,
-    pub fetch_errors: Counter,
-    revision: Family<Labels, Gauge>,
-    observed: Family<Labels, Gauge>,
-    source_up: Gauge,
-    cluster_up: Family<Labels, Gauge>,
-    alerts: Family<Labels, Counter>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::default();
-        let drift = Family::<Labels, Gauge>::default();
-        let last_apply = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        let duration = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.1, 2.0, 14))
-        });
-        let results = Family::<Labels, Counter>::default();
-        let fetch_errors = Counter::default();
-        let revision = Family::<Labels, Gauge>::default();
-        let observed = Family::<Labels, Gauge>::default();
-        let source_up = Gauge::default();
-        // Up until a fetch says otherwise: the agent fetches before anything else.
-        source_up.set(1);
-        let cluster_up = Family::<Labels, Gauge>::default();
-        let alerts = Family::<Labels, Counter>::default();
-        registry.register(
-            "strata_layer_observed",
-            "1 for the state the last drift check observed the layer in (in_sync, drifted, unknown, never_applied, pending)",
-            observed.clone(),
-        );
-        registry.register(
-            "strata_source_up",
-            "1 when the last fetch of the source succeeded",
-            source_up.clone(),
-        );
-        registry.register(
-            "strata_cluster_up",
-            "1 when the cluster answered the last drift check",
-            cluster_up.clone(),
-        );
-        registry.register(
-            "strata_alerts_sent",
-            "Alerts raised, by type",
-            alerts.clone(),
-        );
-        registry.register(
-            "strata_layer_drift",
-            "1 when the layer differs from its converged revision",
-            drift.clone(),
-        );
-        registry.register(
-            "strata_layer_last_apply_timestamp_seconds",
-            "Unix time of the layer's last apply",
-            last_apply.clone(),
-        );
-        registry.register(
-            "strata_layer_apply_duration_seconds",
-            "Duration of layer applies",
-            duration.clone(),
-        );
-        registry.register(
-            "strata_layer_results",
-            "Layer results by kind",
-            results.clone(),
-        );
-        registry.register(
-            "strata_source_fetch_errors",
-            "Failed fetches of the source",
-            fetch_errors.clone(),
-        );
-        registry.register(
-            "strata_revision_info",
-            "The revision the agent converges to",
-            revision.clone(),
-        );
-        Metrics {
-            registry,
-            drift,
-            last_apply,
-            duration,
-            results,
-            fetch_errors,
-            revision,
-            observed,
-            source_up,
-            cluster_up,
-            alerts,
-        }
-    }
-}
-
-fn layer(l: &impl ToString) -> Labels {
-    vec![("layer".into(), l.to_string())]
-}
-
-impl Metrics {
-    pub fn record_run(&self, report: &RunReport) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        for l in &report.layers {
-            let mut labels = layer(&l.layer);
-            labels.push(("result".into(), l.status.key().into()));
-            self.results.get_or_create(&labels).inc();
-            if l.status == LayerStatus::Applied {
-                self.last_apply.get_or_create(&layer(&l.layer)).set(now);
-                self.duration
-                    .get_or_create(&layer(&l.layer))
-                    .observe(l.duration_ms as f64 / 1000.0);
-            }
-        }
-        self.revision.clear();
-        self.revision
-            .get_or_create(&vec![("revision".into(), report.revision.clone())])
-            .set(1);
-    }
-
-    pub fn record_drift(&self, report: &DriftReport) {
-        for l in &report.layers {
-            self.drift
-                .get_or_create(&layer(&l.layer))
-                .set(i64::from(l.state == crate::engine::DriftState::Drifted));
-        }
-    }
-
-    /// Each layer's observation: 1 for its state, 0 for the others.
-    pub fn record_observed(&self, layers: &std::collections::BTreeMap<String, Observation>) {
-        for (name, o) in layers {
-            for key in Observation::KEYS {
-                let labels = vec![
-                    ("layer".to_string(), name.clone()),
-                    ("state".to_string(), key.to_string()),
-                ];
-                self.observed
-                    .get_or_create(&labels)
-                    .set(i64::from(o.key() == key));
-            }
-        }
-    }
-
-    pub fn source_up(&self, up: bool) {
-        self.source_up.set(i64::from(up));
-    }
-
-    pub fn cluster_up(&self, cluster: &str, up: bool) {
-        self.cluster_up
-            .get_or_create(&vec![("cluster".into(), cluster.to_string())])
-            .set(i64::from(up));
-    }
-
-    pub fn alert(&self, kind: EventType) {
-        self.alerts
-            .get_or_create(&vec![("type".into(), kind.key().to_string())])
-            .inc();
-    }
-
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
-        s
-    }
-}
+pub use hub::Hub;
+pub use metrics::{EnvMetrics, Metrics};
 
 /// What the agent asks of its loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
-    /// Fetch now (a webhook).
-    Fetch,
+    /// Fetch now (a webhook that arrived at this instant: a fetch started since serves it).
+    Fetch(std::time::Instant),
     /// A layer was approved.
     Approve(String),
 }
 
-/// Shared between the agent loop and the HTTP handlers.
+/// Shared between one environment's agent loop and the HTTP handlers.
 pub struct AgentHttp {
-    pub metrics: Metrics,
+    /// The environment; `None` for a stack without `environment` blocks.
+    pub env: Option<String>,
+    pub metrics: EnvMetrics,
     pub status: Mutex<serde_json::Value>,
     pub ready: std::sync::atomic::AtomicBool,
     /// Why the agent is not ready, for `/readyz`.
     pub not_ready: Mutex<Option<String>>,
     pub trigger: tokio::sync::mpsc::Sender<Trigger>,
-    pub webhook_secret: Option<Redacted<Vec<u8>>>,
-    /// The bearer token mutating endpoints require (`--api-token-file`); none: they refuse all.
-    pub api_token: Option<Redacted<Vec<u8>>>,
+    /// The environment's own state dir.
     pub state_dir: std::path::PathBuf,
+    /// The state dir the source's revisions are materialised in (shared by environments).
+    pub source_state_dir: std::path::PathBuf,
     /// Where the dashboard reads the stack's graph from.
     pub graph: api::GraphSource,
 }
@@ -244,7 +69,7 @@ pub fn signature_matches(key: &[u8], body: &[u8], header: Option<&str>) -> bool 
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
+pub fn router(shared: Arc<Hub>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -259,21 +84,15 @@ pub fn router(shared: Arc<AgentHttp>) -> axum::Router {
         .with_state(shared)
 }
 
-async fn readyz(State(s): State<Arc<AgentHttp>>) -> Response {
-    if s.ready.load(std::sync::atomic::Ordering::Relaxed) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        let why = s
-            .not_ready
-            .lock()
-            .expect("not ready")
-            .clone()
-            .unwrap_or_else(|| "no successful sync yet".into());
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
+/// Ready when every environment is.
+async fn readyz(State(s): State<Arc<Hub>>) -> Response {
+    match s.not_ready() {
+        None => (StatusCode::OK, "ready").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
-async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
+async fn metrics(State(s): State<Arc<Hub>>) -> Response {
     let mut r = s.metrics.encode().into_response();
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -284,7 +103,32 @@ async fn metrics(State(s): State<Arc<AgentHttp>>) -> Response {
     r
 }
 
-async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
+/// One environment's status (`?env=NAME`, or a stack without environments); every
+/// environment's, by name, otherwise.
+async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
+    let env = uri.query().and_then(hub::env_of);
+    if env.is_none() && hub.by_env() {
+        let envs: serde_json::Map<String, serde_json::Value> = hub
+            .envs()
+            .iter()
+            .map(|e| (e.env.clone().unwrap_or_default(), env_status(e)))
+            .collect();
+        let not_ready = hub.not_ready();
+        return axum::Json(serde_json::json!({
+            "ready": not_ready.is_none(),
+            "not_ready": not_ready,
+            "environments": envs,
+        }))
+        .into_response();
+    }
+    match hub.pick(env.as_deref()) {
+        Ok(s) => axum::Json(env_status(&s)).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// What `/api/v1/status` shows of one environment: the agent's status with each layer's.
+fn env_status(s: &AgentHttp) -> serde_json::Value {
     let mut v = s.status.lock().expect("status").clone();
     match crate::state::stack_status::StackState::load(&s.state_dir) {
         // Each layer with what the agent observed and why it is not converged.
@@ -294,10 +138,10 @@ async fn status(State(s): State<Arc<AgentHttp>>) -> Response {
         }
         Err(e) => v["stack_error"] = e.to_string().into(),
     }
-    axum::Json(v).into_response()
+    v
 }
 
-async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn hook(State(s): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(secret) = &s.webhook_secret else {
         return (
             StatusCode::NOT_FOUND,
@@ -309,7 +153,7 @@ async fn hook(State(s): State<Arc<AgentHttp>>, headers: HeaderMap, body: Bytes) 
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
     if signature_matches(secret.expose(), &body, given) {
-        let _ = s.trigger.try_send(Trigger::Fetch);
+        s.trigger_all(&Trigger::Fetch(std::time::Instant::now()));
         (StatusCode::ACCEPTED, "fetching").into_response()
     } else {
         (

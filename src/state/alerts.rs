@@ -43,6 +43,9 @@ pub struct AlertRecord {
     #[serde(rename = "type")]
     pub kind: String,
     pub stack: String,
+    /// The environment; absent for a stack without `environment` blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     pub revision: String,
     #[serde(default)]
     pub layers: Vec<String>,
@@ -76,6 +79,7 @@ mod tests {
             let event = Event {
                 kind: EventType::Diff,
                 stack: "s".into(),
+                env: None,
                 revision: "abc".into(),
                 layers: vec!["kubernetes.app".into()],
                 condition: "diff kubernetes.app".into(),
@@ -106,6 +110,7 @@ mod tests {
                         let event = Event {
                             kind: EventType::Failed,
                             stack: "s".into(),
+                            env: None,
                             revision: "abc".into(),
                             layers: vec![format!("{t}")],
                             condition: "sync".into(),

@@ -4,6 +4,7 @@ mod registry;
 mod support;
 
 mod agent;
+mod agent_envs;
 mod alerts;
 mod approval;
 mod approval_binding;

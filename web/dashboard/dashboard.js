@@ -38,8 +38,13 @@ const layerLink = (id) => h("a", { href: layerHref(id) }, id);
 const revLink = (rev) => (rev ? h("a", { href: revHref(rev), title: rev }, h("code", {}, short(rev))) : "-");
 const badge = (state, words) => h("span", { class: "badge s-" + state, "data-state": state }, words);
 
+// An agent converging several environments shows one at a time: /?env=NAME.
+const ENV = new URLSearchParams(location.search).get("env");
+const withEnv = (path) =>
+  ENV ? path + (path.includes("?") ? "&" : "?") + "env=" + encodeURIComponent(ENV) : path;
+
 async function getJson(path) {
-  const r = await fetch(path, { headers: { accept: "application/json" }, cache: "no-store" });
+  const r = await fetch(withEnv(path), { headers: { accept: "application/json" }, cache: "no-store" });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.message || r.status + " " + r.statusText);
   return body;
@@ -200,7 +205,7 @@ function approveSection(page) {
     input.value = "";
     msg.textContent = "approving…";
     try {
-      const r = await fetch("/api/v1/approve/" + encodeURIComponent(page.layer), {
+      const r = await fetch(withEnv("/api/v1/approve/" + encodeURIComponent(page.layer)), {
         method: "POST",
         headers: { authorization: "Bearer " + token, "content-type": "application/json" },
         body: JSON.stringify({ plan: a.plan }),
