@@ -6,8 +6,10 @@
 //! - `markers.rs`: the `# strata:image NAME[:tag|:name]` markers and the values they stand for.
 //! - `scan.rs`: per image, the tag selected and what each marker would become.
 //! - `git.rs`: the `git` binary, with a timeout.
+//! - `commit.rs`: one commit in a scratch clone, pushed without force (shared with promotion).
 //! - `writeback.rs`: the commit of the marked lines, pushed without force.
 
+pub mod commit;
 pub mod git;
 pub mod markers;
 pub mod policy;
