@@ -18,6 +18,7 @@ pub mod images;
 pub mod kube;
 pub mod logging;
 pub mod notify;
+pub mod promote;
 pub mod redact;
 pub mod report;
 pub mod secrets;
