@@ -50,15 +50,17 @@ pub enum EditError {
     },
 }
 
-/// One `NAME = VALUE` of an environment's `vars`.
-struct Var {
-    name: String,
-    span: Range<usize>,
+/// One `NAME = VALUE` of an environment's `vars`, and where its value is in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Var {
+    pub name: String,
+    pub span: Range<usize>,
 }
 
 /// An environment block's vars as written, in order.
-struct EnvVars {
-    vars: Vec<Var>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVars {
+    pub vars: Vec<Var>,
 }
 
 impl EnvVars {
@@ -75,14 +77,28 @@ impl EnvVars {
     }
 }
 
-/// Every environment block's name and its vars (`None`: vars not written as an object).
-fn environments(body: &Body) -> Vec<(String, Option<EnvVars>)> {
+/// An `environment "NAME"` block as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvBlock {
+    pub name: String,
+    /// The whole block, in bytes of the text.
+    pub span: Range<usize>,
+    /// `None`: `vars` is not written as an object.
+    pub vars: Option<EnvVars>,
+}
+
+/// Every environment block of a stack file's text, with the places of its vars' values.
+///
+/// # Errors
+/// The text is no HCL (the parser's message).
+pub fn environment_blocks(text: &str) -> Result<Vec<EnvBlock>, String> {
+    let body: Body = hcl::edit::parser::parse_body(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for block in body.blocks() {
         if block.ident.as_str() != "environment" {
             continue;
         }
-        let Some(label) = block.labels.first() else {
+        let (Some(label), Some(span)) = (block.labels.first(), block.span()) else {
             continue;
         };
         let vars = match block.body.get_attribute("vars").map(|a| &a.value) {
@@ -104,9 +120,13 @@ fn environments(body: &Body) -> Vec<(String, Option<EnvVars>)> {
             }
             Some(_) => None,
         };
-        out.push((label.as_str().to_string(), vars));
+        out.push(EnvBlock {
+            name: label.as_str().to_string(),
+            span,
+            vars,
+        });
     }
-    out
+    Ok(out)
 }
 
 /// The line of byte `at` in `text`, from 1.
@@ -135,11 +155,9 @@ pub fn promote_text(
     if from == to {
         return Err(EditError::Same(from.to_string()));
     }
-    let body: Body =
-        hcl::edit::parser::parse_body(text).map_err(|e| EditError::Syntax(e.to_string()))?;
-    let envs = environments(&body);
+    let envs = environment_blocks(text).map_err(EditError::Syntax)?;
     let known = || {
-        let names: Vec<&str> = envs.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
         if names.is_empty() {
             "none".to_string()
         } else {
@@ -147,9 +165,9 @@ pub fn promote_text(
         }
     };
     let find = |name: &str| -> Result<&EnvVars, EditError> {
-        match envs.iter().find(|(n, _)| n == name) {
-            Some((_, Some(v))) => Ok(v),
-            Some((_, None)) => Err(EditError::NotAnObject {
+        match envs.iter().find(|e| e.name == name).map(|e| &e.vars) {
+            Some(Some(v)) => Ok(v),
+            Some(None) => Err(EditError::NotAnObject {
                 env: name.to_string(),
             }),
             None => Err(EditError::UnknownEnv {

@@ -41,6 +41,11 @@ terraform "app" {
   source = "app"
   vars   = { name = "shop-${env.name}", size = env.vars.replicas, image = env.vars.web_image }
 }
+
+image "api" {
+  repository = "registry.example.com/shop/api"
+  policy     = { regex = "^main-(?P<ts>[0-9]+)$", order = "numerical" }
+}
 "#;
 
 fn files() -> Vec<(&'static str, String)> {
@@ -48,7 +53,11 @@ fn files() -> Vec<(&'static str, String)> {
         ("strata.hcl", STACK.to_string()),
         (
             "app/main.tf",
-            "variable \"name\" {}\nvariable \"size\" {}\nvariable \"image\" {}\n".into(),
+            "variable \"name\" {}\nvariable \"size\" {}\nvariable \"image\" {}\nvariable \"api_image\" {}\noutput \"image\" { value = var.image }\n".into(),
+        ),
+        (
+            "app/api.auto.tfvars",
+            "api_image = \"registry.example.com/shop/api:main-9\" # strata:image api\n".into(),
         ),
     ]
 }
@@ -249,5 +258,103 @@ async fn a_promotion_whose_push_is_rejected_is_made_again_on_the_new_head() {
             .replace("replicas  = 3", "replicas  = 5")
             .replace("web:1.2.0\"   #", "web:1.4.0\"   #")
             .trim_end()
+    );
+}
+
+/// The `strata status` row of `env`.
+fn row<'a>(status: &'a str, env: &str) -> &'a str {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(env))
+        .unwrap_or_else(|| panic!("no row for {env} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_what_each_environment_runs_and_a_promotion_moves_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (_work, bare) = bare_repo(d.path(), &files());
+    let st = d.path().join("state");
+    let (repo, state) = (bare.to_str().unwrap(), st.to_str().unwrap());
+    let apply = |env: &'static str| {
+        let root = d.path().to_path_buf();
+        async move {
+            strata_cli_env(
+                &root,
+                &[
+                    "apply",
+                    "--auto-approve",
+                    "--repo",
+                    repo,
+                    "--state-dir",
+                    state,
+                    "--env",
+                    env,
+                ],
+                &[],
+            )
+            .await
+            .code(0);
+        }
+    };
+    apply("dev").await;
+    apply("prod").await;
+    let first = git(&bare, &["rev-parse", "main"]);
+    let status = strata_cli_env(d.path(), &["status", "--state-dir", state], &[])
+        .await
+        .code(0)
+        .stdout;
+    let short = &first[..12];
+    assert!(status.starts_with("environment  converged"), "{status}");
+    assert_eq!(
+        row(&status, "dev"),
+        format!("dev          {short}  api main-9, web 1.4.0")
+    );
+    assert_eq!(
+        row(&status, "prod"),
+        format!("prod         {short}  api main-9, web 1.2.0")
+    );
+    assert!(
+        !status.contains("staging"),
+        "an environment never run has no state: {status}"
+    );
+    assert!(
+        status
+            .contains("images: api main-9 (app/api.auto.tfvars:1), web 1.2.0 (env.vars.web_image)"),
+        "{status}"
+    );
+
+    // Promote dev's image to prod and converge prod: prod runs dev's tag at the new commit,
+    // dev still runs what it ran.
+    promote(d.path(), &bare, &["dev", "prod"], &[])
+        .await
+        .code(0);
+    apply("prod").await;
+    let second = git(&bare, &["rev-parse", "main"]);
+    let json = strata_cli_env(d.path(), &["status", "--state-dir", state, "--json"], &[])
+        .await
+        .code(0)
+        .stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let prod = &v["environments"]["prod"];
+    assert_eq!(prod["converged_revision"], second.as_str());
+    let web: Vec<&serde_json::Value> = prod["converged_images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["image"] == "web")
+        .collect();
+    assert_eq!(web.len(), 1, "{prod}");
+    assert_eq!(web[0]["tag"], "1.4.0");
+    assert_eq!(web[0]["var"], "web_image");
+    assert_eq!(web[0]["file"], "strata.hcl");
+    let dev = &v["environments"]["dev"];
+    assert_eq!(dev["converged_revision"], first.as_str());
+    let status = strata_cli_env(d.path(), &["status", "--state-dir", state], &[])
+        .await
+        .code(0)
+        .stdout;
+    assert_eq!(
+        row(&status, "prod"),
+        format!("prod         {}  api main-9, web 1.4.0", &second[..12])
     );
 }
