@@ -228,6 +228,32 @@ pub enum Command {
     /// Image automation: new tags in a registry become commits of the marked lines.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Copy vars values (default: those marked `# strata:image`) from environment FROM's block
+    /// to TO's in one commit, pushed to the branch (or --push-branch for review); prints it.
+    Promote(PromoteArgs),
+}
+
+/// `strata promote`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromoteArgs {
+    /// The environment whose values are copied.
+    pub from: String,
+    /// The environment that receives them.
+    pub to: String,
+    /// The vars to copy, comma-separated (default: every value carrying a strata:image marker).
+    #[arg(long, value_delimiter = ',', value_name = "VAR,...")]
+    pub vars: Option<Vec<String>>,
+    /// Push the commit to this branch, for review, instead of the tracked branch.
+    #[arg(long, value_name = "NAME")]
+    pub push_branch: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Bounds each git command (clone, push).
+    #[arg(long, default_value = "2m")]
+    pub git_timeout: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,8 +34,17 @@ pub enum Error {
     #[error(transparent)]
     Writeback(#[from] crate::images::writeback::WritebackError),
 
+    #[error(transparent)]
+    Promote(Box<crate::promote::PromoteError>),
+
     #[error("failed to write output: {0}")]
     Output(#[source] std::io::Error),
+}
+
+impl From<crate::promote::PromoteError> for Error {
+    fn from(e: crate::promote::PromoteError) -> Error {
+        Error::Promote(Box::new(e))
+    }
 }
 
 impl Error {

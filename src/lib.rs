@@ -19,6 +19,7 @@ pub mod install;
 pub mod kube;
 pub mod logging;
 pub mod notify;
+pub mod promote;
 pub mod redact;
 pub mod report;
 pub mod secrets;

@@ -9,7 +9,7 @@ use crate::images::scan::ScanReport;
 use crate::images::writeback::{self, WritebackOptions};
 
 /// The stack directory and the validated stack a scan reads.
-fn open(source: &SourceArgs) -> Result<(std::path::PathBuf, crate::Validated), Error> {
+pub(super) fn open(source: &SourceArgs) -> Result<(std::path::PathBuf, crate::Validated), Error> {
     match &source.repo {
         Some(url) => {
             let spec = crate::source::SourceSpec {

@@ -7,6 +7,7 @@ mod agent;
 mod converge;
 mod devcluster;
 mod image;
+mod promote;
 mod source;
 mod stack;
 mod state;
@@ -161,6 +162,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             git_timeout,
             json,
         }) => image::update(&repo, &git_timeout, json),
+        Command::Promote(args) => promote::promote(&args),
     };
     match result {
         Ok(status) => status,

@@ -34,8 +34,17 @@ pub fn status_envs(
         out_json(&serde_json::json!({ "environments": all }))?;
         return Ok(ExitStatus::Success);
     }
+    // What is where first, then each environment's layers.
+    let mut runs = Vec::new();
     for e in &envs {
-        out(&format!("=== environment {e} ===\n"))?;
+        let state = crate::state::stack_status::StackState::load(&crate::engine::env_state_dir(
+            state_dir, e,
+        ))?;
+        runs.push(state.runs(e));
+    }
+    out(&crate::report::status::environments(&runs))?;
+    for e in &envs {
+        out(&format!("\n=== environment {e} ===\n"))?;
         status(&crate::engine::env_state_dir(state_dir, e), false)?;
     }
     Ok(ExitStatus::Success)

@@ -254,6 +254,9 @@ impl Engine {
             mode == Mode::Apply && report.layers.iter().all(|l| converged(l.status));
         // What this apply's steps recorded as converged (`record_converged`), to merge in.
         let mine = self.state();
+        // What the environment runs now, read before the state's lock is taken.
+        let images = converged_all
+            .then(|| crate::images::running::of(&self.root, self.stack.env.as_deref()));
         self.record_state(|state| {
             state.stack = self.stack.name.clone();
             state.source = Some(source);
@@ -298,6 +301,7 @@ impl Engine {
             }
             if converged_all {
                 state.converged_revision = Some(self.revision.clone());
+                state.converged_images = images.clone();
             }
             // Orphans stay in the state (never forgotten, never reported converged); a layer
             // declared again is no orphan.

@@ -1,6 +1,5 @@
-//! The commit of new image tags: a scratch clone of the branch, the marked values replaced byte
-//! for byte, one commit, pushed with the `git` binary. A push refused because the branch moved
-//! is retried on the new head (the marker edit is made again there), never forced.
+//! The commit of new image tags: the marked values replaced byte for byte in a scratch clone of
+//! the branch, committed and pushed by [`super::commit`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::git::{Git, GitError};
+use super::commit::{commit_and_push, Destination, Edited, PUSH_ATTEMPTS};
+use super::git::GitError;
 use super::markers;
 use crate::stack::images::Writeback;
-
-/// How often a push refused because the branch moved is retried on the new head.
-const PUSH_ATTEMPTS: u32 = 5;
 
 /// The tag selected for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +98,7 @@ pub enum WritebackError {
         "the source tracks \"{0}\", which is not a branch: set `branch` in the writeback block"
     )]
     NotABranch(String),
-    #[error("branch {branch} moved during each of {PUSH_ATTEMPTS} pushes; nothing was forced, the next update tries again")]
+    #[error("branch {branch} moved during each of {PUSH_ATTEMPTS} pushes; nothing was forced; try again")]
     KeptMoving { branch: String },
 }
 
@@ -141,24 +138,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn scrub(e: GitError, url: &str) -> GitError {
-    let shown = redact_url(url);
-    if shown == url {
-        return e;
-    }
-    match e {
-        GitError::Failed { args, stderr } => GitError::Failed {
-            args: args.replace(url, &shown),
-            stderr: stderr.replace(url, &shown),
-        },
-        GitError::Timeout { args, timeout } => GitError::Timeout {
-            args: args.replace(url, &shown),
-            timeout,
-        },
-        other => other,
-    }
-}
-
 /// Commits `selected` into the marked lines of the stack and pushes it.
 ///
 /// # Guarantees
@@ -176,166 +155,34 @@ pub fn update(
     writeback: &Writeback,
     selected: &[Selected],
 ) -> Result<Outcome, WritebackError> {
-    let url = opts.url.as_str();
-    std::fs::create_dir_all(&opts.work_dir).map_err(|source| WritebackError::Scratch {
-        dir: opts.work_dir.clone(),
-        source,
-    })?;
-    let scratch = tempfile::Builder::new()
-        .prefix("image-update-")
-        .tempdir_in(&opts.work_dir)
-        .map_err(|source| WritebackError::Scratch {
-            dir: opts.work_dir.clone(),
-            source,
-        })?;
-    let outside = Git::new(scratch.path(), opts.timeout)?;
-    let run = |git: &Git, args: &[&str]| git.run(args).map_err(|e| scrub(e, url));
-    let branch = match writeback.branch.clone() {
-        Some(b) => b,
-        None => match &opts.tracked {
-            Some(r) => {
-                let b = r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
-                let heads = run(
-                    &outside,
-                    &[
-                        "ls-remote",
-                        "--heads",
-                        "--",
-                        url,
-                        &format!("refs/heads/{b}"),
-                    ],
-                )?;
-                if heads.is_empty() {
-                    return Err(WritebackError::NotABranch(r.clone()));
-                }
-                b
-            }
-            None => {
-                // The remote's HEAD: `ref: refs/heads/main	HEAD`.
-                let out = run(&outside, &["ls-remote", "--symref", "--", url, "HEAD"])?;
-                out.lines()
-                    .find_map(|l| l.strip_prefix("ref: refs/heads/"))
-                    .and_then(|l| l.split_whitespace().next())
-                    .map(str::to_string)
-                    .ok_or_else(|| WritebackError::NotABranch("HEAD".into()))?
-            }
-        },
+    let dest = Destination {
+        branch: writeback.branch.clone(),
+        push_branch: writeback.push_branch.clone(),
+        author: writeback.author.clone(),
     };
-    let target = writeback
-        .push_branch
-        .clone()
-        .unwrap_or_else(|| branch.clone());
-    // A proposal already pushed is built on: its branch holds the earlier edits.
-    let start = if target != branch
-        && !run(
-            &outside,
-            &[
-                "ls-remote",
-                "--heads",
-                "--",
-                url,
-                &format!("refs/heads/{target}"),
-            ],
-        )?
-        .is_empty()
-    {
-        target.clone()
-    } else {
-        branch.clone()
-    };
-    run(
-        &outside,
-        &[
-            "clone",
-            "--quiet",
-            "--no-tags",
-            "--single-branch",
-            "--branch",
-            &start,
-            "--",
-            url,
-            "repo",
-        ],
-    )?;
-    let repo = scratch.path().join("repo");
-    let git =
-        Git::new(&repo, opts.timeout)?.identity(&writeback.author.name, &writeback.author.email);
-    let stack_dir = match &opts.path {
-        Some(p) => repo.join(p),
-        None => repo.clone(),
-    };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let changes = edit(&stack_dir, &repo, &branch, selected)?;
-        if changes.is_empty() {
-            return Ok(Outcome {
-                commit: None,
-                branch,
-                pushed_to: target.clone(),
-                proposed: writeback.push_branch.is_some(),
-                changes,
-                attempts: attempts - 1,
-            });
-        }
+    let pushed = commit_and_push(opts, &dest, |stack_dir, repo, branch| {
+        let changes = edit(stack_dir, repo, branch, selected)?;
         let mut files: Vec<String> = changes
             .iter()
             .flat_map(|c| c.lines.iter().map(|l| l.file.clone()))
             .collect();
         files.sort();
         files.dedup();
-        let mut add = vec!["add", "--"];
-        add.extend(files.iter().map(String::as_str));
-        run(&git, &add)?;
         let message = message(&writeback.message, &changes, selected);
-        run(
-            &git,
-            &[
-                "-c",
-                "commit.gpgsign=false",
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "-m",
-                &message,
-            ],
-        )?;
-        match git.run(&[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/{target}"),
-        ]) {
-            Ok(_) => {
-                let commit = run(&git, &["rev-parse", "HEAD"])?;
-                return Ok(Outcome {
-                    commit: Some(commit),
-                    branch,
-                    proposed: writeback.push_branch.is_some(),
-                    pushed_to: target,
-                    changes,
-                    attempts,
-                });
-            }
-            Err(e) if e.is_rejected_push() && attempts < PUSH_ATTEMPTS => {
-                tracing::info!("branch {target} moved while pushing image updates; making the edit again on its new head");
-                run(
-                    &git,
-                    &[
-                        "fetch",
-                        "--quiet",
-                        "origin",
-                        &format!("refs/heads/{target}"),
-                    ],
-                )?;
-                run(&git, &["reset", "--quiet", "--hard", "FETCH_HEAD"])?;
-            }
-            Err(e) if e.is_rejected_push() => {
-                return Err(WritebackError::KeptMoving { branch: target });
-            }
-            Err(e) => return Err(scrub(e, url).into()),
-        }
-    }
+        Ok::<_, WritebackError>(Edited {
+            made: changes,
+            files,
+            message,
+        })
+    })?;
+    Ok(Outcome {
+        commit: pushed.commit,
+        branch: pushed.branch,
+        pushed_to: pushed.pushed_to,
+        proposed: pushed.proposed,
+        changes: pushed.made,
+        attempts: pushed.attempts,
+    })
 }
 
 /// Makes the edits in the checkout; the changes made (empty when none was needed).

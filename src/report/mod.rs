@@ -7,6 +7,7 @@ pub mod error;
 pub mod history;
 pub mod image;
 pub mod orphans;
+pub mod promote;
 pub mod run;
 pub mod source;
 pub mod state_push;

@@ -7,7 +7,8 @@ use super::run::short;
 use crate::agent::{AgentStatus, Reach};
 use crate::engine::record::Observation;
 use crate::engine::DriftState;
-use crate::state::stack_status::{Reason, StackState};
+use crate::images::running::RunningImage;
+use crate::state::stack_status::{EnvironmentRuns, Reason, StackState};
 
 /// The stack, the terraform in use (`terraform` is already a line of text: finding it touches
 /// the machine), and one row per layer: with `agent` (an agent runs on the state dir), what it
@@ -22,7 +23,7 @@ pub fn text(
         return format!("no runs recorded in {}\n", state_dir.display());
     }
     let mut t = format!(
-        "stack \"{}\" from {}\nterraform: {terraform}\nconverged revision: {}\n\n",
+        "stack \"{}\" from {}\nterraform: {terraform}\nconverged revision: {}\n",
         state.stack,
         state.source.clone().unwrap_or_default(),
         state
@@ -31,6 +32,20 @@ pub fn text(
             .map(short)
             .unwrap_or("none")
     );
+    if let Some(images) = state.converged_images.as_ref().filter(|i| !i.is_empty()) {
+        let places: Vec<String> = images
+            .iter()
+            .map(|i| {
+                let at = match &i.var {
+                    Some(v) => format!("env.vars.{v}"),
+                    None => format!("{}:{}", i.file, i.line),
+                };
+                format!("{} {} ({at})", i.image, i.tag)
+            })
+            .collect();
+        let _ = writeln!(t, "images: {}", places.join(", "));
+    }
+    t.push('\n');
     // Every cell first, then each column as wide as its widest cell: aligned for every state.
     let header = [
         "layer",
@@ -79,6 +94,64 @@ pub fn text(
 }
 
 /// `in sync`, `pending 0123456789ab`, `unknown`: what the agent observed of a layer, in a cell.
+/// `web 1.4.0, api main-10`: each image once, with every tag its markers carry (`1.3.0/1.4.0`
+/// when they disagree).
+pub fn image_tags(images: &[RunningImage]) -> String {
+    let mut tags: Vec<(&str, Vec<&str>)> = Vec::new();
+    for i in images {
+        match tags.iter_mut().find(|(name, _)| *name == i.image) {
+            Some((_, t)) if t.contains(&i.tag.as_str()) => {}
+            Some((_, t)) => t.push(&i.tag),
+            None => tags.push((&i.image, vec![&i.tag])),
+        }
+    }
+    tags.iter()
+        .map(|(name, t)| format!("{name} {}", t.join("/")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What is where: per environment, the revision it last converged and the image tags it runs.
+pub fn environments(runs: &[EnvironmentRuns]) -> String {
+    let rows: Vec<[String; 3]> = runs
+        .iter()
+        .map(|r| {
+            let images = match (&r.converged_revision, &r.images) {
+                (None, _) => "-".to_string(),
+                (Some(_), None) => "not recorded".to_string(),
+                (Some(_), Some(i)) if i.is_empty() => "no image markers".to_string(),
+                (Some(_), Some(i)) => image_tags(i),
+            };
+            [
+                r.env.clone(),
+                r.converged_revision
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or("none")
+                    .to_string(),
+                images,
+            ]
+        })
+        .collect();
+    let header = ["environment", "converged", "images"].map(String::from);
+    let mut widths = [0usize; 3];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut t = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        let _ = writeln!(t, "{}", cells.join("  ").trim_end());
+    }
+    t
+}
+
 pub fn observed(o: &Observation) -> String {
     match o {
         Observation::InSync => "in sync".into(),

@@ -118,6 +118,20 @@ pub struct StackState {
     /// The revision of the last run of any kind.
     pub last_revision: Option<String>,
     pub layers: BTreeMap<String, LayerState>,
+    /// The tags the image markers carried at `converged_revision`: what the environment runs.
+    /// `None` when not recorded (converged before strata recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_images: Option<Vec<crate::images::running::RunningImage>>,
+}
+
+/// What one environment runs: the revision it last converged and the tags its image markers
+/// carried there (`strata status` over every environment).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentRuns {
+    pub env: String,
+    pub converged_revision: Option<String>,
+    /// `None` when not recorded (converged before strata recorded them).
+    pub images: Option<Vec<crate::images::running::RunningImage>>,
 }
 
 /// What to do about a corrupt `status.json`.
@@ -126,6 +140,15 @@ layer as never applied (planning all of them; Terraform state and Kubernetes inv
 elsewhere and stay intact)";
 
 impl StackState {
+    /// What environment `env` runs, as this state remembers it.
+    pub fn runs(&self, env: &str) -> EnvironmentRuns {
+        EnvironmentRuns {
+            env: env.to_string(),
+            converged_revision: self.converged_revision.clone(),
+            images: self.converged_images.clone(),
+        }
+    }
+
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("status.json")
     }

@@ -32,6 +32,7 @@ mod limits;
 mod logging;
 mod orphans;
 mod permissions;
+mod promote;
 mod report;
 mod safe;
 mod secrets;
