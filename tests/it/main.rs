@@ -21,6 +21,7 @@ mod images;
 mod images_agent;
 mod json_output;
 mod kube;
+mod kube_listdiff;
 mod kube_orphans;
 mod kube_ownership;
 mod kube_safety;
