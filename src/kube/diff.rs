@@ -175,12 +175,41 @@ pub(crate) fn mask(r: &ObjRef, sensitive: &Redactor, fields: Vec<FieldDiff>) -> 
         .collect()
 }
 
+/// How kubediff reads the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// Objects of one kind and namespace read with one paged LIST where Git declares at least
+    /// [`LIST_FROM`] of them (one GET each otherwise); a dry run only for objects the forced apply
+    /// could change ([`super::owned::unchanged_by_apply`] cannot rule it out).
+    #[default]
+    Lists,
+    /// One GET and one server-side dry run per object: the reference the lists are checked
+    /// against.
+    DryRunEach,
+}
+
+/// From how many desired objects of one kind and namespace one LIST reads them.
+pub const LIST_FROM: usize = 20;
+
+/// Items per page of a LIST.
+const PAGE: u32 = 500;
+
+/// How a desired object's live state is read.
+enum Live {
+    /// Read on its own (GET).
+    Get,
+    /// Read by a LIST: the object, or `None` when the list did not hold it.
+    Listed(Option<Value>),
+}
+
 /// One object against the cluster: `None` when it matches.
 async fn diff_one(
     client: &::kube::Client,
     d: &Desired,
     served: &Resources,
     opts: &ApplyOptions,
+    method: Method,
+    live: Live,
 ) -> Result<Option<ObjectDiff>, KubeError> {
     let missing = || {
         Ok(Some(ObjectDiff {
@@ -193,15 +222,24 @@ async fn diff_one(
         return missing();
     }
     let api = d.api(client);
-    let live = retry(opts.backoff, || api.get_opt(&d.r.name))
-        .await
-        .map_err(|e| KubeError::Read {
-            what: d.r.to_string(),
-            message: super::error::describe(&e),
-        })?;
+    let live = match live {
+        Live::Listed(live) => live,
+        Live::Get => retry(opts.backoff, || api.get_opt(&d.r.name))
+            .await
+            .map_err(|e| KubeError::Read {
+                what: d.r.to_string(),
+                message: super::error::describe(&e),
+            })?
+            .map(|o| serde_json::to_value(&o).unwrap_or_default()),
+    };
     let Some(live) = live else {
         return missing();
     };
+    if method == Method::Lists
+        && super::owned::unchanged_by_apply(&d.object, &live, &opts.field_manager)
+    {
+        return Ok(None);
+    }
     let pp = ::kube::api::PatchParams::apply(&opts.field_manager)
         .force()
         .dry_run();
@@ -211,7 +249,7 @@ async fn diff_one(
         .map_err(|e| KubeError::DryRun {
             failures: vec![format!("{}: {e}", d.r)],
         })?;
-    let a = comparable(&serde_json::to_value(&live).unwrap_or_default());
+    let a = comparable(&live);
     let b = comparable(&serde_json::to_value(&dry).unwrap_or_default());
     let fields = mask(&d.r, &d.sensitive, field_diffs(&a, &b));
     Ok((!fields.is_empty()).then(|| ObjectDiff {
@@ -221,17 +259,85 @@ async fn diff_one(
     }))
 }
 
+/// The live objects of one kind in one namespace (or cluster-wide) that `names` names, read
+/// with a paged LIST; objects not named are dropped page by page, so memory follows the desired
+/// objects, not the namespace.
+///
+/// # Errors
+/// A page the server does not give after the retries ([`KubeError::Read`]).
+async fn list_named(
+    client: &::kube::Client,
+    d: &Desired,
+    names: &std::collections::HashSet<&str>,
+    opts: &ApplyOptions,
+) -> Result<std::collections::HashMap<String, Value>, KubeError> {
+    let api = d.api(client);
+    let what = || {
+        format!(
+            "the {} objects of {} in namespace {:?}",
+            d.r.kind, d.r.version, d.r.namespace
+        )
+    };
+    // A paged LIST is one snapshot; when its continue token expires mid-way, read it again.
+    let read = || async {
+        let mut found = std::collections::HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ::kube::api::ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = api.list(&lp).await?;
+            token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for mut o in page.items {
+                let Some(name) = o.metadata.name.as_deref() else {
+                    continue;
+                };
+                if names.contains(name) {
+                    // Items of a list carry no apiVersion and kind on a real server; the dry
+                    // run's answer does, and the comparison must not see that as a change.
+                    o.types = Some(::kube::api::TypeMeta {
+                        api_version: d.r.api_version(),
+                        kind: d.r.kind.clone(),
+                    });
+                    found.insert(
+                        name.to_string(),
+                        serde_json::to_value(&o).unwrap_or_default(),
+                    );
+                }
+            }
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
+    };
+    retry(opts.backoff, read)
+        .await
+        .map_err(|e: ::kube::Error| KubeError::Read {
+            what: what(),
+            message: super::error::describe(&e),
+        })
+}
+
 /// Compares every desired object with the cluster (through a forced server-side dry run, so the
-/// comparison includes server defaults), and lists inventory objects that are no longer desired.
+/// comparison includes server defaults, except where the live object shows that the apply
+/// would change nothing), and lists inventory objects that are no longer desired.
 ///
 /// # Guarantees
-/// Writes nothing. Secret values never appear in the result.
+/// Writes nothing. Secret values never appear in the result. [`Method::Lists`] gives the same
+/// verdict and the same fields as [`Method::DryRunEach`]: it skips a dry run only where the
+/// live object already holds every field and value strata applies, owned by strata and nothing
+/// more (a mutating admission webhook that changes objects on every write is not seen there).
+///
+/// # Errors
+/// Reads and dry runs that fail after the retries, naming the objects.
 pub async fn diff(
     cluster: &super::Cluster,
     desired: &[Desired],
     previous: &[ObjRef],
     resources: &Resources,
     opts: &ApplyOptions,
+    method: Method,
 ) -> Result<KubeDiff, KubeError> {
     let mut out = KubeDiff::default();
     let client: &::kube::Client = cluster;
@@ -243,9 +349,38 @@ pub async fn diff(
         )
         .await?;
     use futures::stream::{self, StreamExt, TryStreamExt};
+    let mut live: Vec<Live> = desired.iter().map(|_| Live::Get).collect();
+    if method == Method::Lists {
+        let mut groups: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
+        for (i, d) in desired.iter().enumerate() {
+            if served.get(&d.r.group, &d.r.version, &d.r.kind).is_some() {
+                let key = (&d.r.group, &d.r.version, &d.r.kind, &d.r.namespace);
+                groups.entry(key).or_default().push(i);
+            }
+        }
+        // Futures collected first (as below): a stream over a lazy `map` of closures makes
+        // the whole future lose `Send`, which the agent needs.
+        let mut lists = Vec::new();
+        for g in groups.into_values().filter(|g| g.len() >= LIST_FROM) {
+            let names = g.iter().map(|&i| desired[i].r.name.as_str()).collect();
+            lists.push(async move {
+                let found = list_named(client, &desired[g[0]], &names, opts).await?;
+                Ok::<_, KubeError>((g, found))
+            });
+        }
+        let lists: Vec<_> = stream::iter(lists)
+            .buffer_unordered(super::CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (g, mut found) in lists {
+            for i in g {
+                live[i] = Live::Listed(found.remove(&desired[i].r.name));
+            }
+        }
+    }
     let mut futures = Vec::with_capacity(desired.len());
-    for d in desired {
-        futures.push(diff_one(client, d, &served, opts));
+    for (d, live) in desired.iter().zip(live) {
+        futures.push(diff_one(client, d, &served, opts, method, live));
     }
     let results: Vec<Option<ObjectDiff>> = stream::iter(futures)
         .buffered(super::CONCURRENCY)

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod manifest;
 pub mod object;
 pub mod order;
+pub mod owned;
 pub mod owner;
 pub mod prune;
 pub mod resolve;
@@ -317,9 +318,21 @@ pub async fn diff(
     resources: &resolve::Resources,
     opts: &SyncOptions,
 ) -> Result<KubeDiff, KubeError> {
+    diff_by(client, desired, resources, opts, diff::Method::default()).await
+}
+
+/// [`diff`], reading the cluster the way `method` says (the tests hold the two against each
+/// other).
+pub async fn diff_by(
+    client: &Cluster,
+    desired: &[Desired],
+    resources: &resolve::Resources,
+    opts: &SyncOptions,
+    method: diff::Method,
+) -> Result<KubeDiff, KubeError> {
     let a = &opts.apply;
     let previous = read_inventory(client, a).await?.entries;
-    diff::diff(client, desired, &previous, resources, a)
+    diff::diff(client, desired, &previous, resources, a, method)
         .await
         .map_err(|e| e.redact(&sensitive_of(desired)))
 }

@@ -23,6 +23,7 @@ mod images_agent;
 mod install;
 mod json_output;
 mod kube;
+mod kube_listdiff;
 mod kube_orphans;
 mod kube_ownership;
 mod kube_safety;
