@@ -191,6 +191,7 @@ impl Agent {
             state_dir: opts.state_dir.clone(),
             source_state_dir: opts.source.state_dir.clone(),
             graph: crate::server::api::GraphSource::new(opts.spec.path.clone()),
+            running: Arc::default(),
         });
         // The last converged revision's settings, until a sync opens a newer one.
         let settings = status.revision.as_ref().and_then(|r| {
@@ -297,6 +298,7 @@ impl Agent {
         o.clusters = Some(self.clusters.clone());
         o.progress = self.opts.progress;
         o.age_keys = self.opts.age_keys.clone();
+        o.observer = Some(self.http.running.clone());
         o
     }
 }

@@ -176,6 +176,8 @@ impl Agent {
         // Each sync or drift check is a run: a cluster found unreachable in the last one is
         // tried again.
         self.clusters.begin_run().await;
+        // However the work ends, no layer is shown running after it.
+        let _running = self.http.running.until_done();
         let work = async {
             match sync {
                 Some(since) => self.sync(since).await,

@@ -97,6 +97,8 @@ pub struct EngineOptions {
     /// The clients of the clusters, shared by the engines given the same (the agent keeps them
     /// across its loops); each engine connects its own when `None`.
     pub clusters: Option<Arc<crate::kube::Clusters>>,
+    /// Told every layer's steps as they happen (the agent's dashboard shows what runs now).
+    pub observer: Option<Arc<dyn progress::Observer>>,
 }
 
 impl EngineOptions {
@@ -118,6 +120,7 @@ impl EngineOptions {
             reinit: Vec::new(),
             env: None,
             clusters: None,
+            observer: None,
         }
     }
 }
@@ -274,6 +277,9 @@ impl Engine {
     }
 
     fn progress(&self, id: &LayerId, event: progress::Event) {
+        if let Some(o) = &self.opts.observer {
+            o.event(id, &event);
+        }
         if let Some(p) = self.progress.lock().expect("progress").as_ref() {
             p.set(id, event);
         }
@@ -281,6 +287,9 @@ impl Engine {
 
     /// Starts the progress display of a run; the handle stops its heartbeat when dropped.
     fn start_progress(&self) -> ProgressGuard {
+        if let Some(o) = &self.opts.observer {
+            o.started(&self.revision);
+        }
         let p = progress::Progress::new(self.opts.progress, self.graph.layers().to_vec());
         let beat = p.heartbeat();
         *self.progress.lock().expect("progress") = Some(p);

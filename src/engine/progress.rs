@@ -64,6 +64,14 @@ struct Inner {
     drawn: usize,
 }
 
+/// Told every step of every layer as it happens, whether or not a display is shown: the agent
+/// keeps from it the layers it is running now, for its dashboard.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A run (plan, apply or drift check) of `revision` starts.
+    fn started(&self, _revision: &str) {}
+    fn event(&self, layer: &LayerId, event: &Event);
+}
+
 /// A run's progress display.
 pub struct Progress {
     enabled: bool,

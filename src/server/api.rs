@@ -95,15 +95,21 @@ async fn blocking<T: Send + 'static>(
 pub fn overview(s: &AgentHttp) -> Result<Overview, StateError> {
     let agent = agent_status(s);
     let stack = StackState::load(&s.state_dir)?;
-    let graph = s
-        .graph
-        .graph(&s.source_state_dir, agent.revision.as_deref());
+    let now = s.running.snapshot();
+    // While a revision is being applied, its graph: the layers running are that revision's.
+    let applying = (!now.layers.is_empty()).then_some(now.revision).flatten();
+    let graph = s.graph.graph(
+        &s.source_state_dir,
+        applying.as_deref().or(agent.revision.as_deref()),
+    );
     let runs = crate::state::history::read(&s.state_dir, RUNS)?;
     let commit = agent
         .revision
         .as_deref()
         .and_then(|r| layer_page::commit_of(&runs, r));
-    Ok(Overview::build(&agent, &stack, graph, commit))
+    let mut o = Overview::build(&agent, &stack, &now.layers, graph, commit);
+    o.applying_revision = applying;
+    Ok(o)
 }
 
 /// The page of `layer`; `None` when the stack has no such layer.

@@ -8,6 +8,7 @@ pub mod hub;
 pub mod layer_page;
 mod metrics;
 pub mod overview;
+pub mod running;
 pub mod serve;
 
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,8 @@ pub struct AgentHttp {
     pub source_state_dir: std::path::PathBuf,
     /// Where the dashboard reads the stack's graph from.
     pub graph: api::GraphSource,
+    /// The layers the agent is running now (in memory only: after a restart nothing runs).
+    pub running: Arc<running::Running>,
 }
 
 /// HMAC-SHA256, as GitHub signs webhooks (`X-Hub-Signature-256: sha256=<hex>`).
@@ -130,6 +133,12 @@ async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
 /// What `/api/v1/status` shows of one environment: the agent's status with each layer's.
 fn env_status(s: &AgentHttp) -> serde_json::Value {
     let mut v = s.status.lock().expect("status").clone();
+    // What runs now: kept in memory, never in `agent.json` (after a restart nothing runs).
+    let now = s.running.snapshot();
+    v["applying"] = serde_json::to_value(&now.layers).unwrap_or_default();
+    if !now.layers.is_empty() {
+        v["applying_revision"] = now.revision.into();
+    }
     match crate::state::stack_status::StackState::load(&s.state_dir) {
         // Each layer with what the agent observed and why it is not converged.
         Ok(stack) => {

@@ -10,12 +10,16 @@ use serde::Serialize;
 use crate::agent::{AgentStatus, Awaiting};
 use crate::engine::record::{CommitInfo, DriftState, Observation};
 use crate::graph::GraphView;
+use crate::server::running::Activity;
 use crate::state::stack_status::{LayerState, Reason, StackState};
 
 /// A layer's state on the dashboard, most pressing first when several hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shown {
+    /// The agent is running it now (planning, comparing with the cluster, or applying),
+    /// whatever it was before.
+    Applying,
     /// A plan waits for someone to approve it.
     AwaitingApproval,
     /// Its last apply failed or was interrupted.
@@ -41,6 +45,7 @@ impl Shown {
     /// `in sync`, `drifted`, ...: the state in words, for people and for screen readers.
     pub fn words(self) -> &'static str {
         match self {
+            Shown::Applying => "applying",
             Shown::AwaitingApproval => "awaiting approval",
             Shown::Failed => "failed",
             Shown::Drifted => "drifted",
@@ -173,6 +178,9 @@ pub struct Overview {
     pub commit: Option<CommitInfo>,
     /// The newest revision seen on the source.
     pub latest_seen: Option<String>,
+    /// The revision whose layers the agent is running now; the graph is then that revision's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applying_revision: Option<String>,
     pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_ready: Option<String>,
@@ -190,11 +198,12 @@ pub struct Overview {
 }
 
 impl Overview {
-    /// The front page from the agent's status, the stack's memory, the graph (or why there is
-    /// none) and the commit of the agent's revision.
+    /// The front page from the agent's status, the stack's memory, the layers the agent runs
+    /// now, the graph (or why there is none) and the commit of the agent's revision.
     pub fn build(
         agent: &AgentStatus,
         stack: &StackState,
+        running: &BTreeMap<String, Activity>,
         graph: Result<Graph, String>,
         commit: Option<CommitInfo>,
     ) -> Overview {
@@ -224,6 +233,16 @@ impl Overview {
                 let view = views.get(&layer);
                 let reason = view.and_then(|v| v.reason.as_ref());
                 let observed = agent.layers.get(&layer);
+                // What runs now is the freshest fact there is: it wins over every memory.
+                if let Some(a) = running.get(&layer) {
+                    return LayerCard {
+                        layer,
+                        wave,
+                        state: Shown::Applying,
+                        words: Shown::Applying.words(),
+                        detail: Some(format!("{} since {}", a.step.words(), a.since)),
+                    };
+                }
                 let state = Shown::of(
                     &layer,
                     stack.layers.get(&layer),
@@ -255,6 +274,7 @@ impl Overview {
             revision: agent.revision.clone(),
             commit,
             latest_seen: agent.latest_seen.clone(),
+            applying_revision: None,
             ready: agent.ready,
             not_ready: agent.not_ready.clone(),
             last_sync: agent.last_sync.clone(),
@@ -379,7 +399,7 @@ mod tests {
                 labels: vec!["outputs.id".into()],
             }],
         };
-        let o = Overview::build(&agent, &stack, Ok(graph), None);
+        let o = Overview::build(&agent, &stack, &BTreeMap::new(), Ok(graph.clone()), None);
         let got: Vec<(&str, Option<usize>, &str)> = o
             .layers
             .iter()
@@ -399,7 +419,32 @@ mod tests {
         assert_eq!(v["layers"][1]["state"], "failed");
         assert_eq!(v["graph"]["edges"][0]["labels"][0], "outputs.id");
 
-        let o = Overview::build(&agent, &stack, Err("no stack".into()), None);
+        let running = BTreeMap::from([(
+            "kubernetes.app".to_string(),
+            Activity {
+                step: crate::server::running::Step::Planning,
+                since: "2026-01-01T00:00:00Z".into(),
+            },
+        )]);
+        let o = Overview::build(&agent, &stack, &running, Ok(graph), None);
+        assert_eq!(
+            (o.layers[1].state, o.layers[1].words),
+            (Shown::Applying, "applying"),
+            "a failed layer run again is applying, not failed"
+        );
+        assert_eq!(
+            o.layers[1].detail.as_deref(),
+            Some("planning since 2026-01-01T00:00:00Z")
+        );
+        assert_eq!(o.layers[0].state, Shown::InSync, "only the running one");
+
+        let o = Overview::build(
+            &agent,
+            &stack,
+            &BTreeMap::new(),
+            Err("no stack".into()),
+            None,
+        );
         assert_eq!(o.graph_error.as_deref(), Some("no stack"));
         assert_eq!(o.layers.len(), 3, "from status.json alone");
     }

@@ -13,6 +13,7 @@ mod cluster_down;
 mod cluster_errors;
 mod conflicts;
 mod dashboard;
+mod dashboard_live;
 mod destroy;
 mod devcluster;
 mod engine;

@@ -59,12 +59,14 @@ function setLive(ok, text) {
 function header(o) {
   document.getElementById("stack").textContent = o.stack ? "· " + o.stack : "";
   const rev = document.getElementById("revision");
-  rev.replaceChildren(
+  // Flattened: replaceChildren would turn a nested list into its text, links and all.
+  rev.replaceChildren(...[
     "revision ", revLink(o.revision),
     o.commit ? ` “${o.commit.summary}” by ${o.commit.author}` : "",
     o.latest_seen && o.latest_seen !== o.revision ? [" · newest seen ", revLink(o.latest_seen)] : "",
+    o.applying_revision && o.applying_revision !== o.revision ? [" · applying ", revLink(o.applying_revision)] : "",
     o.ready ? " · ready" : ` · not ready: ${o.not_ready || "no successful sync yet"}`,
-  );
+  ].flat());
   document.title = `strata · ${o.stack || "dashboard"}`;
 }
 
