@@ -4,6 +4,7 @@
 pub mod api;
 mod approve;
 mod dashboard;
+pub mod environments;
 pub mod hub;
 pub mod layer_page;
 mod metrics;
@@ -83,6 +84,7 @@ pub fn router(shared: Arc<Hub>) -> axum::Router {
         .route("/api/v1/overview", get(api::get_overview))
         .route("/api/v1/layers/{layer}", get(api::get_layer))
         .route("/api/v1/history", get(api::get_history))
+        .route("/api/v1/environments", get(environments::get_environments))
         .merge(dashboard::routes())
         .with_state(shared)
 }

@@ -13,8 +13,9 @@ use crate::graph::GraphView;
 use crate::server::running::Activity;
 use crate::state::stack_status::{LayerState, Reason, StackState};
 
-/// A layer's state on the dashboard, most pressing first when several hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A layer's state on the dashboard, most pressing first when several hold (the order an
+/// environment's tab counts them in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shown {
     /// The agent is running it now (planning, comparing with the cluster, or applying),

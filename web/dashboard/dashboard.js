@@ -38,8 +38,8 @@ const layerLink = (id) => h("a", { href: layerHref(id) }, id);
 const revLink = (rev) => (rev ? h("a", { href: revHref(rev), title: rev }, h("code", {}, short(rev))) : "-");
 const badge = (state, words) => h("span", { class: "badge s-" + state, "data-state": state }, words);
 
-// An agent converging several environments shows one at a time: /?env=NAME.
-const ENV = new URLSearchParams(location.search).get("env");
+// An agent converging several environments shows one at a time, /?env=NAME, with a tab for each.
+let ENV = new URLSearchParams(location.search).get("env");
 const withEnv = (path) =>
   ENV ? path + (path.includes("?") ? "&" : "?") + "env=" + encodeURIComponent(ENV) : path;
 
@@ -54,6 +54,56 @@ function setLive(ok, text) {
   const live = document.getElementById("live");
   live.textContent = text;
   live.className = ok ? "ok" : "down";
+}
+
+// The environments' tabs: links (keyboard and screen readers know them), the current one marked
+// aria-current, each with its layers' states in words. Updated in place, so that a tab holding
+// the keyboard focus keeps it across polls. Fewer than two environments: no tabs.
+function drawTabs(list) {
+  const nav = document.getElementById("envs");
+  nav.hidden = list.length < 2;
+  if (nav.hidden) {
+    nav.replaceChildren();
+    return;
+  }
+  const names = list.map((t) => t.name).join("\n");
+  let ul = nav.querySelector("ul");
+  if (!ul || ul.dataset.names !== names) {
+    ul = h("ul", { "data-names": names }, list.map((t) => h("li", {}, tabLink(t.name))));
+    nav.replaceChildren(ul);
+  }
+  list.forEach((t, i) => {
+    const a = ul.children[i].firstElementChild;
+    a.setAttribute("class", "tab s-" + t.state);
+    a.dataset.state = t.state;
+    if (t.name === ENV) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+    a.querySelector(".words").textContent = t.words + (t.ready ? "" : " · not ready");
+  });
+}
+
+function tabLink(name) {
+  const a = h("a", { href: "?env=" + encodeURIComponent(name) + "#/", "data-env": name },
+    h("span", { class: "env" }, name), " ", h("span", { class: "words" }));
+  a.addEventListener("click", (ev) => {
+    // A new window or tab is the browser's business: the link's address already says which.
+    if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
+    ev.preventDefault();
+    ENV = name;
+    history.pushState(null, "", "?env=" + encodeURIComponent(name) + "#/");
+    restart();
+  });
+  return a;
+}
+
+// The tabs, and the environment shown: the first one when the address names none.
+async function environments() {
+  const list = (await getJson("/api/v1/environments")).environments;
+  if (!ENV && list.length > 1) {
+    ENV = list[0].name;
+    history.replaceState(null, "", "?env=" + encodeURIComponent(ENV) + location.hash);
+  }
+  drawTabs(list);
 }
 
 function header(o) {
@@ -282,6 +332,8 @@ async function refresh() {
   const at = route();
   const main = document.getElementById("main");
   try {
+    await environments();
+    if (mine !== generation) return;
     const o = await getJson("/api/v1/overview");
     let content;
     if (at.view === "layer") {
@@ -317,9 +369,16 @@ async function loop() {
   if (mine === generation) timer = setTimeout(loop, POLL_MS);
 }
 
-window.addEventListener("hashchange", () => {
+// A view change: the polls started before it are dropped, and the new view drawn at once.
+function restart() {
   generation += 1;
   clearTimeout(timer);
   loop();
+}
+
+window.addEventListener("hashchange", restart);
+window.addEventListener("popstate", () => {
+  ENV = new URLSearchParams(location.search).get("env");
+  restart();
 });
 loop();
