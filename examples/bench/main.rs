@@ -7,12 +7,16 @@
 //! (d) commit → converged latency through the agent: webhook vs polling
 //! (e) the Flux benchmark's shape: N layers of 4 objects vs the same objects in one layer
 //! (f) `strata validate` of N/4 and N generated layers
+//! (g) disaster recovery: `strata bootstrap` from the repository, first and after losing the
+//! cluster and the state dir (Terraform state in PostgreSQL), then `strata diff`
 //!
 //! Sizes: BENCH_SIZES (default "1000,10000"), BENCH_FLUX (layers, default 1000), BENCH_VALIDATE
-//! (layers, default 60000). Needs `make tools` (terraform, the provider mirror,
+//! (layers, default 60000), BENCH_DR (objects of the recovered apps layer, default 300);
+//! BENCH_ONLY=a,g runs only the benches named. Needs `make tools` (terraform, the provider mirror,
 //! kubectl) and a release build (`make bench` does both).
 
 mod flux;
+mod recovery;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -27,15 +31,33 @@ struct Measured {
 
 /// Runs a command to the end, measuring wall time and the peak RSS of the process (and of its
 /// waited-for children).
+fn measure(cmd: &mut Command) -> Measured {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    measure_as_set(cmd)
+}
+
+/// [`measure`], with the command's output in `log`; printed when it fails.
+fn measure_logged(cmd: &mut Command, log: &Path) -> Measured {
+    let out = std::fs::File::create(log).expect("log file");
+    cmd.stdout(out.try_clone().expect("log file")).stderr(out);
+    let m = measure_as_set(cmd);
+    if m.code != 0 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        eprintln!("  exit {}; its output ends:", m.code);
+        for l in tail.iter().rev() {
+            eprintln!("    {l}");
+        }
+    }
+    m
+}
+
 // The child is reaped with wait4 (for its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> Measured {
+fn measure_as_set(cmd: &mut Command) -> Measured {
     let started = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = cmd.spawn().expect("spawn");
     let mut status = 0;
     // SAFETY: waiting for our own child with a zeroed rusage to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -108,9 +130,20 @@ fn devcluster(dir: &Path) -> (std::process::Child, PathBuf) {
 
 /// [`devcluster`], with workloads ready after `ready` (`0s`: at once).
 fn devcluster_with(dir: &Path, ready: &str) -> (std::process::Child, PathBuf) {
+    devcluster_on(dir, ready, "127.0.0.1:0")
+}
+
+/// [`devcluster`] listening on `listen` (a cluster that comes back at the same address), with
+/// workloads ready at once.
+fn devcluster_at(dir: &Path, listen: &str) -> (std::process::Child, PathBuf) {
+    devcluster_on(dir, "0s", listen)
+}
+
+fn devcluster_on(dir: &Path, ready: &str, listen: &str) -> (std::process::Child, PathBuf) {
     let kc = dir.join("kubeconfig");
     let child = Command::new(strata())
-        .args(["devcluster", "--simulate-ready", ready, "--kubeconfig-out"])
+        .args(["devcluster", "--listen", listen, "--simulate-ready", ready])
+        .arg("--kubeconfig-out")
         .arg(&kc)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -228,19 +261,19 @@ fn bench_kubediff(rows: &mut Vec<[String; 5]>, n: usize) {
         format!("exit {}", s.code),
     );
     let mut kd = Command::new("kubectl");
-    kd.args(["diff", "--server-side", "-f"])
+    kd.args(["diff", "--server-side", "--force-conflicts", "-f"])
         .arg(stack.join("k8s"))
         .env("KUBECONFIG", &kc);
     let k = measure(&mut kd);
     row(
         rows,
         "a",
-        &format!("kubectl diff --server-side, {n} ConfigMaps"),
+        &format!("kubectl diff --server-side --force-conflicts, {n} ConfigMaps"),
         &k,
         format!(
-            "exit {}; strata/kubectl time {:.2}x, RSS {:.2}x",
+            "exit {}; strata {:.1}x faster (target 10x), RSS {:.2}x kubectl's (target: strata \u{2264} 150 MB)",
             k.code,
-            s.secs / k.secs,
+            k.secs / s.secs,
             s.max_rss_mb / k.max_rss_mb
         ),
     );
@@ -499,20 +532,38 @@ fn main() {
         "strata bench ({}), measured on this machine in one run:",
         strata().display()
     );
-    for n in sizes {
-        bench_kubediff(&mut rows, n);
-    }
-    bench_parallel(&mut rows);
-    bench_fifty(&mut rows);
-    bench_latency(&mut rows);
+    // BENCH_ONLY=a,g runs those benches only (all by default).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let on = |b: &str| only.is_empty() || only.split(',').any(|o| o.trim() == b);
     let size = |var: &str, default: usize| {
         std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    flux::bench_flux(&mut rows, size("BENCH_FLUX", 1000));
-    validate::bench_validate(&mut rows, size("BENCH_VALIDATE", 60_000));
+    if on("a") {
+        for n in sizes {
+            bench_kubediff(&mut rows, n);
+        }
+    }
+    if on("b") {
+        bench_parallel(&mut rows);
+    }
+    if on("c") {
+        bench_fifty(&mut rows);
+    }
+    if on("d") {
+        bench_latency(&mut rows);
+    }
+    if on("e") {
+        flux::bench_flux(&mut rows, size("BENCH_FLUX", 1000));
+    }
+    if on("f") {
+        validate::bench_validate(&mut rows, size("BENCH_VALIDATE", 60_000));
+    }
+    if on("g") {
+        recovery::bench_recovery(&mut rows, size("BENCH_DR", 300));
+    }
     println!("\n| bench | what | time | peak RSS | notes |\n| --- | --- | --- | --- | --- |");
     for r in rows {
         let rss = if r[3] == "0 MB" {

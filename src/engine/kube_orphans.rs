@@ -36,7 +36,10 @@ enum Settled {
 impl Engine {
     /// Where the state dir says a Kubernetes layer applies.
     fn kube_target(&self, id: &LayerId) -> Option<KubeTarget> {
-        self.state().layer(id).and_then(|l| l.kubernetes.clone())
+        // Read in place: every layer's apply asks, and a copy of the whole state each time made
+        // a 1,000-layer apply quadratic.
+        let state = self.state.lock().expect("state");
+        state.layer(id).and_then(|l| l.kubernetes.clone())
     }
 
     /// Records where a Kubernetes layer applies (its cluster, that cluster's server, its

@@ -293,6 +293,15 @@ async fn plan_one(
         force,
         ..Sending::default()
     };
+    // An object strata owns whose live state already holds every field and value it applies,
+    // owned by strata alone: no apply, forced or not, could change it (and no conflict can
+    // arise, no field being another manager's), so its dry run is not sent. Anything else —
+    // a changed or foreign field, a key left to the server's defaulting — is dry-run.
+    if let (Some(l), None) = (&current, &adopting) {
+        if super::owned::unchanged_by_apply(&d.object, &to_value(l), &opts.field_manager) {
+            return Ok((Planned::Unchanged, sending));
+        }
+    }
     let mut result = server_apply(d, &d.object, client, opts, force, true).await;
     if let Err(::kube::Error::Api(s)) = &result {
         let found = conflicts::of_status(s);
@@ -381,7 +390,9 @@ async fn plan_all(
 /// - Every object of a stage is dry-run before any of the stage is written; one failure and
 ///   nothing of the stage is applied, and the error lists every failure as `Kind/ns/name: reason`.
 /// - Objects whose dry-run result equals the live object are not written (no resourceVersion
-///   bump): a second run of the same layer makes zero writes.
+///   bump): a second run of the same layer makes zero writes. An object strata owns whose live
+///   state already holds every field and value it applies, owned by strata alone, is not even
+///   dry-run ([`super::owned::unchanged_by_apply`]): no apply could change it.
 /// - Transient API errors (5xx, 429, connection) are retried with capped backoff; 4xx answers are
 ///   final.
 /// - Without `force_conflicts`, a conflicting field is forced only when Git changed it since

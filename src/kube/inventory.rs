@@ -94,14 +94,11 @@ async fn read_named(
         .map_err(|e| fail(format!("its entries are not valid JSON: {e}")))
 }
 
-/// Applies the namespace strata keeps its records in.
+/// Applies the namespace strata keeps its records in (see [`in_records_namespace`]).
 ///
 /// # Errors
 /// The API error, after retries.
-pub(super) async fn ensure_namespace(
-    client: &::kube::Client,
-    backoff: Backoff,
-) -> Result<(), ::kube::Error> {
+async fn ensure_namespace(client: &::kube::Client, backoff: Backoff) -> Result<(), ::kube::Error> {
     let ns_ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("", "v1", "Namespace"),
         "namespaces",
@@ -112,6 +109,35 @@ pub(super) async fn ensure_namespace(
     let patch = Patch::Apply(&ns);
     retry(backoff, || nss.patch(NAMESPACE, &pp, &patch)).await?;
     Ok(())
+}
+
+/// Runs `write` (an apply of a record in the namespace strata keeps its records in), creating
+/// that namespace first only when the write finds it missing: once per cluster, not once per
+/// record written.
+///
+/// # Guarantees
+/// The record is written whether or not the namespace existed (or was deleted since the last
+/// record): a 404 from the apply (the only thing an apply can not find is its namespace) applies
+/// the namespace and writes again.
+///
+/// # Errors
+/// The API error of the write, or of the namespace's, after retries.
+pub(super) async fn in_records_namespace<T, F, Fut>(
+    client: &::kube::Client,
+    backoff: Backoff,
+    write: F,
+) -> Result<T, ::kube::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ::kube::Error>>,
+{
+    match write().await {
+        Err(::kube::Error::Api(s)) if s.code == 404 => {
+            ensure_namespace(client, backoff).await?;
+            write().await
+        }
+        other => other,
+    }
 }
 
 /// Records the layer's objects; with `legacy`, then deletes the inventory named by the stack
@@ -135,7 +161,6 @@ pub async fn write(
         object: format!("ConfigMap/{NAMESPACE}/{}", name(stack_id, layer)),
         message: super::error::describe(&e),
     };
-    ensure_namespace(client, backoff).await.map_err(fail)?;
     let pp = PatchParams::apply("strata");
     let mut sorted = entries.to_vec();
     sorted.sort();
@@ -150,9 +175,11 @@ pub async fn write(
     let api = cm_api(client);
     let patch = Patch::Apply(&cm);
     let n = name(stack_id, layer);
-    retry(backoff, || api.patch(&n, &pp, &patch))
-        .await
-        .map_err(fail)?;
+    in_records_namespace(client, backoff, || {
+        retry(backoff, || api.patch(&n, &pp, &patch))
+    })
+    .await
+    .map_err(fail)?;
     let old = name(stack, layer);
     if legacy && old != n {
         let dp = ::kube::api::DeleteParams::default();

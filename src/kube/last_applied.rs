@@ -179,9 +179,6 @@ pub async fn write(
         object: what(opts),
         message: super::error::describe(&e),
     };
-    super::inventory::ensure_namespace(client, opts.backoff)
-        .await
-        .map_err(fail)?;
     let n = name(opts);
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -194,9 +191,11 @@ pub async fn write(
     let api = secret_api(client);
     let pp = PatchParams::apply("strata").force();
     let patch = Patch::Apply(&secret);
-    retry(opts.backoff, || api.patch(&n, &pp, &patch))
-        .await
-        .map_err(fail)?;
+    super::inventory::in_records_namespace(client, opts.backoff, || {
+        retry(opts.backoff, || api.patch(&n, &pp, &patch))
+    })
+    .await
+    .map_err(fail)?;
     Ok(())
 }
 

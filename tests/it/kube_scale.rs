@@ -219,3 +219,123 @@ async fn many_objects_of_a_kind_the_cluster_does_not_serve_cost_one_discovery() 
     // then the kind is remembered as not served for the rest of the run.
     assert_eq!(discoveries(&c), 2);
 }
+
+/// PATCH requests (dry runs and writes) to the ConfigMaps of namespace `default`.
+fn configmap_patches(c: &Cluster, name: Option<&str>) -> u64 {
+    let prefix = "PATCH /api/v1/namespaces/default/configmaps/";
+    c.dev.count_requests(|r| {
+        r.strip_prefix(prefix)
+            .is_some_and(|n| name.is_none_or(|want| n == want))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_op_apply_dry_runs_only_objects_it_cannot_tell_unchanged() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    chain(&root, &c, 5);
+    assert_eq!(run(&root, "apply").await.code, 0);
+    c.dev.reset_requests();
+    let rv = c.dev.resource_version();
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(c.dev.resource_version(), rv, "a no-op apply writes nothing");
+    // Each live object holds every field strata applies, owned by strata alone: a forced
+    // apply could not change it, so no dry run is sent.
+    assert_eq!(configmap_patches(&c, None), 0, "{:?}", c.dev.requests());
+
+    // Another manager changes a value strata applies: that object is dry-run again (and
+    // handled as before), the others still are not.
+    let edit = c
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "cm2",
+            "-n",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            // `chain` writes `n: "2"`, and YAML reads the key `n` as `false`.
+            r#"{"data":{"false":"edited"}}"#,
+            "--field-manager=someone",
+        ])
+        .await;
+    assert_eq!(edit.code, 0, "{edit:?}");
+    c.dev.reset_requests();
+    let plan = run(&root, "plan").await;
+    c.dev.reset_requests();
+    let out = run(&root, "apply").await;
+    assert_eq!(
+        out.code, plan.code,
+        "apply after the edit: {out:?}; plan said {plan:?}"
+    );
+    assert!(configmap_patches(&c, Some("cm2")) >= 1, "cm2 is dry-run");
+    for other in ["cm0", "cm1", "cm3", "cm4"] {
+        assert_eq!(configmap_patches(&c, Some(other)), 0, "{other}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_apply_writes_the_records_namespace_once_not_per_layer() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    chain(&root, &c, 10);
+    c.dev.reset_requests();
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // The first record written finds the namespace missing and creates it; every later one
+    // finds it there.
+    assert_eq!(
+        c.dev
+            .count_requests(|r| r == "PATCH /api/v1/namespaces/strata-system"),
+        1,
+        "{:?}",
+        c.dev.requests()
+    );
+    let got = c
+        .kubectl(&[
+            "get",
+            "configmaps,secrets",
+            "-n",
+            "strata-system",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(got.code, 0, "{got:?}");
+    for i in 0..10 {
+        for prefix in ["configmap/inventory.", "secret/applied."] {
+            assert!(
+                got.stdout
+                    .lines()
+                    .any(|l| l.starts_with(prefix) && l.ends_with(&format!(".l{i}"))),
+                "{prefix}…l{i} recorded: {}",
+                got.stdout
+            );
+        }
+    }
+
+    // Lost between two runs, the namespace is created again by the next record written.
+    let del = c
+        .kubectl(&["delete", "namespace", "strata-system", "--wait=true"])
+        .await;
+    assert_eq!(del.code, 0, "{del:?}");
+    layer(
+        &root,
+        "l3",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm3\ndata:\n  n: \"changed\"\n",
+        )],
+    );
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = c
+        .kubectl(&["get", "secret", "-n", "strata-system", "-o", "name"])
+        .await;
+    assert!(
+        got.stdout.lines().any(|l| l.ends_with(".l3")),
+        "the record of l3 written again: {got:?}"
+    );
+}
