@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use super::source::source_of;
 use super::{engine_err, out, out_json, runtime};
-use crate::agent::{run_fleet, AgentOptions, Ended};
+use crate::agent::{run_stacks, AgentOptions, Ended, StacksPlan};
 use crate::cli::{AgentArgs, RepoArgs, ReportFormat};
 use crate::engine::record::LayerStatus;
 use crate::engine::{Engine, EngineOptions, Mode, Source};
@@ -71,19 +71,29 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     if let Some(f) = &a.api_token_file {
         opts.api_token = Some(read_secret(f, "API token")?);
     }
+    let mut declared = Vec::new();
     if let Some(c) = &a.config {
         opts.config = crate::notify::load_config(c).map_err(Error::Usage)?;
+        declared = crate::agent::stacks::load(c).map_err(|e| Error::Usage(e.to_string()))?;
     }
+    let stacks = stacks_of(opts, declared, a)?;
+    let plan = StacksPlan {
+        max_concurrent: a.max_concurrent_stacks,
+        coordination: coordination_of(a)?,
+    };
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
-        let fleet = run_fleet(opts, shutdown)
+        let fleet = run_stacks(stacks, plan, shutdown)
             .await
             .map_err(|e| Error::Usage(e.to_string()))?;
         let ended = fleet.ended;
         if bootstrap && !watch && ended != Ended::Interrupted {
             let several = fleet.state_dirs.len() > 1;
-            for (env, state_dir) in &fleet.state_dirs {
+            for (stack, env, state_dir) in &fleet.state_dirs {
+                if let Some(stack) = stack {
+                    out(&format!("=== stack {stack} ===\n"))?;
+                }
                 // The engine keeps an environment's state in its own dir, as the agent does.
                 let agent = crate::state::agent_status::load(state_dir)?;
                 let state = crate::state::stack_status::StackState::load(state_dir)?;
@@ -108,6 +118,76 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
             Ended::Interrupted => ExitStatus::Interrupted,
         })
     })
+}
+
+/// The stacks to converge: the `--repo` one, or each `stack` block of `--config`, each in its
+/// own state dir (`STATE/stacks/NAME`).
+fn stacks_of(
+    base: AgentOptions,
+    declared: Vec<crate::agent::StackSource>,
+    a: &AgentArgs,
+) -> Result<Vec<AgentOptions>, Error> {
+    match (declared.is_empty(), a.repo.repo.is_empty()) {
+        (true, true) => Err(Error::Usage(
+            "no stack to converge: pass --repo, or --config with stack \"NAME\" { repo = \"...\" } blocks".into(),
+        )),
+        (true, false) => Ok(vec![base]),
+        (false, false) => Err(Error::Usage(format!(
+            "--repo and the stack blocks of {} both name what to converge: declare the --repo stack as a stack block too",
+            a.config.as_deref().unwrap_or(std::path::Path::new("--config")).display()
+        ))),
+        (false, true) => {
+            if !a.repo.env.is_empty() {
+                return Err(Error::Usage(
+                    "--env applies to the --repo stack: with stack blocks, give each its env = [...]".into(),
+                ));
+            }
+            Ok(declared
+                .into_iter()
+                .map(|d| {
+                    let mut o = base.clone();
+                    let dir = a.repo.state_dir.join("stacks").join(&d.name);
+                    o.spec = crate::source::SourceSpec {
+                        url: d.repo,
+                        reference: d.reference,
+                        path: d.path,
+                    };
+                    o.source = crate::source::SourceOptions::new(&dir);
+                    o.source.verify = d.verify;
+                    o.state_dir = dir;
+                    o.envs = d.env;
+                    o.stack = Some(d.name);
+                    o
+                })
+                .collect())
+        }
+    }
+}
+
+/// `--coordination kubernetes` and its flags.
+fn coordination_of(
+    a: &AgentArgs,
+) -> Result<Option<crate::coordination::CoordinationOptions>, Error> {
+    let Some(crate::cli::Coordination::Kubernetes) = a.coordination else {
+        return Ok(None);
+    };
+    let lease_duration =
+        crate::util::duration::parse_duration(&a.lease_duration).map_err(Error::Usage)?;
+    if lease_duration < std::time::Duration::from_secs(3) {
+        return Err(Error::Usage(format!(
+            "--lease-duration {} is too short: at least 3s (renewed every third of it)",
+            a.lease_duration
+        )));
+    }
+    Ok(Some(crate::coordination::CoordinationOptions {
+        namespace: a.lease_namespace.clone(),
+        kubeconfig: a.coordination_kubeconfig.clone(),
+        replica_id: a
+            .replica_id
+            .clone()
+            .unwrap_or_else(crate::coordination::CoordinationOptions::default_replica_id),
+        lease_duration,
+    }))
 }
 
 /// Where `strata approve` gives its approval.

@@ -125,6 +125,8 @@ impl Metrics {
 /// What one environment records into the agent's metrics.
 pub struct EnvMetrics {
     all: Arc<Metrics>,
+    /// The stack's name, on an agent converging several: a `stack` label before `env`.
+    stack: Option<String>,
     env: Option<String>,
     /// The `strata_revision_info` series this environment set last, replaced by the next one.
     revision: Mutex<Option<Labels>>,
@@ -134,9 +136,16 @@ impl EnvMetrics {
     pub fn new(all: Arc<Metrics>, env: Option<String>) -> EnvMetrics {
         EnvMetrics {
             all,
+            stack: None,
             env,
             revision: Mutex::new(None),
         }
+    }
+
+    /// Its series carry a `stack` label (an agent converging several stacks).
+    pub fn for_stack(mut self, stack: Option<String>) -> EnvMetrics {
+        self.stack = stack;
+        self
     }
 
     /// The whole agent's metrics, every environment's series.
@@ -146,9 +155,10 @@ impl EnvMetrics {
 
     /// `pairs`, after the `env` label when there is an environment.
     fn labels(&self, pairs: &[(&str, &str)]) -> Labels {
-        self.env
+        self.stack
             .iter()
-            .map(|e| ("env".to_string(), e.clone()))
+            .map(|s| ("stack".to_string(), s.clone()))
+            .chain(self.env.iter().map(|e| ("env".to_string(), e.clone())))
             .chain(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect()
     }

@@ -1,0 +1,155 @@
+//! One agent, several stacks (`stack` blocks in `--config`): each converges from its own
+//! repository path into its own state dir, at most `--max-concurrent-stacks` at once, and the
+//! HTTP side answers for each with `?stack=`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::replicas::{applies, never_overlap, spawn_agent, stacks_repo, state_args};
+use crate::support::{free_port, strata_cli};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let log = root.join("applies.log");
+    let names = ["alpha", "beta", "gamma"];
+    let (_repo, config) = stacks_repo(root, &names, &log);
+    let state = root.join("state");
+    let listen = free_port();
+    let mut args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "--max-concurrent-stacks".into(),
+        "1".into(),
+        "--poll-interval".into(),
+        "1s".into(),
+        "--listen".into(),
+        listen.to_string(),
+    ];
+    args.extend(state_args(&state));
+    let out = root.join("agent.out");
+    let mut child = spawn_agent(&args, "solo", &out);
+    let all_ended = || applies(&log).iter().filter(|a| a.end.is_some()).count() >= 3;
+    for _ in 0..1800 {
+        if all_ended() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        all_ended(),
+        "every stack converges:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    // The bound is one: no two stacks ever applied at once.
+    never_overlap("every stack", &applies(&log));
+    for n in names {
+        assert!(
+            state.join("stacks").join(n).join("agent.json").exists(),
+            "{n} has its own state dir"
+        );
+    }
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.text().await.unwrap())
+        }
+    };
+    // Ready once every stack converged.
+    let mut ready = (0, String::new());
+    for _ in 0..300 {
+        ready = get(format!("{base}/readyz")).await;
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    let (code, body) = get(format!("{base}/api/v1/status")).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    for n in names {
+        assert!(v["stacks"][n]["revision"].is_string(), "{n} in {v}");
+    }
+    let (code, body) = get(format!("{base}/api/v1/status?stack=beta")).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["stack"]["stack"], "beta", "{v}");
+    assert_eq!(
+        v["stack"]["layers"].as_object().map(|l| l.len()),
+        Some(1),
+        "{v}"
+    );
+    let (code, body) = get(format!("{base}/api/v1/overview")).await;
+    assert_eq!(code, 400, "several stacks and none named: {body}");
+    assert!(body.contains("?stack=NAME"), "{body}");
+    let (code, body) = get(format!("{base}/api/v1/status?stack=nope")).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("alpha, beta, gamma"), "{body}");
+    let (_, metrics) = get(format!("{base}/metrics")).await;
+    for n in names {
+        assert!(
+            metrics.contains(&format!("stack=\"{n}\"")),
+            "metrics carry the stack: {metrics}"
+        );
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the agent stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_wrong_stack_block_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.hcl");
+    std::fs::write(
+        &config,
+        "alert \"webhook\" \"ops\" { url = \"http://127.0.0.1:1/hook\" }\n\nstack \"shop\" {\n  repo   = \"/srv/shop\"\n  branch = \"main\"\n}\n\nstack \"shop\" {\n  repo = \"/srv/other\"\n}\n",
+    )
+    .unwrap();
+    let out = strata_cli(
+        dir.path(),
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+    )
+    .await
+    .code(1);
+    assert!(
+        out.stderr
+            .contains("agent.hcl:5:3: stack \"shop\": unknown attribute \"branch\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("agent.hcl:8:1: stack \"shop\" is declared twice"),
+        "{}",
+        out.stderr
+    );
+    // Neither --repo nor a stack block: nothing to converge, said so.
+    std::fs::write(&config, "writeback { notes = false }\n").unwrap();
+    let out = strata_cli(dir.path(), &["run", "--config", config.to_str().unwrap()])
+        .await
+        .code(1);
+    assert!(
+        out.stderr.contains("no stack to converge"),
+        "{}",
+        out.stderr
+    );
+}
