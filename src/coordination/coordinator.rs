@@ -133,6 +133,7 @@ impl Coordinator {
                     let running: BTreeSet<String> = names.values().cloned().collect();
                     for name in self.tick(stopping, &running).await {
                         let h = &self.held[&name];
+                        h.fence.watch(h.stop.clone());
                         let work = start(&name, h.fence.clone(), h.stop.clone());
                         let handle = tasks.spawn(work);
                         names.insert(handle.id(), name);

@@ -105,6 +105,14 @@ pub async fn client(opts: &CoordinationOptions) -> Result<kube::Client, Coordina
                 .map_err(|e| CoordinationError::NoCluster(e.to_string()))?,
         },
     };
+    // A Lease call that waits or retries past a renewal is worth less than the next renewal:
+    // no built-in retries, and every call bounded.
+    let mut config = config;
+    config.default_retry = false;
+    let bound = opts.renew_every().max(Duration::from_secs(1));
+    config.connect_timeout = Some(bound);
+    config.read_timeout = Some(bound);
+    config.write_timeout = Some(bound);
     kube::Client::try_from(config).map_err(CoordinationError::Client)
 }
 
@@ -131,6 +139,27 @@ impl Fence {
     pub fn may_start(&self) -> bool {
         let until = *self.valid_until.lock().expect("fence");
         until.saturating_duration_since(Instant::now()) > self.margin
+    }
+
+    /// Stops `stop` when the Lease lapses unrenewed (or the fence is closed), whatever the
+    /// coordination loop is doing: a renewal stuck on an API server that does not answer must
+    /// not keep the stack's work going past the Lease. Ends once `stop` is cancelled.
+    pub(crate) fn watch(&self, stop: tokio_util::sync::CancellationToken) {
+        let fence = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let until = *fence.valid_until.lock().expect("fence");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+                if *fence.valid_until.lock().expect("fence") <= Instant::now() {
+                    tracing::error!("a stack's Lease lapsed unrenewed: stopping its work");
+                    stop.cancel();
+                    return;
+                }
+            }
+        });
     }
 
     /// The Lease was renewed: it lasts until `until`.

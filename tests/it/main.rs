@@ -29,6 +29,7 @@ mod kube_ownership;
 mod kube_safety;
 mod kube_scale;
 mod kubectl_parity;
+mod leases;
 mod limits;
 mod logging;
 mod orphans;
