@@ -111,6 +111,9 @@ pub enum Command {
         /// Grant every verb on every resource instead (a wildcard ClusterRole).
         #[arg(long, conflicts_with = "resources")]
         cluster_admin: bool,
+        /// Agent replicas; they share the stacks through Leases in the namespace.
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
     },
     /// Tear the stack down: Kubernetes layers first, then Terraform layers, each after
     /// everything that depends on it; the plan is shown first.

@@ -97,6 +97,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             path,
             resources,
             cluster_admin,
+            replicas,
         } => (|| {
             if !export {
                 return Err(Error::Usage(
@@ -119,6 +120,7 @@ pub fn run(cli: Cli) -> ExitStatus {
                 path,
                 resources,
                 cluster_admin,
+                replicas,
             };
             out(&crate::install::emit::stream(&crate::install::manifests(
                 &o,
