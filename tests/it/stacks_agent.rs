@@ -45,12 +45,6 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
     );
     // The bound is one: no two stacks ever applied at once.
     never_overlap("every stack", &applies(&log));
-    for n in names {
-        assert!(
-            state.join("stacks").join(n).join("agent.json").exists(),
-            "{n} has its own state dir"
-        );
-    }
 
     let http = reqwest::Client::new();
     let base = format!("http://{listen}");
@@ -72,6 +66,12 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
+    for n in names {
+        assert!(
+            state.join("stacks").join(n).join("agent.json").exists(),
+            "{n} has its own state dir"
+        );
+    }
     let (code, body) = get(format!("{base}/api/v1/status")).await;
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -98,6 +98,11 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
         assert!(
             metrics.contains(&format!("stack=\"{n}\"")),
             "metrics carry the stack: {metrics}"
+        );
+        // Each stack has its own source: up per stack.
+        assert!(
+            metrics.contains(&format!("strata_stack_source_up{{stack=\"{n}\"}} 1")),
+            "{metrics}"
         );
     }
     // SAFETY: signalling our own child.
