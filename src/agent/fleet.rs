@@ -144,11 +144,11 @@ pub async fn run_stacks(
                 Box::new(move |name, fence, stop| {
                     let mut o = by_name[name].clone();
                     o.fence = Some(fence);
-                    let (hub, metrics, name) = (hub.clone(), metrics.clone(), name.to_string());
+                    let (hub, metrics, stack) = (hub.clone(), metrics.clone(), o.stack.clone());
                     Box::pin(async move {
                         let ended = stack_fleet(o, hub.clone(), metrics, stop).await;
                         // Another replica serves it from now on.
-                        hub.remove_stack(&name);
+                        hub.remove_stack(stack.as_deref());
                         ended
                     })
                 });

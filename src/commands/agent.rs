@@ -81,6 +81,11 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
         max_concurrent: a.max_concurrent_stacks,
         coordination: coordination_of(a)?,
     };
+    if plan.coordination.is_some() && bootstrap && !watch {
+        return Err(Error::Usage(
+            "--coordination is for agents that keep running: use `strata bootstrap --watch` or `strata run`".into(),
+        ));
+    }
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
@@ -137,10 +142,16 @@ fn stacks_of(
             a.config.as_deref().unwrap_or(std::path::Path::new("--config")).display()
         ))),
         (false, true) => {
-            if !a.repo.env.is_empty() {
-                return Err(Error::Usage(
-                    "--env applies to the --repo stack: with stack blocks, give each its env = [...]".into(),
-                ));
+            let flags = [
+                ("--env", !a.repo.env.is_empty()),
+                ("--ref", a.repo.reference.is_some()),
+                ("--path", a.repo.path.is_some()),
+                ("--verify", a.repo.verify.is_some()),
+            ];
+            if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+                return Err(Error::Usage(format!(
+                    "{flag} applies to the --repo stack: with stack blocks, set it in each block (env, ref, path, verify)"
+                )));
             }
             Ok(declared
                 .into_iter()

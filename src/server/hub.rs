@@ -62,12 +62,13 @@ impl Hub {
             .retain(|e| !(e.stack.as_deref() == stack && e.env.as_deref() == Some(name)));
     }
 
-    /// Stops serving every environment of `stack` (its Lease went to another replica).
-    pub fn remove_stack(&self, stack: &str) {
+    /// Stops serving every environment of `stack` (`None`: the `--repo` stack), whose Lease
+    /// went to another replica.
+    pub fn remove_stack(&self, stack: Option<&str>) {
         self.envs
             .write()
             .expect("environments")
-            .retain(|e| e.stack.as_deref() != Some(stack));
+            .retain(|e| e.stack.as_deref() != stack);
     }
 
     /// The names of the stacks served (an agent of several stacks).

@@ -147,6 +147,19 @@ async fn a_wrong_stack_block_is_refused_with_its_place() {
         "{}",
         out.stderr
     );
+    // A --repo flag beside stack blocks is refused rather than silently ignored.
+    std::fs::write(&config, "stack \"shop\" {\n  repo = \"/srv/shop\"\n}\n").unwrap();
+    let out = strata_cli(
+        dir.path(),
+        &["run", "--config", config.to_str().unwrap(), "--ref", "main"],
+    )
+    .await
+    .code(1);
+    assert!(
+        out.stderr.contains("--ref applies to the --repo stack"),
+        "{}",
+        out.stderr
+    );
     // Neither --repo nor a stack block: nothing to converge, said so.
     std::fs::write(&config, "writeback { notes = false }\n").unwrap();
     let out = strata_cli(dir.path(), &["run", "--config", config.to_str().unwrap()])
