@@ -79,8 +79,9 @@ pub(crate) fn never_overlap(what: &str, applies: &[Apply]) {
     }
 }
 
-/// Writes stack `name` into `repo` at `version`: one Terraform layer whose apply logs to `log`.
-pub(crate) fn write_stack(repo: &Repo, name: &str, version: &str, log: &Path) {
+/// Writes stack `name` into `repo` at `version`: one Terraform layer whose apply logs to `log`
+/// and takes `secs` seconds.
+pub(crate) fn write_stack(repo: &Repo, name: &str, version: &str, secs: u32, log: &Path) {
     repo.write(
         &format!("{name}/strata.hcl"),
         &format!("stack \"{name}\" {{}}\n\nterraform \"work\" {{\n  source = \"work\"\n}}\n"),
@@ -93,7 +94,7 @@ pub(crate) fn write_stack(repo: &Repo, name: &str, version: &str, log: &Path) {
 resource "null_resource" "w" {{
   triggers = {{ v = "{version}" }}
   provisioner "local-exec" {{
-    command = "echo start {name} $STRATA_TEST_REPLICA {version} $(date +%s.%N) >> {log}; sleep 1; echo end {name} $STRATA_TEST_REPLICA {version} $(date +%s.%N) >> {log}"
+    command = "echo start {name} $STRATA_TEST_REPLICA {version} $(date +%s.%N) >> {log}; sleep {secs}; echo end {name} $STRATA_TEST_REPLICA {version} $(date +%s.%N) >> {log}"
   }}
 }}
 "#
@@ -108,7 +109,7 @@ pub(crate) fn stacks_repo(root: &Path, names: &[&str], log: &Path) -> (Repo, Pat
         dir: root.join("repo"),
     };
     for n in names {
-        write_stack(&repo, n, "v1", log);
+        write_stack(&repo, n, "v1", 1, log);
     }
     repo.git(&["init", "-q", "-b", "main"]);
     repo.commit("four stacks");
@@ -297,7 +298,7 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
     let killed_at = Instant::now();
     signal(&children[&holder], libc::SIGKILL);
     children.remove(&holder).unwrap().wait().await.unwrap();
-    write_stack(&repo, "s1", "v2", &log);
+    write_stack(&repo, "s1", "v2", 1, &log);
     repo.commit("s1 v2");
     let mut taken_after = None;
     let mut converged_after = None;
@@ -336,6 +337,67 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
         settled.as_secs_f64(),
         taken_after.as_secs_f64(),
         converged_after.as_secs_f64()
+    );
+
+    // The worst moment: SIGKILL the replica applying s2's next commit while terraform runs. The
+    // terraform it started outlives it and finishes; the replica taking s2 over waits for it
+    // and converges the commit without applying it a second time.
+    write_stack(&repo, "s2", "v2", 4, &log);
+    let s2_v2 = repo.commit("s2 v2");
+    let mut applying = None;
+    for _ in 0..1200 {
+        applying = applies(&log)
+            .into_iter()
+            .find(|a| a.stack == "s2" && a.version == "v2")
+            .map(|a| a.replica);
+        if applying.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let applying = applying.unwrap_or_else(|| panic!("s2 v2 starts:\n{}", outputs()));
+    signal(&children[&applying], libc::SIGKILL);
+    let mid_kill = Instant::now();
+    assert!(
+        applies(&log)
+            .iter()
+            .any(|a| a.stack == "s2" && a.version == "v2" && a.end.is_none()),
+        "killed while the apply ran"
+    );
+    children.remove(&applying).unwrap().wait().await.unwrap();
+    let survivor = children.keys().next().expect("one replica left").clone();
+    let converged = |dir: &Path| {
+        std::fs::read_to_string(dir.join("agent.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["revision"] == s2_v2.as_str() && v["failures"] == 0)
+    };
+    let s2_state = state.join("stacks").join("s2");
+    for _ in 0..1800 {
+        if converged(&s2_state)
+            && holders(&leases, &["s2"]).await["s2"].as_deref() == Some(survivor.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        converged(&s2_state),
+        "{survivor} converged s2 v2 after {applying} died mid-apply:\n{}",
+        outputs()
+    );
+    let v2: Vec<Apply> = applies(&log)
+        .into_iter()
+        .filter(|a| a.stack == "s2" && a.version == "v2")
+        .collect();
+    assert_eq!(
+        v2.len(),
+        1,
+        "s2 v2 applied once, by the orphaned terraform: {v2:?}"
+    );
+    eprintln!(
+        "measured: killed mid-apply, s2's commit recorded converged by {survivor} {:.1}s after SIGKILL",
+        mid_kill.elapsed().as_secs_f64()
     );
 
     // No two replicas ever applied one stack at once.

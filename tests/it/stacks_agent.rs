@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::agent::{receiver, until};
 use crate::replicas::{applies, never_overlap, spawn_agent, stacks_repo, state_args};
 use crate::support::{free_port, strata_cli};
 
@@ -16,6 +17,13 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
     let log = root.join("applies.log");
     let names = ["alpha", "beta", "gamma"];
     let (_repo, config) = stacks_repo(root, &names, &log);
+    // Alerts from every stack go to one receiver, each naming its stack.
+    let (url, got) = receiver().await;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "alert \"webhook\" \"test\" {{ url = \"{url}\" }}\n"
+    ));
+    std::fs::write(&config, text).unwrap();
     let state = root.join("state");
     let listen = free_port();
     let mut args = vec![
@@ -105,6 +113,14 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
             "{metrics}"
         );
     }
+    until("a converged alert from every stack", 60, || {
+        let got = got.lock().unwrap();
+        names.iter().all(|n| {
+            got.iter()
+                .any(|v| v["type"] == "converged" && v["stack"] == *n)
+        })
+    })
+    .await;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
