@@ -191,6 +191,9 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for an agent converging several (`stack` blocks in its --config).
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
     },
     /// Converge to an earlier revision and pin the agent there until `strata resume`.
     Rollback {

@@ -211,6 +211,8 @@ pub enum ApproveAt {
         token_file: std::path::PathBuf,
         /// The environment, for an agent that converges several.
         env: Option<String>,
+        /// The stack, for an agent that converges several.
+        stack: Option<String>,
     },
 }
 
@@ -233,6 +235,7 @@ pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitSta
             url,
             token_file,
             env,
+            stack,
         } => {
             let token = read_secret(&token_file, "API token")?;
             let mut url = format!("{}/api/v1/approve/{id}", url.trim_end_matches('/'));
@@ -248,6 +251,20 @@ pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitSta
                     )));
                 }
                 url.push_str(&format!("?env={env}"));
+            }
+            // Stack names are lowercase letters, digits and '-' (checked where they are
+            // declared): refuse anything else rather than escape it.
+            if let Some(stack) = stack {
+                if !stack
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return Err(Error::Usage(format!(
+                        "invalid stack name \"{stack}\": use lowercase letters, digits and '-'"
+                    )));
+                }
+                url.push_str(if url.contains('?') { "&" } else { "?" });
+                url.push_str(&format!("stack={stack}"));
             }
             let body = match plan {
                 Some(p) => serde_json::json!({ "plan": p }),

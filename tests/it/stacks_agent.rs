@@ -26,7 +26,11 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
     std::fs::write(&config, text).unwrap();
     let state = root.join("state");
     let listen = free_port();
+    let token = root.join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
     let mut args = vec![
+        "--api-token-file".to_string(),
+        token.display().to_string(),
         "--config".to_string(),
         config.display().to_string(),
         "--max-concurrent-stacks".into(),
@@ -113,6 +117,39 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
             "{metrics}"
         );
     }
+    // `strata approve --stack` reaches that stack's layer (nothing waits there); without it the
+    // agent asks which stack.
+    let approve = |stack: Option<&'static str>| {
+        let mut a = vec![
+            "approve".to_string(),
+            "terraform.work".into(),
+            "--agent".into(),
+            base.clone(),
+            "--api-token-file".into(),
+            token.display().to_string(),
+        ];
+        if let Some(s) = stack {
+            a.extend(["--stack".to_string(), s.to_string()]);
+        }
+        a
+    };
+    let args_of = |a: &[String]| a.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    let a = approve(Some("beta"));
+    let out = strata_cli(root, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("nothing waits for approval on terraform.work"),
+        "{}: {}",
+        args_of(&a),
+        out.stderr
+    );
+    let a = approve(None);
+    let out = strata_cli(root, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .code(1);
+    assert!(out.stderr.contains("add ?stack=NAME"), "{}", out.stderr);
     until("a converged alert from every stack", 60, || {
         let got = got.lock().unwrap();
         names.iter().all(|n| {
