@@ -147,6 +147,11 @@ pub async fn run_stacks(
                     let (hub, metrics, stack) = (hub.clone(), metrics.clone(), o.stack.clone());
                     Box::pin(async move {
                         let ended = stack_fleet(o, hub.clone(), metrics, stop).await;
+                        // Its Lease is given back and taken again later: said at once, not
+                        // only when the agent stops.
+                        if let Err(e) = &ended {
+                            tracing::error!("{e}");
+                        }
                         // Another replica serves it from now on.
                         hub.remove_stack(stack.as_deref());
                         ended

@@ -73,7 +73,7 @@ impl Coordinator {
                 verb: "listed",
                 source,
             })?;
-        Ok(Coordinator {
+        let mut c = Coordinator {
             opts,
             api,
             stacks,
@@ -82,7 +82,17 @@ impl Coordinator {
             heartbeat: None,
             started: None,
             cooldown: BTreeMap::new(),
-        })
+        };
+        // The first heartbeat says at once whether this replica may write Leases there: a
+        // replica that cannot would stand by forever, looking healthy.
+        c.write_heartbeat()
+            .await
+            .map_err(|source| CoordinationError::Api {
+                namespace: c.opts.namespace.clone(),
+                verb: "written",
+                source,
+            })?;
+        Ok(c)
     }
 
     /// Runs until `shutdown`, then stops every stack's work and gives each Lease back as soon
@@ -383,8 +393,22 @@ impl Coordinator {
         }
     }
 
-    /// Writes the heartbeat Lease (creating it the first time, or again when it was removed).
+    /// Writes the heartbeat Lease, and sweeps those of replicas gone for good.
     async fn beat(&mut self) {
+        if let Err(e) = self.write_heartbeat().await {
+            tracing::warn!(
+                "failed to write the heartbeat Lease {}: {e}",
+                lease::replica_lease_name(&self.opts.replica_id)
+            );
+        }
+        self.sweep().await;
+    }
+
+    /// Renews the heartbeat Lease, or creates it (again, if it was removed).
+    ///
+    /// # Errors
+    /// The API server refused or did not answer.
+    async fn write_heartbeat(&mut self) -> Result<(), kube::Error> {
         let (ns, id, d) = (
             &self.opts.namespace,
             &self.opts.replica_id,
@@ -421,14 +445,10 @@ impl Coordinator {
                 }
             }
         };
-        match written {
-            Ok(l) => {
-                self.heartbeat = Some(l);
-                self.started.get_or_insert_with(Instant::now);
-            }
-            Err(e) => tracing::warn!("failed to write the heartbeat Lease {name}: {e}"),
-        }
-        self.sweep().await;
+        let l = written?;
+        self.heartbeat = Some(l);
+        self.started.get_or_insert_with(Instant::now);
+        Ok(())
     }
 
     /// Deletes the heartbeat Leases of replicas gone for good (lapsed for ten durations), so

@@ -67,7 +67,7 @@ pub enum CoordinationError {
     NoCluster(String),
     #[error("failed to create the Kubernetes client for the Leases: {0}")]
     Client(#[source] kube::Error),
-    #[error("the Leases in namespace {namespace} cannot be {verb}: {source}; the agent's service account needs get, list, create, update and delete on coordination.k8s.io leases there (`strata install --export` grants them)")]
+    #[error("the Leases in namespace {namespace} cannot be {verb}: {source}; create the namespace if it does not exist, and give the agent get, list, create, update and delete on coordination.k8s.io leases there (`strata install --export` grants them)")]
     Api {
         namespace: String,
         verb: &'static str,

@@ -226,3 +226,17 @@ async fn cut_off(fault: FaultAction) {
     task.await.unwrap();
     assert!(board.lock().unwrap().overlaps.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_write_its_leases_refuses_to_start() {
+    let c = Cluster::start().await;
+    let mut o = options(&c, "lonely");
+    o.namespace = "no-such-namespace".into();
+    let client = strata::coordination::client(&o).await.unwrap();
+    let e = match Coordinator::new(client, o, vec!["a".into()]).await {
+        Ok(_) => panic!("a namespace that does not exist is refused at start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("no-such-namespace"), "{e}");
+    assert!(e.contains("create the namespace"), "{e}");
+}
