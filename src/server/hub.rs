@@ -99,7 +99,11 @@ impl Hub {
 
     /// Why the agent is not ready, or `None` when every environment is.
     pub fn not_ready(&self) -> Option<String> {
-        let envs = self.envs();
+        self.not_ready_of(&self.envs())
+    }
+
+    /// Why some of `envs` are not ready, or `None` when all are.
+    pub fn not_ready_of(&self, envs: &[Arc<AgentHttp>]) -> Option<String> {
         if envs.is_empty() {
             if self.coordinated.load(std::sync::atomic::Ordering::Relaxed) {
                 return None;

@@ -139,14 +139,17 @@ async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
         }))
         .into_response();
     }
-    if env.is_none() && hub.by_env() {
-        let envs: serde_json::Map<String, serde_json::Value> = hub
-            .envs()
+    let of_stack: Vec<Arc<AgentHttp>> = hub
+        .envs()
+        .into_iter()
+        .filter(|e| stack.is_none() || e.stack == stack)
+        .collect();
+    if env.is_none() && hub.by_env() && of_stack.iter().any(|e| e.env.is_some()) {
+        let envs: serde_json::Map<String, serde_json::Value> = of_stack
             .iter()
-            .filter(|e| stack.is_none() || e.stack == stack)
             .map(|e| (e.env.clone().unwrap_or_default(), env_status(e)))
             .collect();
-        let not_ready = hub.not_ready();
+        let not_ready = hub.not_ready_of(&of_stack);
         return axum::Json(serde_json::json!({
             "ready": not_ready.is_none(),
             "not_ready": not_ready,

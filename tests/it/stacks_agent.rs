@@ -16,10 +16,19 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
     let root = dir.path();
     let log = root.join("applies.log");
     let names = ["alpha", "beta", "gamma"];
-    let (_repo, config) = stacks_repo(root, &names, &log);
+    let (repo, config) = stacks_repo(root, &names, &log);
+    // gamma declares two environments; its block converges only `dev`.
+    let hcl = std::fs::read_to_string(repo.dir.join("gamma/strata.hcl")).unwrap();
+    repo.write(
+        "gamma/strata.hcl",
+        &format!("{hcl}\nenvironment \"dev\" {{}}\n\nenvironment \"prod\" {{}}\n"),
+    );
+    repo.commit("gamma has environments");
     // Alerts from every stack go to one receiver, each naming its stack.
     let (url, got) = receiver().await;
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let mut text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("path = \"gamma\"", "path = \"gamma\"\n  env  = [\"dev\"]");
     text.push_str(&format!(
         "alert \"webhook\" \"test\" {{ url = \"{url}\" }}\n"
     ));
@@ -78,18 +87,41 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
-    for n in names {
+    for dir in ["alpha", "beta", "gamma/envs/dev"] {
         assert!(
-            state.join("stacks").join(n).join("agent.json").exists(),
-            "{n} has its own state dir"
+            state.join("stacks").join(dir).join("agent.json").exists(),
+            "{dir} has its own state dir"
         );
     }
+    assert!(
+        !state.join("stacks/gamma/envs/prod").exists(),
+        "gamma's prod is not converged: its block names dev only"
+    );
+    assert_eq!(
+        applies(&log).iter().filter(|a| a.stack == "gamma").count(),
+        1,
+        "gamma applied once, for dev"
+    );
     let (code, body) = get(format!("{base}/api/v1/status")).await;
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    for n in names {
+    for n in ["alpha", "beta"] {
         assert!(v["stacks"][n]["revision"].is_string(), "{n} in {v}");
     }
+    assert!(
+        v["stacks"]["gamma"]["environments"]["dev"]["revision"].is_string(),
+        "{v}"
+    );
+    // One stack with environments: by environment, its own readiness.
+    let (code, body) = get(format!("{base}/api/v1/status?stack=gamma")).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true, "{v}");
+    assert!(v["environments"]["dev"]["revision"].is_string(), "{v}");
+    let (code, body) = get(format!("{base}/api/v1/status?stack=gamma&env=dev")).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["revision"].is_string(), "{v}");
     let (code, body) = get(format!("{base}/api/v1/status?stack=beta")).await;
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
