@@ -186,19 +186,20 @@ impl Agent {
         };
         // The stack's Lease must outlast the start of this work by a margin; a replica that
         // could not renew it starts nothing, before another replica may take the stack.
-        if let Some(fence) = &self.opts.fence {
-            if !fence.may_start() {
-                tracing::warn!(
-                    "not starting a {}: the stack's Lease may lapse before it would start",
-                    if sync.is_some() {
-                        "sync"
-                    } else {
-                        "drift check"
-                    }
-                );
-                return false;
-            }
-        }
+        // A stack given back waits for the work entered here to end before it stops.
+        let _entered = match &self.opts.fence {
+            Some(fence) => match fence.enter() {
+                Some(e) => Some(e),
+                None => {
+                    tracing::warn!(
+                        "not starting a {}: the stack's Lease is being given back or may lapse first",
+                        if sync.is_some() { "sync" } else { "drift check" }
+                    );
+                    return false;
+                }
+            },
+            None => None,
+        };
         // Each sync or drift check is a run: a cluster found unreachable in the last one is
         // tried again.
         self.clusters.begin_run().await;

@@ -200,6 +200,7 @@ impl Coordinator {
             Err(e) => tracing::warn!("failed to list the Leases in {}: {e}", self.opts.namespace),
         }
         self.renew().await;
+        self.drained();
         let now = Instant::now();
         self.cooldown.retain(|_, until| *until > now);
         if stopping
@@ -227,8 +228,8 @@ impl Coordinator {
                 let h = self.held.get_mut(name).expect("held");
                 h.releasing = true;
                 h.fence.close();
-                h.stop.cancel();
             }
+            self.drained();
             return Vec::new();
         }
         let mut taken = Vec::new();
@@ -249,6 +250,17 @@ impl Coordinator {
             }
         }
         taken
+    }
+
+    /// Stops the work of the stacks being given back once it is idle: a sync or drift check
+    /// running when the stack was chosen finishes first (the Lease is renewed meanwhile), it is
+    /// never interrupted to spread the load.
+    fn drained(&self) {
+        for h in self.held.values() {
+            if h.releasing && h.fence.idle() && !h.stop.is_cancelled() {
+                h.stop.cancel();
+            }
+        }
     }
 
     /// The live replicas: those whose heartbeat Lease was renewed within its duration, and
@@ -368,9 +380,7 @@ impl Coordinator {
                 Ok(l) => {
                     h.lease = l;
                     h.valid_until = sent + d;
-                    if !h.releasing {
-                        h.fence.extend(h.valid_until);
-                    }
+                    h.fence.extend(h.valid_until);
                 }
                 Err(e) if is_code(&e, 409) || is_code(&e, 404) => {
                     tracing::error!("stack {stack}: Lease {name} lost ({e}): stopping its work");

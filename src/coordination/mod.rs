@@ -116,44 +116,87 @@ pub async fn client(opts: &CoordinationOptions) -> Result<kube::Client, Coordina
     kube::Client::try_from(config).map_err(CoordinationError::Client)
 }
 
-/// Whether a stack's Lease is still held long enough to start an apply: the agent asks before
-/// every sync and drift check. A Lease last renewed when `valid_until` was set lapses then;
-/// no new work starts in its last `margin`, so a replica that stopped renewing (cut off from
-/// the API server) stops starting applies before another replica may take the stack.
+/// Whether a stack's Lease is still held long enough to start an apply: the agent enters it
+/// before every sync and drift check, and holds what [`Fence::enter`] returns while the work
+/// runs. A Lease last renewed when `until` was set lapses then; no new work starts in its last
+/// `margin`, so a replica that stopped renewing (cut off from the API server) stops starting
+/// applies before another replica may take the stack. A closed fence (the Lease is being given
+/// back, or was lost) lets nothing new start, and says when the work in progress is done.
 #[derive(Debug, Clone)]
 pub struct Fence {
-    valid_until: Arc<Mutex<Instant>>,
+    state: Arc<Mutex<FenceState>>,
     margin: Duration,
 }
 
+#[derive(Debug)]
+struct FenceState {
+    /// When the Lease lapses unless renewed.
+    until: Instant,
+    closed: bool,
+    /// Syncs and drift checks running now.
+    busy: usize,
+}
+
+/// Work entered through a [`Fence`]; leaving it (dropping this) ends it.
+#[derive(Debug)]
+pub struct Entered(Fence);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("fence").busy -= 1;
+    }
+}
+
 impl Fence {
-    /// A fence that lets work start until `margin` before `valid_until`.
-    pub fn new(valid_until: Instant, margin: Duration) -> Fence {
+    /// A fence that lets work start until `margin` before `until`.
+    pub fn new(until: Instant, margin: Duration) -> Fence {
         Fence {
-            valid_until: Arc::new(Mutex::new(valid_until)),
+            state: Arc::new(Mutex::new(FenceState {
+                until,
+                closed: false,
+                busy: 0,
+            })),
             margin,
         }
     }
 
-    /// Whether new work may start now.
-    pub fn may_start(&self) -> bool {
-        let until = *self.valid_until.lock().expect("fence");
-        until.saturating_duration_since(Instant::now()) > self.margin
+    fn open(&self, s: &FenceState) -> bool {
+        !s.closed && s.until.saturating_duration_since(Instant::now()) > self.margin
     }
 
-    /// Stops `stop` when the Lease lapses unrenewed (or the fence is closed), whatever the
-    /// coordination loop is doing: a renewal stuck on an API server that does not answer must
-    /// not keep the stack's work going past the Lease. Ends once `stop` is cancelled.
+    /// Whether new work may start now.
+    pub fn may_start(&self) -> bool {
+        self.open(&self.state.lock().expect("fence"))
+    }
+
+    /// Starts a piece of work, if it may start now; it runs until the result is dropped.
+    pub fn enter(&self) -> Option<Entered> {
+        let mut s = self.state.lock().expect("fence");
+        if !self.open(&s) {
+            return None;
+        }
+        s.busy += 1;
+        Some(Entered(self.clone()))
+    }
+
+    /// Whether no work entered is running. Once closed, a fence that is idle stays idle.
+    pub fn idle(&self) -> bool {
+        self.state.lock().expect("fence").busy == 0
+    }
+
+    /// Stops `stop` when the Lease lapses unrenewed, whatever the coordination loop is doing:
+    /// a renewal stuck on an API server that does not answer must not keep the stack's work
+    /// going past the Lease. Ends once `stop` is cancelled.
     pub(crate) fn watch(&self, stop: tokio_util::sync::CancellationToken) {
         let fence = self.clone();
         tokio::spawn(async move {
             loop {
-                let until = *fence.valid_until.lock().expect("fence");
+                let until = fence.state.lock().expect("fence").until;
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(until.into()) => {}
                 }
-                if *fence.valid_until.lock().expect("fence") <= Instant::now() {
+                if fence.state.lock().expect("fence").until <= Instant::now() {
                     tracing::error!("a stack's Lease lapsed unrenewed: stopping its work");
                     stop.cancel();
                     return;
@@ -164,12 +207,12 @@ impl Fence {
 
     /// The Lease was renewed: it lasts until `until`.
     pub(crate) fn extend(&self, until: Instant) {
-        *self.valid_until.lock().expect("fence") = until;
+        self.state.lock().expect("fence").until = until;
     }
 
-    /// The Lease is lost or given back: nothing new starts.
+    /// The Lease is lost or being given back: nothing new starts.
     pub(crate) fn close(&self) {
-        *self.valid_until.lock().expect("fence") = Instant::now();
+        self.state.lock().expect("fence").closed = true;
     }
 }
 
@@ -186,9 +229,16 @@ mod tests {
         assert!(f.may_start());
         f.extend(Instant::now() + Duration::from_secs(4));
         assert!(!f.may_start(), "within the margin, nothing new starts");
+        assert!(f.enter().is_none());
         f.extend(Instant::now() + Duration::from_secs(60));
         assert!(f.may_start());
+        let work = f.enter().expect("open");
+        assert!(!f.idle());
         f.close();
         assert!(!f.may_start());
+        assert!(f.enter().is_none(), "closed: nothing new enters");
+        assert!(!f.idle(), "the work entered before goes on");
+        drop(work);
+        assert!(f.idle());
     }
 }

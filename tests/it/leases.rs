@@ -11,7 +11,7 @@ use devcluster::{Fault, FaultAction};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
-use strata::coordination::{CoordinationOptions, Coordinator, Fence, StackTask};
+use strata::coordination::{CoordinationOptions, Coordinator, Entered, Fence, StackTask};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::until;
@@ -53,10 +53,18 @@ struct Board {
     working: BTreeMap<String, Vec<String>>,
     overlaps: Vec<String>,
     fences: BTreeMap<String, Fence>,
+    /// Work in progress (an apply running), by `replica/stack`: the test ends it.
+    busy: BTreeMap<String, Entered>,
 }
 
 /// Work that runs until told to stop, marking itself on `board`.
 fn work(replica: &str, board: Arc<Mutex<Board>>) -> StackTask<()> {
+    work_busy(replica, board, false)
+}
+
+/// As [`work`]; with `busy`, each stack's work starts with an apply that runs until the test
+/// ends it (removes it from `board.busy`).
+fn work_busy(replica: &str, board: Arc<Mutex<Board>>, busy: bool) -> StackTask<()> {
     let replica = replica.to_string();
     Box::new(move |stack, fence, stop| {
         let (replica, board, stack) = (replica.clone(), board.clone(), stack.to_string());
@@ -69,6 +77,10 @@ fn work(replica: &str, board: Arc<Mutex<Board>>) -> StackTask<()> {
                     b.overlaps.push(msg);
                 }
                 b.working.get_mut(&stack).unwrap().push(replica.clone());
+                if busy {
+                    let entered = fence.enter().expect("a fresh Lease lets work start");
+                    b.busy.insert(format!("{replica}/{stack}"), entered);
+                }
                 b.fences.insert(format!("{replica}/{stack}"), fence);
             }
             stop.cancelled().await;
@@ -239,4 +251,83 @@ async fn a_replica_that_cannot_write_its_leases_refuses_to_start() {
     };
     assert!(e.contains("no-such-namespace"), "{e}");
     assert!(e.contains("create the namespace"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_given_back_to_spread_the_load_finishes_its_running_apply_first() {
+    let c = Cluster::start().await;
+    let api = namespace(&c).await;
+    let stacks: Vec<String> = vec!["a".into(), "b".into()];
+    let board = Arc::new(Mutex::new(Board::default()));
+    let stop_a = CancellationToken::new();
+    let a = Coordinator::new(
+        lease_client(&c, "ra").await,
+        options(&c, "ra"),
+        stacks.clone(),
+    )
+    .await
+    .unwrap();
+    let ta = tokio::spawn(a.run(stop_a.clone(), work_busy("ra", board.clone(), true)));
+    until("ra holds both stacks, each applying", 60, || {
+        held_by(&board, "ra") == 2 && board.lock().unwrap().busy.len() == 2
+    })
+    .await;
+
+    // rb joins: ra's share drops to one, and it chooses a stack to give back.
+    let stop_b = CancellationToken::new();
+    let b = Coordinator::new(
+        lease_client(&c, "rb").await,
+        options(&c, "rb"),
+        stacks.clone(),
+    )
+    .await
+    .unwrap();
+    let tb = tokio::spawn(b.run(stop_b.clone(), work("rb", board.clone())));
+    let closing = || {
+        let b = board.lock().unwrap();
+        b.fences
+            .iter()
+            .find(|(k, f)| k.starts_with("ra/") && !f.may_start())
+            .map(|(k, _)| k.trim_start_matches("ra/").to_string())
+    };
+    until("ra closes one stack's fence", 60, || closing().is_some()).await;
+    let chosen = closing().unwrap();
+    // While its apply runs, ra keeps renewing the Lease (two renewals seen) and its work goes on.
+    let rv = |l: &Lease| l.metadata.resource_version.clone().unwrap_or_default();
+    let lease = format!("strata-{chosen}");
+    let mut seen = vec![rv(&api.get(&lease).await.unwrap())];
+    for _ in 0..600 {
+        let l = api.get(&lease).await.unwrap();
+        assert_eq!(
+            l.spec.as_ref().unwrap().holder_identity.as_deref(),
+            Some("ra"),
+            "the Lease stays ra's while its apply runs"
+        );
+        if seen.last() != Some(&rv(&l)) {
+            seen.push(rv(&l));
+        }
+        if seen.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 3, "ra renews the Lease while draining");
+    assert_eq!(
+        board.lock().unwrap().working[&chosen],
+        vec!["ra".to_string()],
+        "the running apply was not stopped to spread the load"
+    );
+
+    // The apply ends: ra stops the stack, gives it back, rb takes it.
+    board.lock().unwrap().busy.remove(&format!("ra/{chosen}"));
+    until("rb works the stack ra gave back", 60, || {
+        board.lock().unwrap().working[&chosen] == vec!["rb".to_string()]
+    })
+    .await;
+    board.lock().unwrap().busy.clear();
+    stop_b.cancel();
+    stop_a.cancel();
+    tb.await.unwrap();
+    ta.await.unwrap();
+    assert!(board.lock().unwrap().overlaps.is_empty());
 }
