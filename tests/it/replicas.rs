@@ -406,8 +406,27 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
         never_overlap(s, &of);
     }
 
-    // SIGTERM: each surviving replica gives its Leases back before it exits (read back at once,
-    // with no time for them to lapse: holder cleared, or already taken by the other replica).
+    // The survivor, alone now, takes every stack over (the dead replicas' Leases lapse).
+    for _ in 0..1200 {
+        if holders(&leases, &STACKS)
+            .await
+            .values()
+            .all(|h| h.as_deref() == Some(survivor.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = holders(&leases, &STACKS).await;
+    assert!(
+        all.values()
+            .all(|h| h.as_deref() == Some(survivor.as_str())),
+        "{survivor} holds every stack: {all:?}\n{}",
+        outputs()
+    );
+
+    // SIGTERM: the surviving replica gives its Leases back before it exits (read back at once,
+    // with no time for them to lapse).
     for (r, mut child) in children {
         let before = holders(&leases, &STACKS).await;
         signal(&child, libc::SIGTERM);
