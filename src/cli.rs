@@ -111,6 +111,9 @@ pub enum Command {
         /// Grant every verb on every resource instead (a wildcard ClusterRole).
         #[arg(long, conflicts_with = "resources")]
         cluster_admin: bool,
+        /// Agent replicas; they share the stacks through Leases in the namespace.
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
     },
     /// Tear the stack down: Kubernetes layers first, then Terraform layers, each after
     /// everything that depends on it; the plan is shown first.
@@ -188,6 +191,9 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for an agent converging several (`stack` blocks in its --config).
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
     },
     /// Converge to an earlier revision and pin the agent there until `strata resume`.
     Rollback {
@@ -424,6 +430,8 @@ pub enum ReportFormat {
 
 /// The agent's flags.
 #[derive(Debug, Clone, clap::Args)]
+// `--repo` may be left out when `--config` declares the stacks.
+#[command(mut_arg("repo", |a| a.required(false).default_value("")))]
 pub struct AgentArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -456,4 +464,31 @@ pub struct AgentArgs {
     /// At most one `diff` alert per layer in this interval.
     #[arg(long, default_value = "1h")]
     pub diff_alert_interval: String,
+    /// With several `stack` blocks in --config: at most this many stacks sync or check drift
+    /// at once (0: no bound).
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent_stacks: usize,
+    /// Share the stacks with other replicas: `kubernetes` (a Lease per stack).
+    #[arg(long, value_enum)]
+    pub coordination: Option<Coordination>,
+    /// The namespace of the Leases.
+    #[arg(long, default_value = "strata-system")]
+    pub lease_namespace: String,
+    /// The kubeconfig of the Leases' cluster (default: KUBECONFIG, else the in-cluster
+    /// service account).
+    #[arg(long)]
+    pub coordination_kubeconfig: Option<PathBuf>,
+    /// This replica's identity in the Leases (default: host name and process id).
+    #[arg(long)]
+    pub replica_id: Option<String>,
+    /// How long a Lease lasts unrenewed; renewed every third of it.
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: String,
+}
+
+/// How agent replicas share stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Coordination {
+    /// A `coordination.k8s.io/v1` Lease per stack.
+    Kubernetes,
 }

@@ -1,7 +1,9 @@
-//! One agent process for every environment: an [`Agent`] per environment, each with its own
-//! state dir, lock, backoff, alert memory, approvals and pin, run side by side so that one
-//! environment's failure, backoff or approval wait never holds another's sync. They share the
-//! source's fetch ([`SourceFeed`]), the metrics and one HTTP listener ([`Hub`]).
+//! One agent process for every stack and environment: an [`Agent`] per environment of each
+//! stack, each with its own state dir, lock, backoff, alert memory, approvals and pin, run side
+//! by side so that one's failure, backoff or approval wait never holds another's sync. The
+//! environments of a stack share its source's fetch ([`SourceFeed`]); every stack shares the
+//! metrics, one HTTP listener ([`Hub`], `?stack=` and `?env=`) and a bound on how many sync at
+//! once. With coordination, a stack runs only while this replica holds its Lease.
 //!
 //! Which environments: those named with `--env`, else every one the newest revision declares
 //! (looked at again on every poll: an environment added to `strata.hcl` gets its agent, one
@@ -24,21 +26,35 @@ use crate::server::{Hub, Metrics};
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// An environment's `agent.json` is corrupt or unreadable.
-    #[error("environment {env}: {source}")]
+    #[error("{place}: {source}")]
     State {
-        env: String,
+        /// `environment NAME`, `stack NAME` or both.
+        place: String,
         #[source]
         source: crate::state::StateError,
     },
+    /// `--coordination kubernetes`: the Leases cannot be reached.
+    #[error(transparent)]
+    Coordination(#[from] crate::coordination::CoordinationError),
 }
 
-/// How the agent of every environment ended, and where each kept its state.
+/// How the agent of every stack and environment ended, and where each kept its state.
 #[derive(Debug, Clone)]
 pub struct FleetEnded {
     /// The worst of the environments' ends.
     pub ended: Ended,
-    /// Each environment (`None`: a stack without environments) and its agent's state dir.
-    pub state_dirs: Vec<(Option<String>, PathBuf)>,
+    /// Each converged stack (`None`: the stack of `--repo`) and environment (`None`: a stack
+    /// without environments), with its agent's state dir.
+    pub state_dirs: Vec<(Option<String>, Option<String>, PathBuf)>,
+}
+
+/// How an agent of several stacks shares its work.
+#[derive(Debug, Clone, Default)]
+pub struct StacksPlan {
+    /// At most this many stacks sync or check drift at once; 0: no bound.
+    pub max_concurrent: usize,
+    /// Share the stacks with other replicas through Kubernetes Leases.
+    pub coordination: Option<crate::coordination::CoordinationOptions>,
 }
 
 /// The poll interval while no revision has been read (the stack's own is not known yet).
@@ -50,6 +66,9 @@ struct Running {
     state_dir: PathBuf,
 }
 
+/// One environment's end: stack, environment, state dir, how it ended.
+type Entry = (Option<String>, Option<String>, PathBuf, Ended);
+
 /// Converges every environment of `opts` (or those in `opts.envs`) until `shutdown`; with
 /// `opts.once`, until each has synced once.
 ///
@@ -59,20 +78,117 @@ pub async fn run_fleet(
     opts: AgentOptions,
     shutdown: CancellationToken,
 ) -> Result<FleetEnded, FleetError> {
+    run_stacks(vec![opts], StacksPlan::default(), shutdown).await
+}
+
+/// Converges every stack of `stacks` side by side (each with its own state dir, source feed,
+/// lock, backoff and alerts), behind one HTTP listener (the first stack's `listen`, secrets
+/// and token), at most `plan.max_concurrent` syncing at once; with `plan.coordination`, only the
+/// stacks whose Lease this replica holds.
+///
+/// # Errors
+/// As [`run_fleet`]; with coordination, the Leases' cluster cannot be reached or the Leases
+/// not listed.
+pub async fn run_stacks(
+    mut stacks: Vec<AgentOptions>,
+    plan: StacksPlan,
+    shutdown: CancellationToken,
+) -> Result<FleetEnded, FleetError> {
     let metrics = Arc::new(Metrics::default());
-    let feed = Arc::new(SourceFeed::new(opts.spec.clone(), opts.source.clone()));
+    let first = stacks.first().cloned().expect("at least one stack");
     let hub = Arc::new(Hub::new(
         metrics.clone(),
-        opts.webhook_secret.clone(),
-        opts.api_token.clone(),
+        first.webhook_secret.clone(),
+        first.api_token.clone(),
     ));
     hub.by_env
-        .store(opts.envs.len() != 1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(addr) = opts.listen {
+        .store(first.envs.len() != 1, std::sync::atomic::Ordering::Relaxed);
+    hub.coordinated.store(
+        plan.coordination.is_some(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let slots = (plan.max_concurrent > 0)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(plan.max_concurrent)));
+    for s in &mut stacks {
+        s.slots = slots.clone();
+    }
+    // With Leases, the listener comes first: probes answer while the replica stands by.
+    if let Some(addr) = first.listen {
         super::run::listen(addr, hub.clone(), &shutdown).await;
     }
+    let entries: Vec<Result<Vec<Entry>, FleetError>> = match plan.coordination {
+        None => {
+            let mut tasks = Vec::new();
+            for o in stacks {
+                let (hub, metrics, stop) = (hub.clone(), metrics.clone(), shutdown.clone());
+                tasks.push(tokio::spawn(stack_fleet(o, hub, metrics, stop)));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.push(t.await.unwrap_or_else(|_| Ok(Vec::new())));
+            }
+            all
+        }
+        Some(copts) => {
+            let client = crate::coordination::client(&copts).await?;
+            let names = stacks
+                .iter()
+                .map(|s| s.stack.clone().unwrap_or_else(|| "default".into()))
+                .collect();
+            let coordinator = crate::coordination::Coordinator::new(client, copts, names).await?;
+            let by_name: BTreeMap<String, AgentOptions> = stacks
+                .into_iter()
+                .map(|s| (s.stack.clone().unwrap_or_else(|| "default".into()), s))
+                .collect();
+            let start: crate::coordination::StackTask<Result<Vec<Entry>, FleetError>> =
+                Box::new(move |name, fence, stop| {
+                    let mut o = by_name[name].clone();
+                    o.fence = Some(fence);
+                    let (hub, metrics, stack) = (hub.clone(), metrics.clone(), o.stack.clone());
+                    Box::pin(async move {
+                        let ended = stack_fleet(o, hub.clone(), metrics, stop).await;
+                        // Its Lease is given back and taken again later: said at once, not
+                        // only when the agent stops.
+                        if let Err(e) = &ended {
+                            tracing::error!("{e}");
+                        }
+                        // Another replica serves it from now on.
+                        hub.remove_stack(stack.as_deref());
+                        ended
+                    })
+                });
+            coordinator.run(shutdown, start).await
+        }
+    };
+    let mut ended: Vec<Entry> = Vec::new();
+    for e in entries {
+        ended.extend(e?);
+    }
+    ended.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let worst = if ended.iter().any(|e| e.3 == Ended::Interrupted) {
+        Ended::Interrupted
+    } else if ended.iter().any(|e| e.3 == Ended::NotConverged) {
+        Ended::NotConverged
+    } else {
+        Ended::Clean
+    };
+    Ok(FleetEnded {
+        ended: worst,
+        state_dirs: ended.into_iter().map(|(s, e, d, _)| (s, e, d)).collect(),
+    })
+}
+
+/// Converges every environment of one stack until `shutdown`.
+async fn stack_fleet(
+    opts: AgentOptions,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<Vec<Entry>, FleetError> {
+    let feed = Arc::new(SourceFeed::new(opts.spec.clone(), opts.source.clone()));
+    let stack = opts.stack.clone();
     let mut running: BTreeMap<Option<String>, Running> = BTreeMap::new();
-    let mut ended: Vec<(Option<String>, PathBuf, Ended)> = Vec::new();
+    let mut ended: Vec<Entry> = Vec::new();
     let start = |key: &Option<String>| -> Result<Running, FleetError> {
         let mut o = opts.clone();
         o.listen = None;
@@ -81,10 +197,13 @@ pub async fn run_fleet(
         }
         let state_dir = o.state_dir.clone();
         let agent = Agent::member(o, metrics.clone(), feed.clone()).map_err(|source| {
-            FleetError::State {
-                env: key.clone().unwrap_or_else(|| "(none)".into()),
-                source,
-            }
+            let place = match (&stack, key) {
+                (Some(s), Some(e)) => format!("stack {s}, environment {e}"),
+                (Some(s), None) => format!("stack {s}"),
+                (None, Some(e)) => format!("environment {e}"),
+                (None, None) => "environment (none)".to_string(),
+            };
+            FleetError::State { place, source }
         })?;
         hub.add(agent.http());
         let stop = shutdown.child_token();
@@ -156,10 +275,10 @@ pub async fn run_fleet(
                 );
                 r.stop.cancel();
                 if let Some(name) = &key {
-                    hub.remove(name);
+                    hub.remove(stack.as_deref(), name);
                 }
                 let e = r.task.await.unwrap_or(Ended::Interrupted);
-                ended.push((key, r.state_dir, e));
+                ended.push((stack.clone(), key, r.state_dir, e));
             }
         }
         for key in &wanted {
@@ -179,20 +298,9 @@ pub async fn run_fleet(
     }
     for (key, r) in running {
         let e = r.task.await.unwrap_or(Ended::Interrupted);
-        ended.push((key, r.state_dir, e));
+        ended.push((stack.clone(), key, r.state_dir, e));
     }
-    ended.sort_by(|a, b| a.0.cmp(&b.0));
-    let worst = if ended.iter().any(|e| e.2 == Ended::Interrupted) {
-        Ended::Interrupted
-    } else if ended.iter().any(|e| e.2 == Ended::NotConverged) {
-        Ended::NotConverged
-    } else {
-        Ended::Clean
-    };
-    Ok(FleetEnded {
-        ended: worst,
-        state_dirs: ended.into_iter().map(|(k, d, _)| (k, d)).collect(),
-    })
+    Ok(ended)
 }
 
 /// The environments to converge.

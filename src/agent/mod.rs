@@ -20,6 +20,7 @@ mod fleet;
 mod images;
 mod reach;
 mod run;
+pub mod stacks;
 mod status;
 mod sync;
 mod writeback;
@@ -41,7 +42,8 @@ use crate::server::{AgentHttp, EnvMetrics, Metrics, Trigger};
 use crate::source::{SourceOptions, SourceSpec};
 
 pub use feed::SourceFeed;
-pub use fleet::{run_fleet, FleetEnded, FleetError};
+pub use fleet::{run_fleet, run_stacks, FleetEnded, FleetError, StacksPlan};
+pub use stacks::{StackSource, StacksError};
 pub use status::{AgentStatus, Awaiting, Reach, Refused};
 
 /// How the agent runs.
@@ -80,6 +82,14 @@ pub struct AgentOptions {
     /// The environments [`run_fleet`] converges (`--env`, repeatable); empty: every one the
     /// stack declares.
     pub envs: Vec<String>,
+    /// The stack's name in the agent configuration (`stack "NAME"`), for an agent converging
+    /// several; `None`: the stack of `--repo`.
+    pub stack: Option<String>,
+    /// Shared by every stack of the agent: a sync or drift check runs only with a permit, so
+    /// at most `--max-concurrent-stacks` converge at once.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// The stack's Lease, asked before every sync and drift check (`--coordination`).
+    pub fence: Option<crate::coordination::Fence>,
 }
 
 impl AgentOptions {
@@ -105,6 +115,9 @@ impl AgentOptions {
             age_keys: None,
             env: None,
             envs: Vec::new(),
+            stack: None,
+            slots: None,
+            fence: None,
         }
     }
 
@@ -182,8 +195,9 @@ impl Agent {
         let status = crate::state::agent_status::load(&opts.state_dir)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let http = Arc::new(AgentHttp {
+            stack: opts.stack.clone(),
             env: opts.env.clone(),
-            metrics: EnvMetrics::new(metrics, opts.env.clone()),
+            metrics: EnvMetrics::new(metrics, opts.env.clone()).for_stack(opts.stack.clone()),
             status: std::sync::Mutex::new(serde_json::to_value(&status).unwrap_or_default()),
             ready: std::sync::atomic::AtomicBool::new(false),
             not_ready: std::sync::Mutex::new(None),
@@ -273,7 +287,8 @@ impl Agent {
         self.http.metrics.alert(kind);
         self.notifier.notify(Event {
             kind,
-            stack: self.status.stack.clone(),
+            // On an agent of several stacks, the name it knows the stack by.
+            stack: self.opts.stack.clone().unwrap_or(self.status.stack.clone()),
             env: self.opts.env.clone(),
             revision: revision.to_string(),
             layers,

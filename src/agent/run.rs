@@ -173,6 +173,33 @@ impl Agent {
     async fn guarded(&mut self, shutdown: &CancellationToken, sync: Option<Instant>) -> bool {
         let grace = self.opts.shutdown_grace;
         let interrupt = self.interrupt.clone();
+        // At most --max-concurrent-stacks stacks converge at once: wait for a turn (a stop
+        // while waiting starts nothing).
+        let slots = self.opts.slots.clone();
+        let _permit = match slots {
+            Some(s) => tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return false,
+                p = s.acquire_owned() => p.ok(),
+            },
+            None => None,
+        };
+        // The stack's Lease must outlast the start of this work by a margin; a replica that
+        // could not renew it starts nothing, before another replica may take the stack.
+        // A stack given back waits for the work entered here to end before it stops.
+        let _entered = match &self.opts.fence {
+            Some(fence) => match fence.enter() {
+                Some(e) => Some(e),
+                None => {
+                    tracing::warn!(
+                        "not starting a {}: the stack's Lease is being given back or may lapse first",
+                        if sync.is_some() { "sync" } else { "drift check" }
+                    );
+                    return false;
+                }
+            },
+            None => None,
+        };
         // Each sync or drift check is a run: a cluster found unreachable in the last one is
         // tried again.
         self.clusters.begin_run().await;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use super::source::source_of;
 use super::{engine_err, out, out_json, runtime};
-use crate::agent::{run_fleet, AgentOptions, Ended};
+use crate::agent::{run_stacks, AgentOptions, Ended, StacksPlan};
 use crate::cli::{AgentArgs, RepoArgs, ReportFormat};
 use crate::engine::record::LayerStatus;
 use crate::engine::{Engine, EngineOptions, Mode, Source};
@@ -71,19 +71,34 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     if let Some(f) = &a.api_token_file {
         opts.api_token = Some(read_secret(f, "API token")?);
     }
+    let mut declared = Vec::new();
     if let Some(c) = &a.config {
         opts.config = crate::notify::load_config(c).map_err(Error::Usage)?;
+        declared = crate::agent::stacks::load(c).map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    let stacks = stacks_of(opts, declared, a)?;
+    let plan = StacksPlan {
+        max_concurrent: a.max_concurrent_stacks,
+        coordination: coordination_of(a)?,
+    };
+    if plan.coordination.is_some() && bootstrap && !watch {
+        return Err(Error::Usage(
+            "--coordination is for agents that keep running: use `strata bootstrap --watch` or `strata run`".into(),
+        ));
     }
     runtime()?.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         super::cancel_on_signal(shutdown.clone(), "strata: stopping");
-        let fleet = run_fleet(opts, shutdown)
+        let fleet = run_stacks(stacks, plan, shutdown)
             .await
             .map_err(|e| Error::Usage(e.to_string()))?;
         let ended = fleet.ended;
         if bootstrap && !watch && ended != Ended::Interrupted {
             let several = fleet.state_dirs.len() > 1;
-            for (env, state_dir) in &fleet.state_dirs {
+            for (stack, env, state_dir) in &fleet.state_dirs {
+                if let Some(stack) = stack {
+                    out(&format!("=== stack {stack} ===\n"))?;
+                }
                 // The engine keeps an environment's state in its own dir, as the agent does.
                 let agent = crate::state::agent_status::load(state_dir)?;
                 let state = crate::state::stack_status::StackState::load(state_dir)?;
@@ -110,6 +125,82 @@ pub fn run(a: &AgentArgs, bootstrap: bool, watch: bool) -> Result<ExitStatus, Er
     })
 }
 
+/// The stacks to converge: the `--repo` one, or each `stack` block of `--config`, each in its
+/// own state dir (`STATE/stacks/NAME`).
+fn stacks_of(
+    base: AgentOptions,
+    declared: Vec<crate::agent::StackSource>,
+    a: &AgentArgs,
+) -> Result<Vec<AgentOptions>, Error> {
+    match (declared.is_empty(), a.repo.repo.is_empty()) {
+        (true, true) => Err(Error::Usage(
+            "no stack to converge: pass --repo, or --config with stack \"NAME\" { repo = \"...\" } blocks".into(),
+        )),
+        (true, false) => Ok(vec![base]),
+        (false, false) => Err(Error::Usage(format!(
+            "--repo and the stack blocks of {} both name what to converge: declare the --repo stack as a stack block too",
+            a.config.as_deref().unwrap_or(std::path::Path::new("--config")).display()
+        ))),
+        (false, true) => {
+            let flags = [
+                ("--env", !a.repo.env.is_empty()),
+                ("--ref", a.repo.reference.is_some()),
+                ("--path", a.repo.path.is_some()),
+                ("--verify", a.repo.verify.is_some()),
+            ];
+            if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+                return Err(Error::Usage(format!(
+                    "{flag} applies to the --repo stack: with stack blocks, set it in each block (env, ref, path, verify)"
+                )));
+            }
+            Ok(declared
+                .into_iter()
+                .map(|d| {
+                    let mut o = base.clone();
+                    let dir = a.repo.state_dir.join("stacks").join(&d.name);
+                    o.spec = crate::source::SourceSpec {
+                        url: d.repo,
+                        reference: d.reference,
+                        path: d.path,
+                    };
+                    o.source = crate::source::SourceOptions::new(&dir);
+                    o.source.verify = d.verify;
+                    o.state_dir = dir;
+                    o.envs = d.env;
+                    o.stack = Some(d.name);
+                    o
+                })
+                .collect())
+        }
+    }
+}
+
+/// `--coordination kubernetes` and its flags.
+fn coordination_of(
+    a: &AgentArgs,
+) -> Result<Option<crate::coordination::CoordinationOptions>, Error> {
+    let Some(crate::cli::Coordination::Kubernetes) = a.coordination else {
+        return Ok(None);
+    };
+    let lease_duration =
+        crate::util::duration::parse_duration(&a.lease_duration).map_err(Error::Usage)?;
+    if lease_duration < std::time::Duration::from_secs(3) {
+        return Err(Error::Usage(format!(
+            "--lease-duration {} is too short: at least 3s (renewed every third of it)",
+            a.lease_duration
+        )));
+    }
+    Ok(Some(crate::coordination::CoordinationOptions {
+        namespace: a.lease_namespace.clone(),
+        kubeconfig: a.coordination_kubeconfig.clone(),
+        replica_id: a
+            .replica_id
+            .clone()
+            .unwrap_or_else(crate::coordination::CoordinationOptions::default_replica_id),
+        lease_duration,
+    }))
+}
+
 /// Where `strata approve` gives its approval.
 pub enum ApproveAt {
     /// In the state dir the agent (or the next apply) reads.
@@ -120,6 +211,8 @@ pub enum ApproveAt {
         token_file: std::path::PathBuf,
         /// The environment, for an agent that converges several.
         env: Option<String>,
+        /// The stack, for an agent that converges several.
+        stack: Option<String>,
     },
 }
 
@@ -142,6 +235,7 @@ pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitSta
             url,
             token_file,
             env,
+            stack,
         } => {
             let token = read_secret(&token_file, "API token")?;
             let mut url = format!("{}/api/v1/approve/{id}", url.trim_end_matches('/'));
@@ -157,6 +251,20 @@ pub fn approve(layer: &str, plan: Option<&str>, at: ApproveAt) -> Result<ExitSta
                     )));
                 }
                 url.push_str(&format!("?env={env}"));
+            }
+            // Stack names are lowercase letters, digits and '-' (checked where they are
+            // declared): refuse anything else rather than escape it.
+            if let Some(stack) = stack {
+                if !stack
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    return Err(Error::Usage(format!(
+                        "invalid stack name \"{stack}\": use lowercase letters, digits and '-'"
+                    )));
+                }
+                url.push_str(if url.contains('?') { "&" } else { "?" });
+                url.push_str(&format!("stack={stack}"));
             }
             let body = match plan {
                 Some(p) => serde_json::json!({ "plan": p }),

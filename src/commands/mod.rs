@@ -39,14 +39,23 @@ pub fn run(cli: Cli) -> ExitStatus {
             api_token_file,
             plan,
             env,
+            stack,
         } => (|| {
             let at = match agent {
                 Some(url) => agent::ApproveAt::Agent {
                     url,
                     token_file: api_token_file.unwrap_or_default(),
                     env: env.clone(),
+                    stack: stack.clone(),
                 },
-                None => agent::ApproveAt::StateDir(one_state_dir(&state_dir, env.as_deref())?),
+                None => {
+                    // A stack of an agent converging several keeps its state in stacks/NAME.
+                    let base = match &stack {
+                        Some(s) => state_dir.join("stacks").join(s),
+                        None => state_dir.clone(),
+                    };
+                    agent::ApproveAt::StateDir(one_state_dir(&base, env.as_deref())?)
+                }
             };
             agent::approve(&layer, plan.as_deref(), at)
         })(),
@@ -97,6 +106,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             path,
             resources,
             cluster_admin,
+            replicas,
         } => (|| {
             if !export {
                 return Err(Error::Usage(
@@ -119,6 +129,7 @@ pub fn run(cli: Cli) -> ExitStatus {
                 path,
                 resources,
                 cluster_admin,
+                replicas,
             };
             out(&crate::install::emit::stream(&crate::install::manifests(
                 &o,

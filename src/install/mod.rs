@@ -19,6 +19,8 @@ pub struct InstallOptions {
     pub resources: Vec<(String, String)>,
     /// Grant every verb on every resource (asked for explicitly, never by default).
     pub cluster_admin: bool,
+    /// Agent replicas, sharing the stacks through Leases (`--coordination kubernetes`).
+    pub replicas: u32,
 }
 
 /// The kinds a layer commonly holds, by API group and resource: what the default ClusterRole
@@ -124,6 +126,14 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
         "0.0.0.0:9090".into(),
         "--state-dir".into(),
         "/var/lib/strata".into(),
+        // The replicas share the stacks through Leases in this namespace, each known by its
+        // pod's name; the Leases' cluster is the one the pod runs in (its service account).
+        "--coordination".into(),
+        "kubernetes".into(),
+        "--lease-namespace".into(),
+        ns.to_string(),
+        "--replica-id".into(),
+        "$(POD_NAME)".into(),
     ];
     if let Some(r) = &o.reference {
         args.extend(["--ref".into(), r.clone()]);
@@ -156,10 +166,9 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
             "subjects": [{"kind": "ServiceAccount", "name": "strata", "namespace": ns}]}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("strata"),
         "spec": {
-            // One replica: replicas that coordinate through Leases are not built yet, and two
-            // agents on one stack would apply it twice.
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            // A stack is converged only by the replica holding its Lease: a second replica takes
+            // over when one dies, and a rolling update never has two pods applying one stack.
+            "replicas": o.replicas,
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "serviceAccountName": "strata",
@@ -167,6 +176,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
                     "name": "agent", "image": o.image, "args": args,
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}],
                     "ports": [{"name": "http", "containerPort": 9090, "protocol": "TCP"}],
                     "livenessProbe": probe("/healthz"), "readinessProbe": probe("/readyz"),
                     "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
@@ -200,6 +210,7 @@ mod tests {
             path: None,
             resources: vec![],
             cluster_admin: false,
+            replicas: 2,
         }
     }
 

@@ -173,9 +173,11 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, String> {
                     .attributes()
                     .any(|a| a.key() == "notes" && matches!(a.expr(), hcl::Expression::Bool(true)));
             }
+            // The stacks the agent converges: read by `crate::agent::stacks`.
+            "stack" => {}
             other => {
                 return Err(format!(
-                    "{}: unknown block \"{other}\" (alert or writeback)",
+                    "{}: unknown block \"{other}\" (alert, writeback or stack)",
                     path.display()
                 ))
             }

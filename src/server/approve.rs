@@ -99,7 +99,8 @@ pub(super) async fn approve(
     }
     // Which environment: `?env=NAME`, needed when the agent converges several.
     let env = uri.query().and_then(super::hub::env_of);
-    let s = match hub.pick(env.as_deref()) {
+    let stack = uri.query().and_then(super::hub::stack_of);
+    let s = match hub.pick(stack.as_deref(), env.as_deref()) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };

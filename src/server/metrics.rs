@@ -27,6 +27,9 @@ pub struct Metrics {
     revision: Family<Labels, Gauge>,
     observed: Family<Labels, Gauge>,
     source_up: Gauge,
+    /// An agent of several stacks has a source per stack: these carry a `stack` label.
+    stack_source_up: Family<Labels, Gauge>,
+    stack_fetch_errors: Family<Labels, Counter>,
     cluster_up: Family<Labels, Gauge>,
     alerts: Family<Labels, Counter>,
 }
@@ -47,6 +50,18 @@ impl Default for Metrics {
         // Up until a fetch says otherwise: the agent fetches before anything else.
         source_up.set(1);
         let cluster_up = Family::<Labels, Gauge>::default();
+        let stack_source_up = Family::<Labels, Gauge>::default();
+        let stack_fetch_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "strata_stack_source_up",
+            "1 when the last fetch of the stack's source succeeded (an agent of several stacks)",
+            stack_source_up.clone(),
+        );
+        registry.register(
+            "strata_stack_source_fetch_errors",
+            "Failed fetches of the stack's source (an agent of several stacks)",
+            stack_fetch_errors.clone(),
+        );
         let alerts = Family::<Labels, Counter>::default();
         registry.register(
             "strata_layer_observed",
@@ -108,6 +123,8 @@ impl Default for Metrics {
             revision,
             observed,
             source_up,
+            stack_source_up,
+            stack_fetch_errors,
             cluster_up,
             alerts,
         }
@@ -125,6 +142,8 @@ impl Metrics {
 /// What one environment records into the agent's metrics.
 pub struct EnvMetrics {
     all: Arc<Metrics>,
+    /// The stack's name, on an agent converging several: a `stack` label before `env`.
+    stack: Option<String>,
     env: Option<String>,
     /// The `strata_revision_info` series this environment set last, replaced by the next one.
     revision: Mutex<Option<Labels>>,
@@ -134,9 +153,16 @@ impl EnvMetrics {
     pub fn new(all: Arc<Metrics>, env: Option<String>) -> EnvMetrics {
         EnvMetrics {
             all,
+            stack: None,
             env,
             revision: Mutex::new(None),
         }
+    }
+
+    /// Its series carry a `stack` label (an agent converging several stacks).
+    pub fn for_stack(mut self, stack: Option<String>) -> EnvMetrics {
+        self.stack = stack;
+        self
     }
 
     /// The whole agent's metrics, every environment's series.
@@ -146,9 +172,10 @@ impl EnvMetrics {
 
     /// `pairs`, after the `env` label when there is an environment.
     fn labels(&self, pairs: &[(&str, &str)]) -> Labels {
-        self.env
+        self.stack
             .iter()
-            .map(|e| ("env".to_string(), e.clone()))
+            .map(|s| ("stack".to_string(), s.clone()))
+            .chain(self.env.iter().map(|e| ("env".to_string(), e.clone())))
             .chain(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect()
     }
@@ -203,11 +230,30 @@ impl EnvMetrics {
 
     /// The source is shared by every environment: its series carry no `env` label.
     pub fn source_up(&self, up: bool) {
-        self.all.source_up.set(i64::from(up));
+        match &self.stack {
+            Some(s) => {
+                let l = vec![("stack".to_string(), s.clone())];
+                self.all
+                    .stack_source_up
+                    .get_or_create(&l)
+                    .set(i64::from(up));
+            }
+            None => {
+                self.all.source_up.set(i64::from(up));
+            }
+        }
     }
 
     pub fn fetch_error(&self) {
-        self.all.fetch_errors.inc();
+        match &self.stack {
+            Some(s) => {
+                let l = vec![("stack".to_string(), s.clone())];
+                self.all.stack_fetch_errors.get_or_create(&l).inc();
+            }
+            None => {
+                self.all.fetch_errors.inc();
+            }
+        }
     }
 
     pub fn cluster_up(&self, cluster: &str, up: bool) {

@@ -37,6 +37,8 @@ pub enum Trigger {
 
 /// Shared between one environment's agent loop and the HTTP handlers.
 pub struct AgentHttp {
+    /// The stack's name on an agent converging several (`?stack=NAME`); `None`: the only one.
+    pub stack: Option<String>,
     /// The environment; `None` for a stack without `environment` blocks.
     pub env: Option<String>,
     pub metrics: EnvMetrics,
@@ -112,13 +114,47 @@ async fn metrics(State(s): State<Arc<Hub>>) -> Response {
 /// environment's, by name, otherwise.
 async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
     let env = uri.query().and_then(hub::env_of);
-    if env.is_none() && hub.by_env() {
-        let envs: serde_json::Map<String, serde_json::Value> = hub
-            .envs()
+    let stack = uri.query().and_then(hub::stack_of);
+    // Every stack's, by name, for an agent of several stacks asked about none.
+    let stacks = hub.stacks();
+    if stack.is_none() && stacks.len() > 1 {
+        let mut by_stack = serde_json::Map::new();
+        for name in stacks {
+            let envs: Vec<Arc<AgentHttp>> = hub
+                .envs()
+                .into_iter()
+                .filter(|e| e.stack.as_deref() == Some(name.as_str()))
+                .collect();
+            let v = match envs.as_slice() {
+                [one] if one.env.is_none() => env_status(one),
+                _ => serde_json::json!({
+                    "environments": envs
+                        .iter()
+                        .map(|e| (e.env.clone().unwrap_or_default(), env_status(e)))
+                        .collect::<serde_json::Map<_, _>>(),
+                }),
+            };
+            by_stack.insert(name, v);
+        }
+        let not_ready = hub.not_ready();
+        return axum::Json(serde_json::json!({
+            "ready": not_ready.is_none(),
+            "not_ready": not_ready,
+            "stacks": by_stack,
+        }))
+        .into_response();
+    }
+    let of_stack: Vec<Arc<AgentHttp>> = hub
+        .envs()
+        .into_iter()
+        .filter(|e| stack.is_none() || e.stack == stack)
+        .collect();
+    if env.is_none() && hub.by_env() && of_stack.iter().any(|e| e.env.is_some()) {
+        let envs: serde_json::Map<String, serde_json::Value> = of_stack
             .iter()
             .map(|e| (e.env.clone().unwrap_or_default(), env_status(e)))
             .collect();
-        let not_ready = hub.not_ready();
+        let not_ready = hub.not_ready_of(&of_stack);
         return axum::Json(serde_json::json!({
             "ready": not_ready.is_none(),
             "not_ready": not_ready,
@@ -126,7 +162,7 @@ async fn status(State(hub): State<Arc<Hub>>, uri: axum::http::Uri) -> Response {
         }))
         .into_response();
     }
-    match hub.pick(env.as_deref()) {
+    match hub.pick(stack.as_deref(), env.as_deref()) {
         Ok(s) => axum::Json(env_status(&s)).into_response(),
         Err(r) => r.into_response(),
     }

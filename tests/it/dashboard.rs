@@ -159,7 +159,10 @@ async fn the_dashboard_shows_states_and_drift_approves_with_the_token_and_leaks_
     // waited for with a bound that a loaded machine cannot trip.
     let dom = b
         .until("the drift with its field", 60, |d| {
-            d.contains("data-field=\".data.color\"") && d.contains("data-state=\"drifted\"")
+            // Both changes: a drift check may run between the two patches (a loaded machine).
+            d.contains("data-field=\".data.color\"")
+                && d.contains("data-state=\"drifted\"")
+                && d.contains("*** (changed)")
         })
         .await;
     eprintln!(

@@ -76,6 +76,54 @@ async fn the_exported_manifests_apply_with_kubectl_and_grant_no_wildcard() {
         deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
         true
     );
+    // Two replicas sharing the stacks through Leases, each named after its pod.
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for pair in [
+        ["--coordination", "kubernetes"],
+        ["--lease-namespace", "strata-system"],
+        ["--replica-id", "$(POD_NAME)"],
+    ] {
+        assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
+    }
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    // The Role grants what the Lease coordination does, on Leases only in its namespace.
+    let role = c
+        .kubectl(&["get", "role", "strata", "-n", "strata-system", "-o", "json"])
+        .await
+        .code(0);
+    let role: Value = serde_json::from_str(&role.stdout).unwrap();
+    let leases = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "leases")
+        })
+        .expect("a rule for leases");
+    assert_eq!(leases["apiGroups"][0], "coordination.k8s.io");
+    for verb in ["get", "list", "create", "update", "delete"] {
+        assert!(
+            leases["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == verb),
+            "{verb} on leases: {leases}"
+        );
+    }
     for kind in [
         "serviceaccount",
         "service",
