@@ -21,6 +21,18 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Keep the state (records, approvals, pins, reports, the stack lock, and Terraform state
+    /// of layers without a backend) in PostgreSQL instead of the state dir:
+    /// postgres://USER@HOST:PORT/DB. Put the password in PGPASSWORD or ~/.pgpass.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_STATE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub state: Option<crate::store::StateUrl>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -45,4 +45,4 @@ pub mod reports;
 pub mod retention;
 pub mod stack_status;
 
-pub use file::{ensure_state_dir, StateError};
+pub use file::{ensure_state_dir, read as file_read, StateError};

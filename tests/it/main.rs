@@ -42,6 +42,7 @@ mod sops;
 mod source;
 mod stack_scale;
 mod state;
+mod state_pg;
 mod status_reasons;
 mod terraform;
 mod terraform_init;

@@ -1,0 +1,461 @@
+//! `--state postgres://…`: the state off the machine. The real `strata` binary, the real terraform
+//! and a real PostgreSQL: what status, history and diff show is the same as with a state dir,
+//! Terraform state lands in the pg backend, a kill -9 leaves the database consistent, two writers
+//! never both hold the stack, and the password never shows.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{tf_env, Output, Postgres};
+
+/// A password the server (trust auth) ignores, so every test can look for it in what it sees.
+const PASSWORD: &str = "pw-never-shown-7f3a";
+
+/// A stack of one Terraform layer, run against a state dir or a state database.
+struct Fixture {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    fn new(module: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("stack");
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::fs::write(
+            root.join("strata.hcl"),
+            "stack \"s\" {}\nterraform \"app\" {\n  source = \"app\"\n}\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("app/main.tf"), module).unwrap();
+        Fixture { dir, root }
+    }
+
+    /// Where strata keeps the caches of a state database (`XDG_STATE_HOME`).
+    fn xdg(&self) -> PathBuf {
+        self.dir.path().join("xdg")
+    }
+
+    /// `strata ARGS` with the state at `at`: `--state URL`, or `--state-dir DIR`. Commands that
+    /// read a stack get `--stack`.
+    fn command(&self, args: &[&str], at: &At) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("strata"));
+        c.args(args);
+        if matches!(args[0], "apply" | "plan" | "diff") {
+            c.arg("--stack").arg(&self.root);
+        }
+        match at {
+            At::Dir(d) => c.arg("--state-dir").arg(d),
+            At::Db(url) => c.arg("--state").arg(url),
+        };
+        c.envs(tf_env())
+            .env("XDG_STATE_HOME", self.xdg())
+            .env_remove("STRATA_LOG")
+            .env_remove("STRATA_STATE")
+            .env_remove("STRATA_STATE_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn strata(&self, args: &[&str], at: &At) -> Output {
+        let out = self.command(args, at).output().unwrap();
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
+            "the password is shown by {args:?}\n{out:?}"
+        );
+        out
+    }
+}
+
+enum At {
+    Dir(PathBuf),
+    Db(String),
+}
+
+/// The state database's URL with a password in it.
+fn url(pg: &Postgres) -> String {
+    pg.conn_str()
+        .replace("postgres@", &format!("postgres:{PASSWORD}@"))
+}
+
+const NULL_PROVIDER: &str = "terraform {\n  required_providers {\n    null = {\n      source = \"hashicorp/null\"\n    }\n  }\n}\n";
+
+fn module(version: u32) -> String {
+    format!(
+        "{NULL_PROVIDER}
+resource \"null_resource\" \"x\" {{
+  triggers = {{ v = \"{version}\" }}
+}}
+output \"v\" {{ value = \"{version}\" }}
+output \"token\" {{
+  value     = \"secret-output-{version}\"
+  sensitive = true
+}}
+"
+    )
+}
+
+/// Rows of a query, each row's columns as text.
+fn query(pg: &Postgres, sql: &str) -> Vec<Vec<String>> {
+    let url = pg.conn_str();
+    let sql = sql.to_string();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            use sqlx::Row;
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let rows = sqlx::query(&sql).fetch_all(&mut conn).await.unwrap();
+            rows.iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| {
+                            r.try_get::<String, _>(i)
+                                .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                                .or_else(|_| {
+                                    r.try_get::<Vec<u8>, _>(i)
+                                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                                })
+                                .unwrap()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+}
+
+/// `value` with what differs between two runs of the same stack blanked out: times, durations,
+/// and the paths of the state dir or working dir.
+fn normalized(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let time = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}").unwrap();
+    match value {
+        Value::String(s) if time.is_match(s) => Value::String("<time>".into()),
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if k.contains("duration")
+                        || k.ends_with("_ms")
+                        || k == "pid"
+                        || k == "run_id"
+                    {
+                        Value::String("<n>".into())
+                    } else {
+                        normalized(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{out:?}"))
+}
+
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn state_pg_status_history_and_diff_show_the_same_as_a_state_dir() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let db = At::Db(url(&pg));
+    let dir = At::Dir(fx.dir.path().join("state"));
+    for at in [&dir, &db] {
+        fx.strata(&["apply", "--auto-approve"], at).code(0);
+    }
+    std::fs::write(fx.root.join("app/main.tf"), module(2)).unwrap();
+    for at in [&dir, &db] {
+        fx.strata(&["apply", "--auto-approve"], at).code(0);
+    }
+
+    for args in [
+        &["status", "--json"][..],
+        &["history", "--json"][..],
+        &["diff", "--json"][..],
+    ] {
+        let (a, b) = (fx.strata(args, &dir), fx.strata(args, &db));
+        assert_eq!(a.code, b.code, "{args:?}\n{a:?}\n{b:?}");
+        assert_eq!(
+            normalized(&json(&a)),
+            normalized(&json(&b)),
+            "{args:?} differs between a state dir and the state database"
+        );
+    }
+    let status = json(&fx.strata(&["status", "--json"], &db));
+    let layer = &status["layers"]["terraform.app"];
+    assert_eq!(layer["last_result"], "converged", "{status}");
+    assert_eq!(
+        layer["converged_revision"], status["converged_revision"],
+        "{status}"
+    );
+    let history = json(&fx.strata(&["history", "--json"], &db));
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(2),
+        "two applies: {history}"
+    );
+
+    // Everything strata keeps is in the database, the Terraform state in the layer's schema.
+    let docs: Vec<String> = query(
+        &pg,
+        "SELECT path FROM strata.documents WHERE namespace = 'default' ORDER BY path",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    for expected in ["layer-runs.json", "lock", "status.json"] {
+        assert!(docs.iter().any(|d| d == expected), "{expected} in {docs:?}");
+    }
+    let logs = query(
+        &pg,
+        "SELECT count(*) FROM strata.log_lines WHERE path = 'history.jsonl'",
+    );
+    assert_eq!(logs, [["2"]]);
+    let tf = query(&pg, "SELECT name, data FROM strata_default_app.states");
+    assert_eq!(tf.len(), 1, "one workspace's state: {tf:?}");
+    assert!(
+        tf[0][1].contains("null_resource"),
+        "Terraform state in the pg backend"
+    );
+    // The cache keeps no sensitive output in the database, nothing holds the password, and the
+    // local working dir is private.
+    let all = query(
+        &pg,
+        "SELECT convert_from(body, 'UTF8') FROM strata.documents",
+    )
+    .concat()
+    .concat();
+    assert!(
+        !all.contains("secret-output-2"),
+        "a sensitive output is cached in clear"
+    );
+    assert!(!all.contains(PASSWORD), "the password is stored");
+    let work: Vec<PathBuf> = std::fs::read_dir(fx.xdg().join("strata"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(work.len(), 1, "{work:?}");
+    assert_eq!(
+        std::fs::metadata(&work[0]).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(
+        !work[0].join("status.json").exists() && !work[0].join("history.jsonl").exists(),
+        "no records are kept on the machine"
+    );
+}
+
+#[test]
+fn state_pg_kill_9_mid_apply_leaves_the_database_consistent_and_the_next_run_resumes() {
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let started = scratch.path().join("started");
+    let module = format!(
+        "{NULL_PROVIDER}
+resource \"null_resource\" \"slow\" {{
+  provisioner \"local-exec\" {{
+    command = \"echo started >> {}; sleep 5\"
+  }}
+}}
+",
+        started.display()
+    );
+    let fx = Fixture::new(&module);
+    let db = At::Db(url(&pg));
+    let mut first = fx
+        .command(&["apply", "--auto-approve"], &db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the provisioner runs", || started.exists());
+    first.kill().unwrap();
+    let _ = first.wait();
+
+    // The records read back (no torn document), and the lock died with its holder.
+    fx.strata(&["status", "--json"], &db).code(0);
+    let second = fx.strata(&["apply", "--auto-approve"], &db);
+    assert_eq!(second.code, 0, "the next apply resumes\n{second:?}");
+    let after = fx.strata(&["plan"], &db);
+    assert_eq!(after.code, 0, "nothing left to do\n{after:?}");
+    let tf = query(&pg, "SELECT data FROM strata_default_app.states");
+    assert!(tf.concat().concat().contains("null_resource"), "{tf:?}");
+}
+
+#[test]
+fn state_pg_two_writers_one_holds_the_stack_the_other_is_refused_naming_it() {
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (started, go) = (scratch.path().join("started"), scratch.path().join("go"));
+    let module = format!(
+        "{NULL_PROVIDER}
+resource \"null_resource\" \"held\" {{
+  provisioner \"local-exec\" {{
+    command = \"echo started >> {}; while [ ! -e {} ]; do sleep 0.1; done\"
+  }}
+}}
+",
+        started.display(),
+        go.display()
+    );
+    let fx = Fixture::new(&module);
+    let db = At::Db(url(&pg));
+    // The first writer runs from another working dir, as another machine would.
+    let mut first = fx
+        .command(&["apply", "--auto-approve"], &db)
+        .env("XDG_STATE_HOME", scratch.path().join("machine-a"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first writer holds the stack", || started.exists());
+
+    let second = fx.strata(&["apply", "--auto-approve"], &db);
+    assert_eq!(second.code, 1, "{second:?}");
+    let said = format!("the stack is locked by pid {} on ", first.id());
+    assert!(
+        second.stderr.contains(&said) && second.stderr.contains("running `strata apply`"),
+        "the holder is named\n{second:?}"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert!(first.wait().unwrap().success());
+    fx.strata(&["apply", "--auto-approve"], &db).code(0);
+}
+
+#[test]
+fn state_pg_a_bad_url_or_a_database_down_is_an_error_naming_the_redacted_url() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let port = crate::support::free_port().port();
+    let down = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/tfstate?sslmode=disable");
+    let out = fx.strata(&["status"], &At::Db(down));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "failed to connect to the state database postgres://postgres:****@127.0.0.1:{port}/tfstate?sslmode=disable"
+        )),
+        "{out:?}"
+    );
+
+    let out = fx.strata(
+        &["status"],
+        &At::Db(format!("mysql://root:{PASSWORD}@h/db")),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the state location mysql://root:****@h/db is not a postgres:// URL"),
+        "{out:?}"
+    );
+
+    let missing = url(&pg).replace("/tfstate", "/nosuchdb");
+    let out = fx.strata(&["history"], &At::Db(missing));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("postgres://postgres:****@127.0.0.1:"),
+        "{out:?}"
+    );
+
+    // The state lives in one place.
+    let both = fx
+        .command(&["status"], &At::Db(url(&pg)))
+        .arg("--state-dir")
+        .arg(fx.dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--state and --state-dir are both given"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn state_pg_the_url_comes_from_strata_state_and_migrations_run_once() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let from_env = |args: &[&str]| {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("strata"));
+        c.args(args)
+            .env("STRATA_STATE", url(&pg))
+            .env("XDG_STATE_HOME", fx.xdg())
+            .envs(tf_env())
+            .env_remove("STRATA_STATE_DIR")
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = Command::new(assert_cmd::cargo::cargo_bin("strata"));
+            c.args(["history"])
+                .env("STRATA_STATE", url(&pg))
+                .env("XDG_STATE_HOME", fx.xdg())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in racing {
+        let out = r.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        query(&pg, "SELECT version::bigint FROM strata.migrations"),
+        [["1"]]
+    );
+    let applied = from_env(&[
+        "apply",
+        "--auto-approve",
+        "--stack",
+        fx.root.to_str().unwrap(),
+    ]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let help = from_env(&["status", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("STRATA_STATE") && !help.contains(PASSWORD),
+        "{help}"
+    );
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*) FROM strata.log_lines WHERE path = 'history.jsonl'"
+        ),
+        [["1"]]
+    );
+}
