@@ -166,7 +166,7 @@ impl Lock {
             if started.elapsed() >= timeout {
                 let path = lock_path(state_dir);
                 let shared = crate::store::route(&path).is_some();
-                let holder: Option<Holder> = crate::state::file_read(&path)
+                let holder: Option<Holder> = super::file::read(&path)
                     .ok()
                     .flatten()
                     .and_then(|b| serde_json::from_slice(&b).ok());

@@ -27,6 +27,10 @@
 //! appended one whole line at a time under the same kind of lock. A file that does not parse is
 //! an error naming it and the way out, never an empty state.
 //!
+//! With `--state postgres://…` the same documents and logs live in PostgreSQL ([`crate::store`]):
+//! the primitives in `file.rs` route every path under a mounted dir to the database, and the
+//! lock is an advisory lock; mirrors, revisions, `layers/<name>/` and `plugin-cache/` stay local.
+//!
 //! Mirrors and revisions belong to [`crate::source`], `layers/<name>/` (but `outputs.json`) and
 //! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`], `image-updates/` to
 //! [`crate::images`].
@@ -45,4 +49,4 @@ pub mod reports;
 pub mod retention;
 pub mod stack_status;
 
-pub use file::{ensure_state_dir, read as file_read, StateError};
+pub use file::{ensure_state_dir, StateError};
