@@ -7,6 +7,9 @@ use crate::cli::{Command, ImageCommand, SourceCommand, StateCommand};
 
 use super::{mount, StateUrl, Store, StoreError};
 
+/// The environment variable `--state` is read from.
+const STATE_ENV: &str = "STRATA_STATE";
+
 /// The state dir a command uses when none is given.
 const DEFAULT_STATE_DIR: &str = ".strata";
 
@@ -79,12 +82,17 @@ pub fn work_dir(url: &StateUrl) -> PathBuf {
 ///
 /// # Guarantees
 /// The working dir is 0700; documents under it are read and written in the store from now on.
+/// `STRATA_STATE` is removed from the environment: no child process sees the URL.
 /// A command without a state dir is left alone (nothing is opened).
 ///
 /// # Errors
 /// [`BindError::Both`] when `--state-dir` is given too; [`BindError::Store`] when the database
 /// cannot be reached or migrated (naming the URL, password masked).
 pub fn bind(url: &StateUrl, command: &mut Command) -> Result<Option<Store>, BindError> {
+    // Read once (clap did): terraform, its providers and provisioners, kubectl and sops inherit
+    // strata's environment, and none of them needs the URL and its password. Removed here, on
+    // the main thread, before the store's thread or any runtime starts.
+    std::env::remove_var(STATE_ENV);
     let Some(slot) = state_dir_of(command) else {
         return Ok(None);
     };

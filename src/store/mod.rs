@@ -36,7 +36,7 @@ pub use url::StateUrl;
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// How long a state operation waits for a free connection of the pool.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per process: short reads and writes, plus one per read-modify-write in progress
 /// (each holds an advisory lock on its connection until done).
 const MAX_CONNECTIONS: u32 = 16;

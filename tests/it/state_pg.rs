@@ -166,6 +166,16 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{out:?}"))
 }
 
+/// A strata started in the background, killed (and reaped) if the test ends before it does.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[track_caller]
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -287,15 +297,17 @@ resource \"null_resource\" \"slow\" {{
     );
     let fx = Fixture::new(&module);
     let db = At::Db(url(&pg));
-    let mut first = fx
-        .command(&["apply", "--auto-approve"], &db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = Background(
+        fx.command(&["apply", "--auto-approve"], &db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the provisioner runs", || started.exists());
-    first.kill().unwrap();
-    let _ = first.wait();
+    // SIGKILL: strata gets no chance to release its lock or finish a write.
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
 
     // The records read back (no torn document), and the lock died with its holder.
     fx.strata(&["status", "--json"], &db).code(0);
@@ -326,24 +338,25 @@ resource \"null_resource\" \"held\" {{
     let fx = Fixture::new(&module);
     let db = At::Db(url(&pg));
     // The first writer runs from another working dir, as another machine would.
-    let mut first = fx
-        .command(&["apply", "--auto-approve"], &db)
-        .env("XDG_STATE_HOME", scratch.path().join("machine-a"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = Background(
+        fx.command(&["apply", "--auto-approve"], &db)
+            .env("XDG_STATE_HOME", scratch.path().join("machine-a"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the first writer holds the stack", || started.exists());
 
     let second = fx.strata(&["apply", "--auto-approve"], &db);
     assert_eq!(second.code, 1, "{second:?}");
-    let said = format!("the stack is locked by pid {} on ", first.id());
+    let said = format!("the stack is locked by pid {} on ", first.0.id());
     assert!(
         second.stderr.contains(&said) && second.stderr.contains("running `strata apply`"),
         "the holder is named\n{second:?}"
     );
     std::fs::write(&go, "").unwrap();
-    assert!(first.wait().unwrap().success());
+    assert!(first.0.wait().unwrap().success());
     fx.strata(&["apply", "--auto-approve"], &db).code(0);
 }
 
@@ -542,4 +555,56 @@ fn state_pg_concurrent_read_modify_writes_from_two_machines_lose_nothing() {
         "the kept records are the newest: {span:?}"
     );
     assert_eq!(span[0][2], kept.len().to_string());
+}
+
+#[test]
+fn state_pg_the_url_given_in_strata_state_reaches_no_child_process() {
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let seen = scratch.path().join("seen");
+    // What a provisioner (and so terraform, and anything the layer runs) sees: its environment,
+    // and the command lines of every process on the machine while it runs.
+    let module = format!(
+        "{NULL_PROVIDER}
+resource \"null_resource\" \"look\" {{
+  provisioner \"local-exec\" {{
+    command = \"env >> {seen}; cat /proc/[0-9]*/cmdline 2>/dev/null >> {seen}\"
+  }}
+}}
+",
+        seen = seen.display()
+    );
+    let fx = Fixture::new(&module);
+    // A password of this test's own: other tests run beside it with theirs on command lines.
+    let password = "pw-only-in-the-environment-91c2";
+    let out = Command::new(assert_cmd::cargo::cargo_bin("strata"))
+        .args(["apply", "--auto-approve", "--stack"])
+        .arg(&fx.root)
+        .env("STRATA_STATE", url(&pg).replace(PASSWORD, password))
+        .env("XDG_STATE_HOME", fx.xdg())
+        .envs(tf_env())
+        .env_remove("STRATA_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Command lines are NUL-separated: read as bytes, NULs kept.
+    let seen = String::from_utf8_lossy(&std::fs::read(&seen).unwrap()).into_owned();
+    assert!(seen.contains("PATH="), "the provisioner ran: {seen}");
+    assert!(
+        seen.contains("terraform\0apply"),
+        "the command lines were read: {seen}"
+    );
+    assert!(
+        !seen.contains(password),
+        "a child sees the password:\n{seen}"
+    );
+    assert!(
+        !seen.contains("STRATA_STATE="),
+        "a child sees STRATA_STATE:\n{seen}"
+    );
 }
