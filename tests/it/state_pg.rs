@@ -608,3 +608,100 @@ resource \"null_resource\" \"look\" {{
         "a child sees STRATA_STATE:\n{seen}"
     );
 }
+
+/// A Git repository holding a stack of one Terraform layer whose resource is replaced on every
+/// commit.
+fn agent_repo(dir: &std::path::Path, version: u32) -> String {
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(
+        dir.join("strata.hcl"),
+        "stack \"s\" {}\nterraform \"app\" {\n  source = \"app\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("app/main.tf"), module(version)).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "Ana")
+            .env("GIT_AUTHOR_EMAIL", "ana@example.com")
+            .env("GIT_COMMITTER_NAME", "Ana")
+            .env("GIT_COMMITTER_EMAIL", "ana@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if !dir.join(".git").exists() {
+        git(&["init", "-q", "-b", "main"]);
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", &format!("v{version}")]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[test]
+fn state_pg_an_agent_killed_on_one_machine_is_carried_on_by_another_from_the_shared_state() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let repo = fx.dir.path().join("repo");
+    let first = agent_repo(&repo, 1);
+    let db = At::Db(url(&pg));
+    let agent = |machine: &str| {
+        Background(
+            fx.command(
+                &[
+                    "run",
+                    "--repo",
+                    repo.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--poll-interval",
+                    "1s",
+                ],
+                &db,
+            )
+            .env("XDG_STATE_HOME", fx.dir.path().join(machine))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        )
+    };
+    let converged = |commit: &str| {
+        let out = fx.strata(&["status", "--json"], &db);
+        out.code == 0 && json(&out)["converged_revision"] == commit
+    };
+
+    let mut a = agent("machine-a");
+    wait_until("machine a converges the first commit", || converged(&first));
+    a.0.kill().unwrap();
+    let _ = a.0.wait();
+
+    let second = agent_repo(&repo, 2);
+    let mut b = agent("machine-b");
+    wait_until("machine b converges the next commit", || converged(&second));
+    let kill = Command::new("kill")
+        .args(["-TERM", &b.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(b.0.wait().unwrap().success(), "the agent stops cleanly");
+
+    // Machine b knew what machine a converged: it replaced the resource a created (the state was
+    // shared), it did not create a second one beside it.
+    let history = json(&fx.strata(&["history", "--json"], &db));
+    let runs: Vec<&serde_json::Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["command"] == "apply" || r["command"] == "sync")
+        .collect();
+    let last = runs.last().expect("an apply is recorded");
+    assert_eq!(last["revision"], second.as_str(), "{history}");
+    assert_eq!(last["layers"][0]["counts"], "+1 ~0 -1", "{history}");
+    let tf = query(&pg, "SELECT data FROM strata_default_app.states");
+    assert_eq!(tf.len(), 1, "{tf:?}");
+    let status = json(&fx.strata(&["status", "--json"], &db));
+    assert_eq!(status["converged_revision"], second.as_str(), "{status}");
+}
