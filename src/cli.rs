@@ -33,6 +33,11 @@ pub struct Cli {
     )]
     pub state: Option<crate::store::StateUrl>,
 
+    /// With --state: the namespace of the database this stack's state is kept under; each stack
+    /// sharing a database needs its own.
+    #[arg(long, global = true, env = "STRATA_STATE_NAMESPACE", value_name = "NAME", default_value = crate::store::DEFAULT_NAMESPACE)]
+    pub state_namespace: String,
+
     #[command(subcommand)]
     pub command: Command,
 }

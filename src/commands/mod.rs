@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     crate::logging::init(cli.verbose, cli.log_format, baseline);
     let mut command = cli.command;
     if let Some(url) = &cli.state {
-        if let Err(e) = crate::store::bind::bind(url, &mut command) {
+        if let Err(e) = crate::store::bind::bind(url, &cli.state_namespace, &mut command) {
             return failed(e.into());
         }
     }

@@ -28,6 +28,13 @@ pub enum StateError {
         /// What the operator can do about it.
         recovery: &'static str,
     },
+    /// A namespace of the state database already holds another stack's state.
+    #[error("{} holds the state of stack \"{holds}\", not of stack \"{this}\": give each stack its own --state-namespace (after renaming a stack, delete that document)", at.display())]
+    OtherStack {
+        at: PathBuf,
+        holds: String,
+        this: String,
+    },
     /// The state database (`--state postgres://…`) could not be read or written. Boxed: it is
     /// rare, and large next to the other variants.
     #[error(transparent)]
@@ -143,7 +150,7 @@ pub fn read_json<T: DeserializeOwned>(
 }
 
 /// How `path` is named in messages: the file, or the database (password masked) and key.
-fn shown(path: &Path) -> PathBuf {
+pub(super) fn shown(path: &Path) -> PathBuf {
     match crate::store::route(path) {
         Some((store, rel)) => store.describe(&rel),
         None => path.to_path_buf(),

@@ -18,6 +18,7 @@
 //!   approvals/<kind>.<name>     approvals of waiting plans (approvals.rs)
 //!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
 //!   alerts.jsonl                the alerts the agent raised, the newest 4-8 MiB (alerts.rs, retention.rs)
+//!   stack-name                  in the state database only: the stack a namespace belongs to (owner.rs)
 //!   image-updates/              scratch clones of image updates, each removed when its push is done
 //! ```
 //!
@@ -44,6 +45,7 @@ pub mod history;
 pub mod layer_runs;
 pub mod lock;
 pub mod outputs;
+pub mod owner;
 pub mod pin;
 pub mod reports;
 pub mod retention;

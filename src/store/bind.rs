@@ -20,6 +20,8 @@ pub enum BindError {
         "--state and --state-dir are both given ({dir}): the state lives in one place, give one"
     )]
     Both { dir: String },
+    #[error("--state-namespace {0:?} is not a namespace: use 1 to 40 lowercase letters, digits, `_` and `-`")]
+    Namespace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("failed to create the local working dir {} for the caches of {url}: {source}", dir.display())]
@@ -29,6 +31,15 @@ pub enum BindError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Namespaces end up in PostgreSQL schema names (see `terraform::backend::schema_name`), where
+/// distinct names must stay distinct.
+fn valid_namespace(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The state dir argument of `command`, if it has one.
@@ -58,11 +69,11 @@ fn state_dir_of(command: &mut Command) -> Option<&mut PathBuf> {
 }
 
 /// Where the caches of the state at `url` are kept on this machine: `$XDG_STATE_HOME/strata/pg-…`
-/// (`~/.local/state/strata/pg-…` without it), named by the URL with its password masked, so one
-/// machine working on several databases keeps their caches apart.
-pub fn work_dir(url: &StateUrl) -> PathBuf {
+/// (`~/.local/state/strata/pg-…` without it), named by the URL with its password masked and the
+/// namespace, so one machine working on several databases or stacks keeps their caches apart.
+pub fn work_dir(url: &StateUrl, namespace: &str) -> PathBuf {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(url.to_string().as_bytes());
+    let digest = sha2::Sha256::digest(format!("{url}\0{namespace}").as_bytes());
     let name = format!(
         "pg-{}",
         digest[..8]
@@ -88,7 +99,11 @@ pub fn work_dir(url: &StateUrl) -> PathBuf {
 /// # Errors
 /// [`BindError::Both`] when `--state-dir` is given too; [`BindError::Store`] when the database
 /// cannot be reached or migrated (naming the URL, password masked).
-pub fn bind(url: &StateUrl, command: &mut Command) -> Result<Option<Store>, BindError> {
+pub fn bind(
+    url: &StateUrl,
+    namespace: &str,
+    command: &mut Command,
+) -> Result<Option<Store>, BindError> {
     // Read once (clap did): terraform, its providers and provisioners, kubectl and sops inherit
     // strata's environment, and none of them needs the URL and its password. Removed here, on
     // the main thread, before the store's thread or any runtime starts.
@@ -101,8 +116,11 @@ pub fn bind(url: &StateUrl, command: &mut Command) -> Result<Option<Store>, Bind
             dir: slot.display().to_string(),
         });
     }
-    let store = Store::open(url)?;
-    let dir = work_dir(url);
+    if !valid_namespace(namespace) {
+        return Err(BindError::Namespace(namespace.to_string()));
+    }
+    let store = Store::open(url)?.with_namespace(namespace);
+    let dir = work_dir(url, namespace);
     crate::util::fs::create_private_dir_all(&dir).map_err(|source| BindError::WorkDir {
         dir: dir.clone(),
         url: url.clone(),

@@ -124,12 +124,19 @@ pub fn own_backend(paths: &LayerPaths) -> Result<OwnBackend, String> {
 const PG_HEADER: &str =
     "# Written by strata: this layer declares no backend, so its state lives in strata's state database.\n";
 
-/// The PostgreSQL schema of a layer's Terraform state: `strata_` and the namespace and the
-/// layer's place in the state dir (`envs/prod/layers/net`), lowercased, every other character
-/// `_`; a name past PostgreSQL's 63 bytes is cut and ends in a hash of the whole, so it stays
-/// unique.
+/// The PostgreSQL schema of a layer's Terraform state: `strata_<namespace>_<layer>`. A name
+/// that is not already a plain lowercase identifier (an environment's `envs/prod/layers/net`, a
+/// `-`, capitals) or is past PostgreSQL's 63 bytes has every other character made `_`, is cut,
+/// and ends in a hash of the whole: two layers never share a schema, whatever their names.
 pub fn schema_name(namespace: &str, layer_dir: &str) -> String {
-    let whole = format!("strata_{namespace}_{}", layer_dir.replace("layers/", ""));
+    let layer = layer_dir.strip_prefix("layers/").unwrap_or(layer_dir);
+    let whole = format!("strata_{namespace}_{layer}");
+    let plain = whole
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain && whole.len() <= 63 {
+        return whole;
+    }
     let clean: String = whole
         .chars()
         .map(|c| {
@@ -140,13 +147,10 @@ pub fn schema_name(namespace: &str, layer_dir: &str) -> String {
             }
         })
         .collect();
-    if clean.len() <= 63 {
-        return clean;
-    }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(whole.as_bytes());
     let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}_{tag}", &clean[..54])
+    format!("{}_{tag}", &clean[..clean.len().min(54)])
 }
 
 /// The `-backend-config` file: one `name = value` line per setting, each value a literal.
@@ -205,9 +209,19 @@ mod tests {
     #[test]
     fn schema_names_are_postgres_identifiers_and_stay_apart() {
         assert_eq!(schema_name("default", "layers/net"), "strata_default_net");
-        assert_eq!(
-            schema_name("shop", "envs/prod/layers/db-main"),
-            "strata_shop_envs_prod_db_main"
+        let env = schema_name("shop", "envs/prod/layers/db-main");
+        assert!(
+            env.starts_with("strata_shop_envs_prod_layers_db_main_"),
+            "{env}"
+        );
+        // Names that clean up alike stay apart.
+        assert_ne!(
+            schema_name("default", "envs/prod/layers/app"),
+            schema_name("default", "layers/envs_prod_layers_app")
+        );
+        assert_ne!(
+            schema_name("a-b", "layers/x"),
+            schema_name("a_b", "layers/x")
         );
         let long = "x".repeat(80);
         let (a, b) = (

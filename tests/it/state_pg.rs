@@ -407,6 +407,19 @@ fn state_pg_a_bad_url_or_a_database_down_is_an_error_naming_the_redacted_url() {
         stderr.contains("--state and --state-dir are both given"),
         "{stderr}"
     );
+
+    // A namespace must stay apart from every other one in schema names.
+    let bad = fx
+        .command(&["status"], &At::Db(url(&pg)))
+        .args(["--state-namespace", "Shop Prod"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--state-namespace \"Shop Prod\" is not a namespace"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -704,4 +717,65 @@ fn state_pg_an_agent_killed_on_one_machine_is_carried_on_by_another_from_the_sha
     assert_eq!(tf.len(), 1, "{tf:?}");
     let status = json(&fx.strata(&["status", "--json"], &db));
     assert_eq!(status["converged_revision"], second.as_str(), "{status}");
+}
+
+#[test]
+fn state_pg_two_stacks_never_share_records_each_has_its_namespace() {
+    let pg = Postgres::start();
+    let shop = Fixture::new(&module(1));
+    let billing = Fixture::new(&module(1));
+    std::fs::write(
+        billing.root.join("strata.hcl"),
+        "stack \"billing\" {}\nterraform \"app\" {\n  source = \"app\"\n}\n",
+    )
+    .unwrap();
+    let db = At::Db(url(&pg));
+    shop.strata(&["apply", "--auto-approve"], &db).code(0);
+
+    // Another stack pointed at the same namespace is refused before it reads or writes anything.
+    let refused = billing.strata(&["apply", "--auto-approve"], &db);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "holds the state of stack \"s\", not of stack \"billing\": give each stack its own --state-namespace"
+        ),
+        "{refused:?}"
+    );
+    let plan = billing.strata(&["plan"], &db);
+    assert_eq!(plan.code, 1, "{plan:?}");
+
+    // In a namespace of its own it converges, and each stack's records stay its own.
+    let ns = |fx: &Fixture, args: &[&str], ns: &str| {
+        let mut c = fx.command(args, &db);
+        c.args(["--state-namespace", ns]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    ns(&billing, &["apply", "--auto-approve"], "billing");
+    let billing_status = ns(&billing, &["status", "--json"], "billing");
+    assert_eq!(billing_status["stack"], "billing", "{billing_status}");
+    let shop_status = json(&shop.strata(&["status", "--json"], &db));
+    assert_eq!(shop_status["stack"], "s", "{shop_status}");
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*) FROM strata.log_lines WHERE namespace = 'billing'"
+        ),
+        [["1"]]
+    );
+    let schemas = query(
+        &pg,
+        "SELECT schema_name::text FROM information_schema.schemata \
+         WHERE schema_name LIKE 'strata_%' ORDER BY 1",
+    );
+    assert_eq!(
+        schemas,
+        [["strata_billing_app"], ["strata_default_app"]],
+        "one Terraform state per stack"
+    );
 }
