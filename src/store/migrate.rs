@@ -22,6 +22,24 @@ impl Store {
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         let outcome = self
             .run(async move {
+                // Up to date (every start but the first after an upgrade): nothing to take or
+                // create, so a user with only SELECT (a `strata status` reader) gets in too.
+                let exists: bool =
+                    sqlx::query_scalar("SELECT to_regclass('strata.migrations') IS NOT NULL")
+                        .fetch_one(&pool)
+                        .await?;
+                let current: Option<i32> = if exists {
+                    sqlx::query_scalar("SELECT max(version) FROM strata.migrations")
+                        .fetch_one(&pool)
+                        .await?
+                } else {
+                    None
+                };
+                match current {
+                    Some(v) if v > known => return Ok(Outcome::TooNew(v)),
+                    Some(v) if v == known => return Ok(Outcome::Done),
+                    _ => {}
+                }
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(MIGRATION_LOCK)

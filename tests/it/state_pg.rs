@@ -779,3 +779,30 @@ fn state_pg_two_stacks_never_share_records_each_has_its_namespace() {
         "one Terraform state per stack"
     );
 }
+
+#[test]
+fn state_pg_a_reader_with_select_only_can_run_status_and_history() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let db = At::Db(url(&pg));
+    fx.strata(&["apply", "--auto-approve"], &db).code(0);
+    query(&pg, "CREATE ROLE reader LOGIN");
+    query(&pg, "GRANT USAGE ON SCHEMA strata TO reader");
+    query(&pg, "GRANT SELECT ON ALL TABLES IN SCHEMA strata TO reader");
+    let reader = At::Db(pg.conn_str().replace("postgres@", "reader@"));
+    let status = fx.strata(&["status", "--json"], &reader);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(
+        json(&status),
+        json(&fx.strata(&["status", "--json"], &db)),
+        "the reader sees what the writer sees"
+    );
+    fx.strata(&["history"], &reader).code(0);
+    // A reader cannot write: an apply fails naming the database, and changes nothing.
+    let apply = fx.strata(&["apply", "--auto-approve"], &reader);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply.stderr.contains("postgres://reader@127.0.0.1:"),
+        "{apply:?}"
+    );
+}
