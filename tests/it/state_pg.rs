@@ -806,3 +806,59 @@ fn state_pg_a_reader_with_select_only_can_run_status_and_history() {
         "{apply:?}"
     );
 }
+
+#[test]
+fn state_pg_environments_show_the_same_from_a_machine_that_never_ran_them() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    std::fs::write(
+        fx.root.join("strata.hcl"),
+        "stack \"s\" {}\nenvironment \"dev\" {}\nenvironment \"prod\" {}\n\
+         terraform \"app\" {\n  source = \"app\"\n}\n",
+    )
+    .unwrap();
+    let db = At::Db(url(&pg));
+    let dir = At::Dir(fx.dir.path().join("state"));
+    for at in [&dir, &db] {
+        for env in ["dev", "prod"] {
+            fx.strata(&["apply", "--auto-approve", "--env", env], at)
+                .code(0);
+        }
+    }
+    let fresh = |args: &[&str]| {
+        let out = fx
+            .command(args, &db)
+            .env("XDG_STATE_HOME", fx.dir.path().join("another-machine"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for args in [
+        &["status", "--json"][..],
+        &["history", "--json", "--env", "prod"][..],
+        &["status", "--json", "--env", "dev"][..],
+    ] {
+        let local = normalized(&json(&fx.strata(args, &dir)));
+        assert_eq!(
+            normalized(&json(&fx.strata(args, &db))),
+            local,
+            "{args:?}: the state database and a state dir differ"
+        );
+        assert_eq!(
+            normalized(&fresh(args)),
+            local,
+            "{args:?}: another machine sees something else"
+        );
+    }
+    let schemas = query(
+        &pg,
+        "SELECT count(*) FROM information_schema.schemata \
+         WHERE schema_name LIKE 'strata_default_envs_%'",
+    );
+    assert_eq!(schemas, [["2"]], "a Terraform state per environment");
+}
