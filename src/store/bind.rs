@@ -107,7 +107,14 @@ pub fn bind(
     // Read once (clap did): terraform, its providers and provisioners, kubectl and sops inherit
     // strata's environment, and none of them needs the URL and its password. Removed here, on
     // the main thread, before the store's thread or any runtime starts.
+    let from_env = std::env::var(STATE_ENV).is_ok_and(|v| v == url.expose());
     std::env::remove_var(STATE_ENV);
+    if url.has_password() && !from_env {
+        tracing::warn!(
+            "the --state URL {url} holds a password on the command line, where other users of \
+             this machine can read it (ps); give it in PGPASSWORD or ~/.pgpass instead"
+        );
+    }
     let Some(slot) = state_dir_of(command) else {
         return Ok(None);
     };

@@ -30,6 +30,11 @@ impl StateUrl {
         s.starts_with("postgres://") || s.starts_with("postgresql://")
     }
 
+    /// Whether the URL itself holds a password (in its userinfo or a `password=` parameter).
+    pub fn has_password(&self) -> bool {
+        !passwords(self.given.expose()).is_empty()
+    }
+
     /// `text` with this URL's password (and the URL itself) masked, for messages that come from
     /// the driver and may quote either.
     pub fn scrub(&self, text: &str) -> String {

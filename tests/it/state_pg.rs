@@ -370,6 +370,12 @@ fn state_pg_a_bad_url_or_a_database_down_is_an_error_naming_the_redacted_url() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
+            "the --state URL postgres://postgres:****@127.0.0.1:{port}/tfstate?sslmode=disable holds a password on the command line"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains(&format!(
             "failed to connect to the state database postgres://postgres:****@127.0.0.1:{port}/tfstate?sslmode=disable"
         )),
         "{out:?}"
@@ -576,12 +582,13 @@ fn state_pg_the_url_given_in_strata_state_reaches_no_child_process() {
     let scratch = tempfile::tempdir().unwrap();
     let seen = scratch.path().join("seen");
     // What a provisioner (and so terraform, and anything the layer runs) sees: its environment,
-    // and the command lines of every process on the machine while it runs.
+    // and the command lines of every process on the machine while it runs (a process that ends
+    // meanwhile makes `cat` fail: not the provisioner).
     let module = format!(
         "{NULL_PROVIDER}
 resource \"null_resource\" \"look\" {{
   provisioner \"local-exec\" {{
-    command = \"env >> {seen}; cat /proc/[0-9]*/cmdline 2>/dev/null >> {seen}\"
+    command = \"env >> {seen}; cat /proc/[0-9]*/cmdline 2>/dev/null >> {seen}; true\"
   }}
 }}
 ",
@@ -604,6 +611,10 @@ resource \"null_resource\" \"look\" {{
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("holds a password on the command line"),
+        "a URL from the environment is not on the command line"
     );
     // Command lines are NUL-separated: read as bytes, NULs kept.
     let seen = String::from_utf8_lossy(&std::fs::read(&seen).unwrap()).into_owned();
