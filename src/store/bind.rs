@@ -69,7 +69,7 @@ fn state_dir_of(command: &mut Command) -> Option<&mut PathBuf> {
 }
 
 /// Where the caches of the state at `url` are kept on this machine: `$XDG_STATE_HOME/strata/pg-…`
-/// (`~/.local/state/strata/pg-…` without it), named by the URL with its password masked and the
+/// (`~/.local/state/strata/pg-…` without it or when it is relative), named by the URL with its password masked and the
 /// namespace, so one machine working on several databases or stacks keeps their caches apart.
 pub fn work_dir(url: &StateUrl, namespace: &str) -> PathBuf {
     use sha2::Digest;
@@ -81,11 +81,22 @@ pub fn work_dir(url: &StateUrl, namespace: &str) -> PathBuf {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
+    // A relative XDG_STATE_HOME is to be ignored (XDG base dir spec): it would move with the
+    // working directory. Without HOME either, a dir named for this user under the temp dir.
+    let home = |v: std::ffi::OsString| Path::new(&v).join(".local/state");
     let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(home)
+                .filter(|p| p.is_absolute())
+        })
+        .unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            std::env::temp_dir().join(format!("strata-{uid}"))
+        });
     base.join("strata").join(name)
 }
 
