@@ -237,3 +237,55 @@ fn state_pg_an_agent_killed_on_one_machine_is_carried_on_by_another_from_the_sha
     let status = json(&fx.strata(&["status", "--json"], &db));
     assert_eq!(status["converged_revision"], second.as_str(), "{status}");
 }
+
+#[test]
+fn state_pg_approvals_racing_from_four_machines_leave_one_that_the_next_apply_takes() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    std::fs::write(
+        fx.root.join("strata.hcl"),
+        "stack \"s\" {}\nterraform \"app\" {\n  source = \"app\"\n  apply  = \"manual\"\n}\n",
+    )
+    .unwrap();
+    let db = At::Db(url(&pg));
+    let held = fx.strata(&["apply", "--auto-approve"], &db);
+    assert_eq!(held.code, 2, "{held:?}");
+    assert!(held.stdout.contains("awaiting approval"), "{held:?}");
+
+    let racing: Vec<Background> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|m| {
+            Background(
+                fx.command(&["approve", "terraform.app"], &db)
+                    .env("XDG_STATE_HOME", fx.dir.path().join(m))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut r in racing {
+        let status = r.0.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(r.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "{err}");
+    }
+    let approvals = query(
+        &pg,
+        "SELECT path FROM strata.documents WHERE path LIKE 'approvals/%'",
+    );
+    assert_eq!(approvals, [["approvals/terraform.app"]]);
+
+    let applied = fx.strata(&["apply", "--auto-approve"], &db);
+    assert_eq!(applied.code, 0, "the approval is taken\n{applied:?}");
+    assert!(applied.stdout.contains("1 applied"), "{applied:?}");
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*) FROM strata.documents WHERE path LIKE 'approvals/%'"
+        ),
+        [["0"]],
+        "and used up"
+    );
+}
