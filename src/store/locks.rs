@@ -46,7 +46,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Query`] naming the key when no connection can be had or the lock taken.
     pub fn lock_doc(&self, rel: &str) -> Result<DocLock, StoreError> {
-        let (pool, key) = (self.inner.pool.clone(), self.advisory_key(rel));
+        let (pool, key) = (self.inner.locks.clone(), self.advisory_key(rel));
         let conn = self
             .run(async move {
                 let mut conn = pool.acquire().await?;

@@ -35,11 +35,17 @@ pub use url::StateUrl;
 /// each its own with [`Store::with_namespace`].
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// How long a state operation waits for a free connection of the pool.
+/// How long a read, write or append waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections per process: short reads and writes, plus one per read-modify-write in progress
-/// (each holds an advisory lock on its connection until done).
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections for reads, writes and appends: each holds one for a statement or a transaction
+/// and waits for nothing else meanwhile, so they always come back.
+const MAX_CONNECTIONS: u32 = 8;
+/// Connections holding the advisory lock of a read-modify-write in progress. A pool of their own:
+/// holders need a data connection to read and write, and lock holders filling the one pool would
+/// leave each waiting for a connection only another could give back.
+const MAX_LOCK_CONNECTIONS: u32 = 16;
+/// How long a read-modify-write waits for a lock connection: behind every other one in progress.
+const LOCK_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The state database could not be reached, migrated, read or written. Messages carry the
 /// driver's text with the URL and its password masked, never the driver's error itself: it may
@@ -78,7 +84,10 @@ pub enum StoreError {
 struct Inner {
     url: StateUrl,
     options: PgConnectOptions,
+    /// Reads, writes and appends.
     pool: PgPool,
+    /// Connections holding a document's advisory lock ([`DocLock`]).
+    locks: PgPool,
     bridge: bridge::Bridge,
 }
 
@@ -116,13 +125,18 @@ impl Store {
         let options: PgConnectOptions = url.expose().parse().map_err(connect)?;
         let bridge = bridge::Bridge::start().map_err(StoreError::Start)?;
         let opts = options.clone();
-        let pool = bridge
+        let (pool, locks) = bridge
             .run(async move {
+                let locks = PgPoolOptions::new()
+                    .max_connections(MAX_LOCK_CONNECTIONS)
+                    .acquire_timeout(LOCK_ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(opts.clone());
                 PgPoolOptions::new()
                     .max_connections(MAX_CONNECTIONS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(opts)
                     .await
+                    .map(|pool| (pool, locks))
             })
             .map_err(|source| StoreError::Bridge {
                 url: url.clone(),
@@ -134,6 +148,7 @@ impl Store {
                 url: url.clone(),
                 options,
                 pool,
+                locks,
                 bridge,
             }),
             namespace: DEFAULT_NAMESPACE.into(),

@@ -289,3 +289,43 @@ fn state_pg_approvals_racing_from_four_machines_leave_one_that_the_next_apply_ta
         "and used up"
     );
 }
+
+#[test]
+fn state_pg_more_writers_than_connections_at_once_all_finish() {
+    use strata::stack::LayerId;
+    use strata::state::stack_status::StackState;
+
+    let pg = Postgres::start();
+    let store = strata::store::Store::open(&url(&pg).parse().unwrap()).unwrap();
+    let machine = tempfile::tempdir().unwrap();
+    strata::store::mount(machine.path(), store).unwrap();
+    // Each writer holds the lock of its own document while it reads and writes it: more of them
+    // at once than the pool has connections must not leave them all waiting for one.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(40));
+    let threads: Vec<_> = (0..40)
+        .map(|t| {
+            let dir = machine.path().join(format!("envs/e{t}"));
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                for n in 0..5 {
+                    StackState::update(&dir, |s| {
+                        s.layer_mut(&LayerId::terraform("app")).converged_revision =
+                            Some(format!("{n}"));
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*) FROM strata.documents WHERE path LIKE 'envs/%/status.json'"
+        ),
+        [["40"]]
+    );
+}
