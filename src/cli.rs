@@ -21,6 +21,23 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Keep the state (records, approvals, pins, reports, the stack lock, and Terraform state
+    /// of layers without a backend) in PostgreSQL instead of the state dir:
+    /// postgres://USER@HOST:PORT/DB. Put the password in PGPASSWORD or ~/.pgpass.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_STATE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub state: Option<crate::store::StateUrl>,
+
+    /// With --state: the namespace of the database this stack's state is kept under; each stack
+    /// sharing a database needs its own.
+    #[arg(long, global = true, env = "STRATA_STATE_NAMESPACE", value_name = "NAME", default_value = crate::store::DEFAULT_NAMESPACE)]
+    pub state_namespace: String,
+
     #[command(subcommand)]
     pub command: Command,
 }

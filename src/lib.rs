@@ -28,6 +28,7 @@ pub mod server;
 pub mod source;
 pub mod stack;
 pub mod state;
+pub mod store;
 pub mod terraform;
 pub mod util;
 pub mod value;

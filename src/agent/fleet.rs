@@ -359,7 +359,7 @@ fn envs_with_state(state_dir: &std::path::Path) -> Vec<String> {
     };
     let mut names: Vec<String> = entries
         .flatten()
-        .filter(|e| crate::state::agent_status::path(&e.path()).exists())
+        .filter(|e| crate::state::agent_status::exists(&e.path()))
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     names.sort();

@@ -352,30 +352,17 @@ pub fn resume(state_dir: &std::path::Path) -> Result<ExitStatus, Error> {
 }
 
 pub fn report(state_dir: &std::path::Path, format: ReportFormat) -> Result<ExitStatus, Error> {
-    use crate::state::reports::{latest_path, Latest};
-    let path = latest_path(
-        state_dir,
-        match format {
-            ReportFormat::Text => Latest::Text,
-            ReportFormat::Json => Latest::Json,
-            ReportFormat::Markdown => Latest::Markdown,
-        },
-    );
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Usage(format!(
-                "no drift report in {} yet: run `strata diff` or the agent (`strata run`) first",
-                state_dir.display()
-            )))
-        }
-        Err(e) => {
-            return Err(Error::Io {
-                action: "read",
-                path,
-                source: e,
-            })
-        }
+    use crate::state::reports::{read_latest_text, Latest};
+    let format = match format {
+        ReportFormat::Text => Latest::Text,
+        ReportFormat::Json => Latest::Json,
+        ReportFormat::Markdown => Latest::Markdown,
+    };
+    let Some(text) = read_latest_text(state_dir, format)? else {
+        return Err(Error::Usage(format!(
+            "no drift report in {} yet: run `strata diff` or the agent (`strata run`) first",
+            state_dir.display()
+        )));
     };
     out(&text)?;
     Ok(ExitStatus::Success)

@@ -26,7 +26,13 @@ pub fn run(cli: Cli) -> ExitStatus {
         _ => crate::logging::Baseline::Warnings,
     };
     crate::logging::init(cli.verbose, cli.log_format, baseline);
-    let result = match cli.command {
+    let mut command = cli.command;
+    if let Some(url) = &cli.state {
+        if let Err(e) = crate::store::bind::bind(url, &cli.state_namespace, &mut command) {
+            return failed(e.into());
+        }
+    }
+    let result = match command {
         Command::Validate(args) => stack::validate(&args),
         Command::Graph { stack, format } => stack::graph(&stack, format),
         Command::Devcluster(args) => devcluster::run(&args),
@@ -175,15 +181,15 @@ pub fn run(cli: Cli) -> ExitStatus {
         }) => image::update(&repo, &git_timeout, json),
         Command::Promote(args) => promote::promote(&args),
     };
-    match result {
-        Ok(status) => status,
-        Err(err) => {
-            let _ = std::io::stderr()
-                .lock()
-                .write_all(crate::report::error::text(&err).as_bytes());
-            err.status()
-        }
-    }
+    result.unwrap_or_else(failed)
+}
+
+/// Prints `err` on stderr; the exit status it calls for.
+fn failed(err: Error) -> ExitStatus {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::report::error::text(&err).as_bytes());
+    err.status()
 }
 
 /// Writes `text` to stdout.

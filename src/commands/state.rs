@@ -54,8 +54,7 @@ pub fn status_envs(
 fn agent_of(
     state_dir: &std::path::Path,
 ) -> Result<Option<crate::agent::AgentStatus>, crate::state::StateError> {
-    crate::state::agent_status::path(state_dir)
-        .exists()
+    crate::state::agent_status::exists(state_dir)
         .then(|| crate::state::agent_status::load(state_dir))
         .transpose()
 }

@@ -90,6 +90,7 @@ impl Engine {
                 return Err(EngineError::NoSuchLayer(name.clone()));
             }
         }
+        crate::state::owner::claim(&opts.state_dir, &v.stack.name)?;
         let state = StackState::load(&opts.state_dir)?;
         let affected = match (&source, &commit, &state.converged_revision) {
             (Source::Repo { spec, opts: sopts }, Some(rev), Some(old)) if old != &rev.commit => {

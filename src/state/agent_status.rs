@@ -9,6 +9,12 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("agent.json")
 }
 
+/// Whether an agent saved its status on this state dir (in the state database too); an
+/// unreadable store counts as yes, so that loading it reports the error.
+pub fn exists(state_dir: &Path) -> bool {
+    file::exists(&path(state_dir)).unwrap_or(true)
+}
+
 /// The status saved by the last agent on this state dir; empty when there is none.
 ///
 /// # Errors

@@ -114,19 +114,18 @@ pub fn give(state_dir: &Path, layer: &LayerId, plan: Option<&str>) -> Result<App
 /// older strata, a junk name) approves nothing, and is removed.
 pub fn list(state_dir: &Path) -> BTreeMap<LayerId, Approval> {
     let mut found = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Some(name) = e.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        // Temporary files of a write in progress, or left by a crash, are no approvals.
-        if name.starts_with('.') {
-            continue;
+    // Temporary files of a write in progress, or left by a crash, are no approvals: not listed.
+    let names = match super::file::list(&dir(state_dir)) {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return found;
         }
+    };
+    for name in names {
+        let path = dir(state_dir).join(&name);
         let parsed = parse_layer(&name).ok().and_then(|id| {
-            let a: Approval = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            let a: Approval = serde_json::from_slice(&super::file::read(&path).ok()??).ok()?;
             (a.layer == name).then_some((id, a))
         });
         match parsed {
@@ -134,8 +133,8 @@ pub fn list(state_dir: &Path) -> BTreeMap<LayerId, Approval> {
                 found.insert(id, a);
             }
             None => {
-                tracing::warn!(file = %e.path().display(), "not an approval of a plan: removed");
-                let _ = std::fs::remove_file(e.path());
+                tracing::warn!(file = %path.display(), "not an approval of a plan: removed");
+                let _ = super::file::remove(&path);
             }
         }
     }
@@ -146,12 +145,13 @@ pub fn list(state_dir: &Path) -> BTreeMap<LayerId, Approval> {
 /// read (a newer approval given while the run ran is kept for the next one).
 pub fn consume(state_dir: &Path, layer: &LayerId, approval: &Approval) {
     let path = dir(state_dir).join(layer.to_string());
-    let same = std::fs::read(&path)
+    let same = super::file::read(&path)
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice::<Approval>(&b).ok())
         .is_some_and(|now| now == *approval);
     if same {
-        let _ = std::fs::remove_file(path);
+        let _ = super::file::remove(&path);
     }
 }
 

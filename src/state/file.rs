@@ -1,6 +1,11 @@
 //! How every state file is read and written: private dirs and files, atomic replacement, a kernel
 //! lock beside each file that is read, modified and written back, whole-line appends, and errors
 //! that name the file and the way out.
+//!
+//! A path under a dir mounted on a [`crate::store::Store`] (`--state postgres://…`) is a row of
+//! the state database instead, with the same guarantees: a write replaces the document in one
+//! statement, the lock is an advisory lock that dies with its holder, an append and its retention
+//! are one transaction.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -23,6 +28,17 @@ pub enum StateError {
         /// What the operator can do about it.
         recovery: &'static str,
     },
+    /// A namespace of the state database already holds another stack's state.
+    #[error("{} holds the state of stack \"{holds}\", not of stack \"{this}\": give each stack its own --state-namespace (after renaming a stack, delete that document)", at.display())]
+    OtherStack {
+        at: PathBuf,
+        holds: String,
+        this: String,
+    },
+    /// The state database (`--state postgres://…`) could not be read or written. Boxed: it is
+    /// rare, and large next to the other variants.
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
     #[error("failed to {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -30,6 +46,12 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::store::StoreError> for StateError {
+    fn from(e: crate::store::StoreError) -> StateError {
+        StateError::Store(Box::new(e))
+    }
 }
 
 impl StateError {
@@ -92,6 +114,9 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
 /// # Errors
 /// [`StateError::Io`] naming `path`; the old file is then untouched.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    if let Some((store, rel)) = crate::store::route(path) {
+        return Ok(store.put(&rel, bytes)?);
+    }
     if let Some(dir) = path.parent() {
         ensure_dir(dir)?;
     }
@@ -108,15 +133,13 @@ pub fn read_json<T: DeserializeOwned>(
     path: &Path,
     recovery: &'static str,
 ) -> Result<Option<T>, StateError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StateError::io("read", path)(e)),
+    let Some(bytes) = read(path)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| StateError::Corrupt {
-            path: path.to_path_buf(),
+            path: shown(path),
             reason: if bytes.is_empty() {
                 "the file is empty".into()
             } else {
@@ -126,12 +149,90 @@ pub fn read_json<T: DeserializeOwned>(
         })
 }
 
+/// How `path` is named in messages: the file, or the database (password masked) and key.
+pub(super) fn shown(path: &Path) -> PathBuf {
+    match crate::store::route(path) {
+        Some((store, rel)) => store.describe(&rel),
+        None => path.to_path_buf(),
+    }
+}
+
+/// Whether `path` lives in the state database (shared, readable by whoever may read it) rather
+/// than in a private local file.
+pub fn is_shared(path: &Path) -> bool {
+    crate::store::route(path).is_some()
+}
+
+/// The bytes of a state file; `None` when it does not exist.
+///
+/// # Errors
+/// [`StateError::Io`] (or [`StateError::Store`]) when it exists but cannot be read.
+pub fn read(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    if let Some((store, rel)) = crate::store::route(path) {
+        return Ok(store.get(&rel)?);
+    }
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StateError::io("read", path)(e)),
+    }
+}
+
+/// Whether the state file exists.
+///
+/// # Errors
+/// As [`read`].
+pub fn exists(path: &Path) -> Result<bool, StateError> {
+    Ok(read(path)?.is_some())
+}
+
+/// Removes a state file; a missing one is fine. Whether there was one.
+///
+/// # Errors
+/// [`StateError::Io`] (or [`StateError::Store`]) naming the file.
+pub fn remove(path: &Path) -> Result<bool, StateError> {
+    if let Some((store, rel)) = crate::store::route(path) {
+        return Ok(store.delete(&rel)?);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StateError::io("remove", path)(e)),
+    }
+}
+
+/// The names of the files directly in `dir`, sorted; `[]` when it does not exist. Names of
+/// temporary files (a leading `.`) are left out.
+///
+/// # Errors
+/// [`StateError::Io`] (or [`StateError::Store`]) when the dir exists but cannot be listed.
+pub fn list(dir: &Path) -> Result<Vec<String>, StateError> {
+    let mut names = if let Some((store, rel)) = crate::store::route(dir) {
+        store.list(&rel)?
+    } else {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StateError::io("list", dir)(e)),
+        }
+    };
+    names.retain(|n| !n.starts_with('.'));
+    names.sort();
+    Ok(names)
+}
+
 /// An exclusive kernel lock on `<file>.lock` beside a state file, held while it is read, modified
 /// and written back. Released when dropped, or by the kernel when the holder dies.
 pub struct FileLock {
     /// Never deleted: a waiter may have the path open already; a new file at the same path would
     /// give a third process a lock of its own.
-    _file: File,
+    _file: Option<File>,
+    /// The advisory lock of a document in the state database.
+    _doc: Option<crate::store::DocLock>,
 }
 
 impl FileLock {
@@ -140,6 +241,12 @@ impl FileLock {
     /// # Errors
     /// [`StateError::Io`] when the lock file cannot be created or locked.
     pub fn beside(path: &Path) -> Result<FileLock, StateError> {
+        if let Some((store, rel)) = crate::store::route(path) {
+            return Ok(FileLock {
+                _file: None,
+                _doc: Some(store.lock_doc(&rel)?),
+            });
+        }
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
         let lock = PathBuf::from(name);
@@ -155,7 +262,10 @@ impl FileLock {
             .open(&lock)
             .map_err(StateError::io("open the lock", &lock))?;
         file.lock().map_err(StateError::io("lock", &lock))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock {
+            _file: Some(file),
+            _doc: None,
+        })
     }
 }
 
@@ -171,6 +281,9 @@ impl FileLock {
 /// # Errors
 /// [`StateError::Io`] naming the file.
 pub fn append_line(path: &Path, line: &str, keep: Retention) -> Result<(), StateError> {
+    if let Some((store, rel)) = crate::store::route(path) {
+        return Ok(store.append(&rel, line, keep.max_bytes)?);
+    }
     let _lock = FileLock::beside(path)?;
     let io = || StateError::io("append to", path);
     let mut f = std::fs::OpenOptions::new()
@@ -207,10 +320,13 @@ pub fn append_line(path: &Path, line: &str, keep: Retention) -> Result<(), State
 /// # Errors
 /// [`StateError::Io`] when the file exists but cannot be read.
 pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StateError> {
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StateError::io("read", path)(e)),
+    let text = match crate::store::route(path) {
+        Some((store, rel)) => store.lines(&rel)?.join("\n"),
+        None => match std::fs::read(path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StateError::io("read", path)(e)),
+        },
     };
     Ok(text
         .lines()
@@ -222,7 +338,7 @@ pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StateError
                 tracing::warn!(
                     "skipping line {} of {}: not a complete record ({e})",
                     i + 1,
-                    path.display()
+                    shown(path).display()
                 );
                 None
             }

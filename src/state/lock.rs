@@ -5,6 +5,10 @@
 //! The kernel owns the lock (`flock`, through `std::fs::File::try_lock`): it is released when
 //! the holder's file is closed, including when the holder dies, even by SIGKILL, so a lock is
 //! never stale and never needs taking over.
+//!
+//! With the state in PostgreSQL (a state dir mounted on a [`crate::store::Store`]) the lock is an
+//! advisory lock on a connection the holder keeps open, with the same release on death, and the
+//! holder's name is the document `lock`: the lock holds across machines.
 
 use std::fs::{File, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -47,6 +51,10 @@ pub enum LockError {
     Held { holder: Holder, waited: String },
     #[error("the stack is locked, and its lock file {} does not name the holder (waited {waited}); try again later or raise --lock-timeout", path.display())]
     HeldUnnamed { path: PathBuf, waited: String },
+    #[error("the stack is locked, and the state database does not name the holder (waited {waited}); try again later or raise --lock-timeout")]
+    HeldUnnamedShared { waited: String },
+    #[error("failed to take the stack lock: {0}")]
+    Store(#[from] crate::state::StateError),
     #[error("failed to take the lock {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -61,13 +69,24 @@ pub struct Lock {
     /// Never removed, on release or otherwise: a second writer may already have the path open
     /// and be waiting on it; if the file were deleted, a third could create a new file at the
     /// same path and lock that one, and two writers would each hold "the" lock.
-    _file: File,
+    _file: Option<File>,
+    /// The advisory lock, with the state in PostgreSQL.
+    _shared: Option<crate::store::StackLock>,
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+fn holder(command: &str) -> Holder {
+    Holder {
+        pid: std::process::id(),
+        host: hostname(),
+        command: command.to_string(),
+        since: crate::now_rfc3339(),
+    }
 }
 
 fn lock_path(state_dir: &Path) -> PathBuf {
@@ -85,6 +104,18 @@ impl Lock {
     /// [`LockError::Io`] when the state dir or the lock file cannot be created, locked or written.
     pub fn try_acquire(state_dir: &Path, command: &str) -> Result<Option<Lock>, LockError> {
         let path = lock_path(state_dir);
+        if let Some((store, rel)) = crate::store::route(&path) {
+            let to_state = |e: crate::store::StoreError| LockError::Store(e.into());
+            let Some(held) = store.try_lock_stack(&rel).map_err(to_state)? else {
+                return Ok(None);
+            };
+            let text = serde_json::to_string_pretty(&holder(command)).expect("json");
+            store.put(&rel, text.as_bytes()).map_err(to_state)?;
+            return Ok(Some(Lock {
+                _file: None,
+                _shared: Some(held),
+            }));
+        }
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
@@ -104,16 +135,13 @@ impl Lock {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        let me = Holder {
-            pid: std::process::id(),
-            host: hostname(),
-            command: command.to_string(),
-            since: crate::now_rfc3339(),
-        };
-        let text = serde_json::to_string_pretty(&me).expect("json");
+        let text = serde_json::to_string_pretty(&holder(command)).expect("json");
         file.set_len(0).map_err(io)?;
         file.write_all_at(text.as_bytes(), 0).map_err(io)?;
-        Ok(Some(Lock { _file: file }))
+        Ok(Some(Lock {
+            _file: Some(file),
+            _shared: None,
+        }))
     }
 
     /// Takes the lock of the stack whose state lives in `state_dir`, waiting up to `timeout`.
@@ -137,12 +165,17 @@ impl Lock {
             }
             if started.elapsed() >= timeout {
                 let path = lock_path(state_dir);
-                let holder: Option<Holder> = std::fs::read(&path)
+                let shared = crate::store::route(&path).is_some();
+                let holder: Option<Holder> = super::file::read(&path)
                     .ok()
+                    .flatten()
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 let waited = format_duration(timeout);
                 match holder {
                     Some(holder) => return Err(LockError::Held { holder, waited }),
+                    None if started.elapsed() >= timeout + NAME_GRACE && shared => {
+                        return Err(LockError::HeldUnnamedShared { waited })
+                    }
                     None if started.elapsed() >= timeout + NAME_GRACE => {
                         return Err(LockError::HeldUnnamed { path, waited })
                     }

@@ -18,6 +18,7 @@
 //!   approvals/<kind>.<name>     approvals of waiting plans (approvals.rs)
 //!   reports/                    drift reports, the latest as JSON, Markdown and text (reports.rs)
 //!   alerts.jsonl                the alerts the agent raised, the newest 4-8 MiB (alerts.rs, retention.rs)
+//!   stack-name                  in the state database only: the stack a namespace belongs to (owner.rs)
 //!   image-updates/              scratch clones of image updates, each removed when its push is done
 //! ```
 //!
@@ -26,6 +27,10 @@
 //! `.lock` file beside the data, which dies with its holder and is never deleted; logs are
 //! appended one whole line at a time under the same kind of lock. A file that does not parse is
 //! an error naming it and the way out, never an empty state.
+//!
+//! With `--state postgres://…` the same documents and logs live in PostgreSQL ([`crate::store`]):
+//! the primitives in `file.rs` route every path under a mounted dir to the database, and the
+//! lock is an advisory lock; mirrors, revisions, `layers/<name>/` and `plugin-cache/` stay local.
 //!
 //! Mirrors and revisions belong to [`crate::source`], `layers/<name>/` (but `outputs.json`) and
 //! `plugin-cache/` to [`crate::terraform`], `clusters/` to [`crate::kube`], `image-updates/` to
@@ -40,6 +45,7 @@ pub mod history;
 pub mod layer_runs;
 pub mod lock;
 pub mod outputs;
+pub mod owner;
 pub mod pin;
 pub mod reports;
 pub mod retention;

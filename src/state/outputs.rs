@@ -1,6 +1,7 @@
 //! `layers/<name>/outputs.json`: each Terraform layer's outputs, cached after its last apply (or
 //! refresh) so unaffected layers need no terraform run. 0600, like the Terraform state beside it:
-//! outputs may hold secrets.
+//! outputs may hold secrets. In the state database (`--state postgres://…`) only layers without
+//! sensitive outputs are cached.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,11 +42,7 @@ pub fn load(state_dir: &Path, id: &LayerId) -> Option<BTreeMap<String, Output>> 
 /// # Errors
 /// [`StateError::Io`] naming the file.
 pub fn forget(state_dir: &Path, id: &LayerId) -> Result<(), StateError> {
-    let p = path(state_dir, id);
-    match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::io("remove", &p)(e)),
-        _ => Ok(()),
-    }
+    file::remove(&path(state_dir, id)).map(drop)
 }
 
 /// Caches the outputs an apply produced.
@@ -89,6 +86,12 @@ fn write(
     id: &LayerId,
     outputs: &BTreeMap<String, Output>,
 ) -> Result<(), StateError> {
+    // In the state database, sensitive values would sit in clear in a table many can read: a
+    // layer with any is not cached there, its outputs are read from its Terraform state (in the
+    // pg backend, where Terraform keeps them anyway) whenever they are needed.
+    if file::is_shared(&path(state_dir, id)) && outputs.values().any(|o| o.sensitive) {
+        return file::remove(&path(state_dir, id)).map(drop);
+    }
     let raw: BTreeMap<&String, (&serde_json::Value, bool)> = outputs
         .iter()
         .map(|(k, o)| (k, (&o.value, o.sensitive)))

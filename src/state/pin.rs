@@ -16,10 +16,8 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// not guess which revision it is pinned to. `strata resume` removes it.
 pub fn read(state_dir: &Path) -> Result<Option<String>, StateError> {
     let p = path(state_dir);
-    let text = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StateError::io("read", &p)(e)),
+    let Some(text) = file::read(&p)? else {
+        return Ok(None);
     };
     let text = String::from_utf8_lossy(&text);
     let revision = text.trim();
@@ -47,9 +45,5 @@ pub fn write(state_dir: &Path, revision: &str) -> Result<(), StateError> {
 /// # Errors
 /// [`StateError::Io`] naming the file.
 pub fn remove(state_dir: &Path) -> Result<(), StateError> {
-    let p = path(state_dir);
-    match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::io("remove", &p)(e)),
-        _ => Ok(()),
-    }
+    file::remove(&path(state_dir)).map(drop)
 }

@@ -52,7 +52,7 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<Path
     let stamp = report.checked_at.replace(':', "");
     let mut path = d.join(format!("{stamp}.json"));
     let mut n = 1;
-    while path.exists() {
+    while file::exists(&path)? {
         path = d.join(format!("{stamp}-{n}.json"));
         n += 1;
     }
@@ -66,21 +66,28 @@ pub fn write(state_dir: &Path, report: &DriftReport, keep: usize) -> Result<Path
         &latest_path(state_dir, Latest::Text),
         crate::report::drift::text(report, false).as_bytes(),
     )?;
-    let mut old: Vec<PathBuf> = std::fs::read_dir(&d)
-        .map_err(StateError::io("list", &d))?
-        .flatten()
-        .map(|e| e.path())
+    let old: Vec<PathBuf> = file::list(&d)?
+        .into_iter()
+        .map(|name| d.join(name))
         .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("latest.json"))
         .collect();
-    old.sort();
     let excess = old.len().saturating_sub(keep);
     for p in old.into_iter().take(excess) {
         // An old report that will not go away only takes room; the new one is written.
-        if let Err(e) = std::fs::remove_file(&p) {
-            tracing::warn!("failed to remove the old report {}: {e}", p.display());
+        if let Err(e) = file::remove(&p) {
+            tracing::warn!("failed to remove the old report: {e}");
         }
     }
     Ok(path)
+}
+
+/// The latest drift report in `format` as written (`strata report`); `None` before the first.
+///
+/// # Errors
+/// [`StateError`] when it exists but cannot be read.
+pub fn read_latest_text(state_dir: &Path, format: Latest) -> Result<Option<String>, StateError> {
+    Ok(file::read(&latest_path(state_dir, format))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// The latest drift report read back from `reports/latest.json`: what a reader (the dashboard)

@@ -71,6 +71,88 @@ pub fn override_file(paths: &LayerPaths) -> Result<String, String> {
     Ok(text)
 }
 
+/// What strata gives a layer that declares no backend.
+pub struct OwnBackend {
+    /// The override file's text (see [`BACKEND_OVERRIDE`]).
+    pub override_text: String,
+    /// The `-backend-config` file's text, when the backend needs settings kept off the
+    /// configuration: the state database's connection string.
+    pub config_text: Option<String>,
+}
+
+/// The backend of a layer without one: local state in the state dir, or, with the state in
+/// PostgreSQL, Terraform's `pg` backend in the same database, in a schema of the layer's own.
+///
+/// # Guarantees
+/// The connection string is only in `config_text` (for a 0600 `-backend-config` file), never in
+/// the override file, on a command line or in the environment.
+///
+/// # Errors
+/// A state path that cannot be written as an HCL literal (see the module's documentation).
+pub fn own_backend(paths: &LayerPaths) -> Result<OwnBackend, String> {
+    let Some((store, rel)) = crate::store::route(&paths.dir) else {
+        return Ok(OwnBackend {
+            override_text: override_file(paths)?,
+            config_text: None,
+        });
+    };
+    let pg = Block::builder("backend")
+        .add_label("pg")
+        .add_attribute(("schema_name", schema_name(store.namespace(), &rel)))
+        .build();
+    let body = Body::builder()
+        .add_block(Block::builder("terraform").add_block(pg).build())
+        .build();
+    let mut override_text = String::from(PG_HEADER);
+    override_text.push_str(&print(&body));
+    let conn = serde_json::Map::from_iter([(
+        "conn_str".to_string(),
+        serde_json::Value::String(store.url().expose().to_string()),
+    )]);
+    let config_text = config_file(&conn).map_err(|_| {
+        format!(
+            "the state URL {} cannot be written as an HCL literal",
+            store.url()
+        )
+    })?;
+    Ok(OwnBackend {
+        override_text,
+        config_text: Some(config_text),
+    })
+}
+
+const PG_HEADER: &str =
+    "# Written by strata: this layer declares no backend, so its state lives in strata's state database.\n";
+
+/// The PostgreSQL schema of a layer's Terraform state: `strata_<namespace>_<layer>`. A name
+/// that is not already a plain lowercase identifier (an environment's `envs/prod/layers/net`, a
+/// `-`, capitals) or is past PostgreSQL's 63 bytes has every other character made `_`, is cut,
+/// and ends in a hash of the whole: two layers never share a schema, whatever their names.
+pub fn schema_name(namespace: &str, layer_dir: &str) -> String {
+    let layer = layer_dir.strip_prefix("layers/").unwrap_or(layer_dir);
+    let whole = format!("strata_{namespace}_{layer}");
+    let plain = whole
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain && whole.len() <= 63 {
+        return whole;
+    }
+    let clean: String = whole
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(whole.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}_{tag}", &clean[..clean.len().min(54)])
+}
+
 /// The `-backend-config` file: one `name = value` line per setting, each value a literal.
 ///
 /// # Errors
@@ -122,6 +204,31 @@ mod tests {
     /// The generated text read back as data: every string attribute's value as HCL parses it.
     fn read_back(text: &str) -> serde_json::Value {
         hcl::from_str::<serde_json::Value>(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    }
+
+    #[test]
+    fn schema_names_are_postgres_identifiers_and_stay_apart() {
+        assert_eq!(schema_name("default", "layers/net"), "strata_default_net");
+        let env = schema_name("shop", "envs/prod/layers/db-main");
+        assert!(
+            env.starts_with("strata_shop_envs_prod_layers_db_main_"),
+            "{env}"
+        );
+        // Names that clean up alike stay apart.
+        assert_ne!(
+            schema_name("default", "envs/prod/layers/app"),
+            schema_name("default", "layers/envs_prod_layers_app")
+        );
+        assert_ne!(
+            schema_name("a-b", "layers/x"),
+            schema_name("a_b", "layers/x")
+        );
+        let long = "x".repeat(80);
+        let (a, b) = (
+            schema_name(&long, "layers/a"),
+            schema_name(&long, "layers/b"),
+        );
+        assert!(a.len() <= 63 && b.len() <= 63 && a != b, "{a} {b}");
     }
 
     #[test]

@@ -245,7 +245,19 @@ impl Terraform {
         write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
 
         let backend_text = serde_json::to_vec(&backend).expect("json");
-        let backend_file = if config.has_backend && !backend.is_empty() {
+        let own = (!config.has_backend)
+            .then(|| backend::own_backend(&paths))
+            .transpose()
+            .map_err(|message| TerraformError::Config {
+                layer: id.clone(),
+                message,
+            })?;
+        let own_config = own.as_ref().and_then(|o| o.config_text.as_deref());
+        let backend_file = if let Some(text) = own_config {
+            let f = run.path().join("backend.tfbackend");
+            write_private(&f, text.as_bytes()).map_err(io("write", &f))?;
+            Some(f)
+        } else if config.has_backend && !backend.is_empty() {
             let f = run.path().join("backend.tfbackend");
             let text =
                 backend::config_file(&backend).map_err(|message| TerraformError::Config {
@@ -257,14 +269,9 @@ impl Terraform {
         } else {
             None
         };
-        if !config.has_backend {
+        if let Some(own) = &own {
             let f = work_dir.join(backend::BACKEND_OVERRIDE);
-            let text =
-                backend::override_file(&paths).map_err(|message| TerraformError::Config {
-                    layer: id.clone(),
-                    message,
-                })?;
-            std::fs::write(&f, text).map_err(io("write", &f))?;
+            std::fs::write(&f, &own.override_text).map_err(io("write", &f))?;
         }
         let lock_in_tree = work_dir.join(workdir::LOCK_FILE);
         if !lock_in_tree.exists() && paths.lock_copy.exists() {

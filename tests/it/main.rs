@@ -46,6 +46,7 @@ mod source;
 mod stack_scale;
 mod stacks_agent;
 mod state;
+mod state_pg;
 mod status_reasons;
 mod terraform;
 mod terraform_init;
