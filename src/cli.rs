@@ -366,6 +366,21 @@ impl RepoArgs {
             ))),
         }
     }
+
+    /// The stack at this repository as a command reading it sees it: `env` selected, no age
+    /// key, the stack found in the repository (not a local dir).
+    pub fn source(&self, env: Option<String>) -> SourceArgs {
+        SourceArgs {
+            stack: None,
+            repo: Some(self.repo.clone()),
+            reference: self.reference.clone(),
+            path: self.path.clone(),
+            verify: self.verify.clone(),
+            state_dir: self.state_dir.clone(),
+            age_key_file: None,
+            env,
+        }
+    }
 }
 
 /// Where a converging command reads the stack: a directory (`--stack`, default `.`) or a Git

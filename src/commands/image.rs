@@ -55,16 +55,7 @@ pub fn scan(source: &SourceArgs, json: bool) -> Result<ExitStatus, Error> {
 pub fn update(repo: &RepoArgs, git_timeout: &str, json: bool) -> Result<ExitStatus, Error> {
     let timeout = crate::util::duration::parse_duration(git_timeout)
         .map_err(|e| Error::Usage(format!("--git-timeout: {e}")))?;
-    let source = SourceArgs {
-        stack: None,
-        repo: Some(repo.repo.clone()),
-        reference: repo.reference.clone(),
-        path: repo.path.clone(),
-        verify: repo.verify.clone(),
-        state_dir: repo.state_dir.clone(),
-        age_key_file: None,
-        env: repo.one_env()?,
-    };
+    let source = repo.source(repo.one_env()?);
     let (dir, v) = open(&source)?;
     let report = runtime()?.block_on(crate::images::scan::scan(&v.stack, &dir, None));
     for i in report.images.iter().filter(|i| i.error.is_some()) {

@@ -27,16 +27,7 @@ pub fn promote(args: &PromoteArgs) -> Result<ExitStatus, Error> {
     };
     // The writeback block's branch and author apply; its push_branch is for image updates, a
     // promotion goes for review only when asked.
-    let source = crate::cli::SourceArgs {
-        stack: None,
-        repo: Some(repo.repo.clone()),
-        reference: repo.reference.clone(),
-        path: repo.path.clone(),
-        verify: repo.verify.clone(),
-        state_dir: repo.state_dir.clone(),
-        age_key_file: None,
-        env: None,
-    };
+    let source = repo.source(None);
     let (_, v) = super::image::open(&source)?;
     let wb = v.stack.writeback.clone().unwrap_or_default();
     let dest = Destination {

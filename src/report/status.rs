@@ -76,20 +76,7 @@ pub fn text(
             ]
         })
         .collect();
-    let mut widths = [0usize; 7];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:w$}"))
-            .collect();
-        let _ = writeln!(t, "  {}", cells.join("  ").trim_end());
-    }
+    t.push_str(&aligned(&header, &rows, "  "));
     t
 }
 
@@ -134,20 +121,26 @@ pub fn environments(runs: &[EnvironmentRuns]) -> String {
         })
         .collect();
     let header = ["environment", "converged", "images"].map(String::from);
-    let mut widths = [0usize; 3];
-    for row in std::iter::once(&header).chain(&rows) {
+    aligned(&header, &rows, "")
+}
+
+/// `header` and `rows` as lines of columns padded to their widest cell (in characters), two
+/// spaces apart, each line after `indent`, trailing blanks trimmed.
+fn aligned<const N: usize>(header: &[String; N], rows: &[[String; N]], indent: &str) -> String {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut t = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
             .map(|(cell, w)| format!("{cell:w$}"))
             .collect();
-        let _ = writeln!(t, "{}", cells.join("  ").trim_end());
+        let _ = writeln!(t, "{indent}{}", cells.join("  ").trim_end());
     }
     t
 }
