@@ -2,6 +2,7 @@
 //! and a real PostgreSQL.
 
 mod crashes;
+mod creation_lock;
 mod parity;
 mod secrets;
 
