@@ -1,7 +1,8 @@
-//! Terraform's `pg` backend takes one lock for the whole database (`pg_advisory_lock(-1)`) while
-//! a workspace it has no row for yet is planned or applied: every new layer of every stack in
-//! strata's database takes it on its first run. A layer whose first plan meets another's must
-//! wait for it, not fail (and back off, and alert) because a neighbour happened to be new too.
+//! What Terraform's `pg` backend shares across the whole database, met by every new layer of
+//! every stack in strata's database on its first run: one lock (`pg_advisory_lock(-1)`) while a
+//! workspace it has no row for yet is planned or applied, and one sequence its first init
+//! creates. A layer whose first run meets another's must wait for it, not fail (and back off,
+//! and alert) because a neighbour happened to be new too.
 
 use std::time::{Duration, Instant};
 
@@ -97,5 +98,76 @@ fn state_pg_a_new_layer_waits_for_the_creation_lock_another_holds() {
     assert_eq!(
         status["layers"]["terraform.app"]["last_result"], "converged",
         "{status}"
+    );
+}
+
+#[test]
+fn state_pg_a_new_layer_survives_another_first_init_creating_the_sequence() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let db = At::Db(url(&pg));
+    // Another layer's first `terraform init` is creating the backend's sequence right now: its
+    // transaction has not committed yet.
+    let (commit, commit_rx) = std::sync::mpsc::channel::<()>();
+    let (begun, begun_rx) = std::sync::mpsc::channel::<i32>();
+    let conn_str = pg.conn_str();
+    let other = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&conn_str).await.unwrap();
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query("CREATE SEQUENCE IF NOT EXISTS public.global_states_id_seq AS bigint")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                begun.send(pid).unwrap();
+                let _ = tokio::task::spawn_blocking(move || commit_rx.recv()).await;
+                tx.commit().await.unwrap();
+            })
+    });
+    let holder = begun_rx.recv().expect("the sequence being created");
+    let mut child = fx
+        .command(&["apply", "--auto-approve"], &db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Committed once strata or its terraform waits behind it (or strata gave up).
+    let start = Instant::now();
+    loop {
+        let waiting = query(
+            &pg,
+            &format!(
+                "SELECT count(*)::bigint FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND pid <> {holder}"
+            ),
+        )[0][0]
+            != "0";
+        if waiting || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "nothing ever waited for the sequence"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    commit.send(()).unwrap();
+    other.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the apply converges:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
