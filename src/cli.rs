@@ -163,6 +163,10 @@ pub enum Command {
         /// The environment; without it, every environment the state dir holds.
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -173,6 +177,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -229,6 +237,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
     },
     /// Print the latest drift report.
     Report {
@@ -237,6 +249,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
