@@ -106,17 +106,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             },
             &lock_timeout,
         ),
-        Command::Install {
-            export,
-            namespace,
-            image,
-            repo,
-            reference,
-            path,
-            resources,
-            cluster_admin,
-            replicas,
-        } => (|| {
+        Command::Install { export, options } => (|| {
             if !export {
                 return Err(Error::Usage(
                     "strata install prints manifests only: run `strata install --export ... | \
@@ -124,25 +114,10 @@ pub fn run(cli: Cli) -> ExitStatus {
                         .into(),
                 ));
             }
-            let resources = resources
-                .as_deref()
-                .map(crate::install::parse_resources)
-                .transpose()
-                .map_err(Error::Usage)?
-                .unwrap_or_default();
-            let o = crate::install::InstallOptions {
-                namespace,
-                image,
-                repo,
-                reference,
-                path,
-                resources,
-                cluster_admin,
-                replicas,
-            };
-            out(&crate::install::emit::stream(&crate::install::manifests(
-                &o,
-            )))?;
+            out(&crate::install::emit::commented(
+                &crate::install::notes(&options),
+                &crate::install::manifests(&options),
+            ))?;
             Ok(ExitStatus::Success)
         })(),
         Command::Destroy {
