@@ -283,15 +283,16 @@ fn stack_state_dir(
         })
         .unwrap_or_default();
     known.sort();
+    // Through --state, the database and namespace: the local dir is only its caches.
+    let place = match crate::store::route(state_dir) {
+        Some((store, _)) => format!("the state database {} ({})", store.url(), store.namespace()),
+        None => state_dir.display().to_string(),
+    };
     Err(Error::Usage(if known.is_empty() {
-        format!(
-            "{} holds no state of stack \"{name}\" (no agent with stack blocks ran there)",
-            state_dir.display()
-        )
+        format!("{place} holds no state of stack \"{name}\" (no agent with stack blocks ran there)")
     } else {
         format!(
-            "{} holds no state of stack \"{name}\": the stacks there are {}",
-            state_dir.display(),
+            "{place} holds no state of stack \"{name}\": the stacks there are {}",
             known.join(", ")
         )
     }))

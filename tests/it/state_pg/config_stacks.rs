@@ -123,4 +123,11 @@ fn state_pg_config_stacks_keep_their_records_and_schemas_apart() {
             "{out:?}"
         );
     }
+    let out = fx.strata(&["status", "--stack", "nope"], &db);
+    assert!(
+        out.stderr
+            .contains("the state database postgres://postgres:****@")
+            && !out.stderr.contains(fx.xdg().to_str().unwrap()),
+        "the database named, not the machine's cache dir: {out:?}"
+    );
 }
