@@ -109,28 +109,8 @@ pub enum Command {
         /// Print the manifests (the only mode: strata never applies them itself).
         #[arg(long)]
         export: bool,
-        #[arg(long, default_value = "strata-system")]
-        namespace: String,
-        /// The agent's image (see the Containerfile).
-        #[arg(long, default_value = "ghcr.io/strata-dev/strata:latest")]
-        image: String,
-        /// The repository the agent follows.
-        #[arg(long)]
-        repo: String,
-        #[arg(long = "ref")]
-        reference: Option<String>,
-        #[arg(long)]
-        path: Option<String>,
-        /// The kinds the layers hold, as GROUP/RESOURCE (`configmaps`, `apps/deployments`):
-        /// what the agent's ClusterRole grants. Default: the common built-in kinds.
-        #[arg(long, value_name = "GROUP/RESOURCE,...")]
-        resources: Option<String>,
-        /// Grant every verb on every resource instead (a wildcard ClusterRole).
-        #[arg(long, conflicts_with = "resources")]
-        cluster_admin: bool,
-        /// Agent replicas; they share the stacks through Leases in the namespace.
-        #[arg(long, default_value_t = 2)]
-        replicas: u32,
+        #[command(flatten)]
+        options: crate::install::InstallOptions,
     },
     /// Tear the stack down: Kubernetes layers first, then Terraform layers, each after
     /// everything that depends on it; the plan is shown first.
@@ -163,6 +143,10 @@ pub enum Command {
         /// The environment; without it, every environment the state dir holds.
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -173,6 +157,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -229,6 +217,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
     },
     /// Print the latest drift report.
     Report {
@@ -237,6 +229,10 @@ pub enum Command {
         /// The environment (with several `environment` blocks).
         #[arg(long, value_name = "NAME")]
         env: Option<String>,
+        /// The stack, for the state of an agent converging several (`stack` blocks in its
+        /// --config): its state in STATE/stacks/NAME.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },

@@ -54,26 +54,29 @@ pub fn run(cli: Cli) -> ExitStatus {
                     env: env.clone(),
                     stack: stack.clone(),
                 },
-                None => {
-                    // A stack of an agent converging several keeps its state in stacks/NAME.
-                    let base = match &stack {
-                        Some(s) => state_dir.join("stacks").join(s),
-                        None => state_dir.clone(),
-                    };
-                    agent::ApproveAt::StateDir(one_state_dir(&base, env.as_deref())?)
-                }
+                None => agent::ApproveAt::StateDir(one_state_dir(
+                    &stack_state_dir(&state_dir, stack.as_deref())?,
+                    env.as_deref(),
+                )?),
             };
             agent::approve(&layer, plan.as_deref(), at)
         })(),
         Command::Rollback { repo, to, json } => agent::rollback(&repo, &to, json),
-        Command::Resume { state_dir, env } => {
-            one_state_dir(&state_dir, env.as_deref()).and_then(|d| agent::resume(&d))
-        }
+        Command::Resume {
+            state_dir,
+            env,
+            stack,
+        } => stack_state_dir(&state_dir, stack.as_deref())
+            .and_then(|d| one_state_dir(&d, env.as_deref()))
+            .and_then(|d| agent::resume(&d)),
         Command::Report {
             state_dir,
             format,
             env,
-        } => one_state_dir(&state_dir, env.as_deref()).and_then(|d| agent::report(&d, format)),
+            stack,
+        } => stack_state_dir(&state_dir, stack.as_deref())
+            .and_then(|d| one_state_dir(&d, env.as_deref()))
+            .and_then(|d| agent::report(&d, format)),
         Command::Plan {
             source,
             all,
@@ -103,17 +106,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             },
             &lock_timeout,
         ),
-        Command::Install {
-            export,
-            namespace,
-            image,
-            repo,
-            reference,
-            path,
-            resources,
-            cluster_admin,
-            replicas,
-        } => (|| {
+        Command::Install { export, options } => (|| {
             if !export {
                 return Err(Error::Usage(
                     "strata install prints manifests only: run `strata install --export ... | \
@@ -121,25 +114,10 @@ pub fn run(cli: Cli) -> ExitStatus {
                         .into(),
                 ));
             }
-            let resources = resources
-                .as_deref()
-                .map(crate::install::parse_resources)
-                .transpose()
-                .map_err(Error::Usage)?
-                .unwrap_or_default();
-            let o = crate::install::InstallOptions {
-                namespace,
-                image,
-                repo,
-                reference,
-                path,
-                resources,
-                cluster_admin,
-                replicas,
-            };
-            out(&crate::install::emit::stream(&crate::install::manifests(
-                &o,
-            )))?;
+            out(&crate::install::emit::commented(
+                &crate::install::notes(&options),
+                &crate::install::manifests(&options),
+            ))?;
             Ok(ExitStatus::Success)
         })(),
         Command::Destroy {
@@ -157,13 +135,17 @@ pub fn run(cli: Cli) -> ExitStatus {
             state_dir,
             json,
             env,
-        } => state::status_envs(&state_dir, env.as_deref(), json),
+            stack,
+        } => stack_state_dir(&state_dir, stack.as_deref())
+            .and_then(|d| state::status_envs(&d, env.as_deref(), json)),
         Command::History {
             state_dir,
             limit,
             json,
             env,
-        } => state::history_envs(&state_dir, env.as_deref(), limit, json),
+            stack,
+        } => stack_state_dir(&state_dir, stack.as_deref())
+            .and_then(|d| state::history_envs(&d, env.as_deref(), limit, json)),
         Command::Source(SourceCommand::Show { repo, since, json }) => {
             source::show(&repo, since.as_deref(), json)
         }
@@ -262,6 +244,60 @@ pub(super) fn envs_with_state(state_dir: &std::path::Path) -> Vec<String> {
 /// The one state dir a command that changes something works in: `--env`'s; else, when the
 /// state dir holds exactly one environment, that one's; else the state dir itself. Several
 /// environments and no `--env` is refused, naming them.
+/// The state dir of `stack`, one of the stacks of an agent's `--config` (`STATE/stacks/NAME`),
+/// or `state_dir` itself without one.
+///
+/// # Errors
+/// A name that cannot name a stack, or one `state_dir` holds no state for (naming those it
+/// holds).
+fn stack_state_dir(
+    state_dir: &std::path::Path,
+    stack: Option<&str>,
+) -> Result<std::path::PathBuf, Error> {
+    let Some(name) = stack else {
+        return Ok(state_dir.to_path_buf());
+    };
+    // Stack names are lowercase letters, digits and '-' (checked where they are declared):
+    // anything else, a path among them, is refused rather than joined.
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(Error::Usage(format!(
+            "invalid stack name \"{name}\": use lowercase letters, digits and '-'"
+        )));
+    }
+    let stacks = state_dir.join("stacks");
+    let dir = stacks.join(name);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let mut known: Vec<String> = std::fs::read_dir(&stacks)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    // Through --state, the database and namespace: the local dir is only its caches.
+    let place = match crate::store::route(state_dir) {
+        Some((store, _)) => format!("the state database {} ({})", store.url(), store.namespace()),
+        None => state_dir.display().to_string(),
+    };
+    Err(Error::Usage(if known.is_empty() {
+        format!("{place} holds no state of stack \"{name}\" (no agent with stack blocks ran there)")
+    } else {
+        format!(
+            "{place} holds no state of stack \"{name}\": the stacks there are {}",
+            known.join(", ")
+        )
+    }))
+}
+
 pub(super) fn one_state_dir(
     state_dir: &std::path::Path,
     env: Option<&str>,

@@ -18,6 +18,20 @@ pub fn stream(docs: &[Value]) -> String {
     out
 }
 
+/// `notes` as `#` comment lines, then `docs` as [`stream`] renders them.
+pub fn commented(notes: &[String], docs: &[Value]) -> String {
+    let mut out = String::new();
+    for n in notes {
+        for line in n.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&stream(docs));
+    out
+}
+
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => Value::String(s.clone()).to_string(),

@@ -6,21 +6,87 @@ pub mod emit;
 
 use serde_json::{json, Value};
 
-/// What the manifests say.
-#[derive(Debug, Clone)]
+/// What the manifests say: `strata install`'s flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct InstallOptions {
+    /// The namespace the agent runs in, its Leases with it.
+    #[arg(long, default_value = "strata-system")]
     pub namespace: String,
+    /// The agent's image (see the Containerfile).
+    #[arg(long, default_value = "ghcr.io/strata-dev/strata:latest")]
     pub image: String,
-    /// The repository the agent follows (`--repo`), and its ref and path.
-    pub repo: String,
+    /// The repository the agent follows (leave it out when the --config-map's agent.hcl
+    /// declares the stacks).
+    #[arg(long, required_unless_present = "config_map")]
+    pub repo: Option<String>,
+    /// The branch, tag or commit of --repo (default: the remote's HEAD).
+    #[arg(long = "ref", requires = "repo")]
     pub reference: Option<String>,
+    /// The directory of strata.hcl in --repo.
+    #[arg(long, requires = "repo")]
     pub path: Option<String>,
-    /// The kinds the layers' objects may be: `(api group, resource)`; the defaults when empty.
-    pub resources: Vec<(String, String)>,
-    /// Grant every verb on every resource (asked for explicitly, never by default).
+    /// The kinds the layers hold, as GROUP/RESOURCE (`configmaps`, `apps/deployments`):
+    /// what the agent's ClusterRole grants. Default: the common built-in kinds.
+    #[arg(long, value_name = "GROUP/RESOURCE,...", value_parser = parse_resource_list)]
+    pub resources: Option<ResourceList>,
+    /// Grant every verb on every resource instead (a wildcard ClusterRole).
+    #[arg(long, conflicts_with = "resources")]
     pub cluster_admin: bool,
-    /// Agent replicas, sharing the stacks through Leases (`--coordination kubernetes`).
+    /// Agent replicas; they share the stacks through Leases in the namespace.
+    #[arg(long, default_value_t = 2)]
     pub replicas: u32,
+    /// Keep the state in PostgreSQL, shared by the replicas: the Secret (in the namespace)
+    /// whose key `url` holds the state database's postgres:// URL, given to the agent as
+    /// STRATA_STATE. Without it, each pod's state is an emptyDir of its own.
+    #[arg(long, value_name = "NAME")]
+    pub state_secret: Option<String>,
+    /// The agent's configuration (stack blocks, alerts, writeback): the ConfigMap (in the
+    /// namespace) whose key `agent.hcl` is mounted read-only and given as --config.
+    #[arg(long, value_name = "NAME")]
+    pub config_map: Option<String>,
+}
+
+/// `--resources`: the kinds the layers' objects may be, as `(api group, resource)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceList(pub Vec<(String, String)>);
+
+fn parse_resource_list(s: &str) -> Result<ResourceList, String> {
+    parse_resources(s).map(ResourceList)
+}
+
+/// Where the ConfigMap of `--config-map` is mounted, and the key the agent reads.
+const CONFIG_DIR: &str = "/etc/strata";
+const CONFIG_KEY: &str = "agent.hcl";
+/// The pod's writable dir: the state dir, or with `--state-secret` the working dir of caches.
+const STATE_DIR: &str = "/var/lib/strata";
+
+/// What the manifests mean for the agent's state and configuration, for the comments printed
+/// above them.
+pub fn notes(o: &InstallOptions) -> Vec<String> {
+    let ns = &o.namespace;
+    let mut out = vec![format!(
+        "strata agent: {} replica(s) in namespace {ns}, sharing the stacks through Leases there.",
+        o.replicas
+    )];
+    match &o.state_secret {
+        Some(secret) => out.extend([
+            format!("State: in PostgreSQL, its URL read from Secret {secret} (key `url`) as STRATA_STATE; every replica reads and writes the same records, so a stack taken over resumes from them."),
+            format!("Create the Secret first, from a file holding postgres://USER:PASSWORD@HOST:5432/DB?sslmode=verify-full: kubectl -n {ns} create secret generic {secret} --from-file=url=FILE"),
+            format!("{STATE_DIR} is an emptyDir of caches only (Git mirrors, Terraform data dirs), rebuilt when lost."),
+        ]),
+        None => out.extend([
+            format!("State: each pod's own emptyDir ({STATE_DIR}), lost with the pod and not shared: a stack another replica takes over starts there from Git,"),
+            "and a Terraform layer without a backend of its own would be planned from empty state and create its resources again.".to_string(),
+            "Give --state-secret NAME to keep the state in PostgreSQL, shared by the replicas; else give every Terraform layer a backend, or run --replicas 1.".to_string(),
+        ]),
+    }
+    if let Some(cm) = &o.config_map {
+        out.extend([
+            format!("Configuration: ConfigMap {cm} (key `{CONFIG_KEY}`: stack blocks, alerts, writeback), mounted read-only at {CONFIG_DIR}; read at start, so restart the pods after changing it."),
+            format!("Create it first: kubectl -n {ns} create configmap {cm} --from-file={CONFIG_KEY}"),
+        ]);
+    }
+    out
 }
 
 /// The kinds a layer commonly holds, by API group and resource: what the default ClusterRole
@@ -91,13 +157,12 @@ fn layer_rules(o: &InstallOptions) -> Vec<Value> {
     if o.cluster_admin {
         return vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})];
     }
-    let chosen: Vec<(String, String)> = if o.resources.is_empty() {
-        DEFAULT_RESOURCES
+    let chosen: Vec<(String, String)> = match &o.resources {
+        Some(ResourceList(list)) if !list.is_empty() => list.clone(),
+        _ => DEFAULT_RESOURCES
             .iter()
             .map(|(g, r)| (g.to_string(), r.to_string()))
-            .collect()
-    } else {
-        o.resources.clone()
+            .collect(),
     };
     let mut by_group: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (g, r) in chosen {
@@ -118,28 +183,55 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
     let labels =
         json!({"app.kubernetes.io/name": "strata", "app.kubernetes.io/component": "agent"});
     let meta = |name: &str| json!({"name": name, "namespace": ns, "labels": labels});
-    let mut args = vec![
-        "run".to_string(),
-        "--repo".into(),
-        o.repo.clone(),
-        "--listen".into(),
-        "0.0.0.0:9090".into(),
-        "--state-dir".into(),
-        "/var/lib/strata".into(),
-        // The replicas share the stacks through Leases in this namespace, each known by its
-        // pod's name; the Leases' cluster is the one the pod runs in (its service account).
+    let mut args = vec!["run".to_string()];
+    if let Some(repo) = &o.repo {
+        args.extend(["--repo".into(), repo.clone()]);
+    }
+    args.extend(["--listen".into(), "0.0.0.0:9090".into()]);
+    // With the state in PostgreSQL the agent keeps only caches on disk, where XDG_STATE_HOME
+    // says (the root file system is read-only); a state dir and --state are refused together.
+    if o.state_secret.is_none() {
+        args.extend(["--state-dir".into(), STATE_DIR.into()]);
+    }
+    if o.config_map.is_some() {
+        args.extend(["--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]);
+    }
+    // The replicas share the stacks through Leases in this namespace, each known by its pod's
+    // name; the Leases' cluster is the one the pod runs in (its service account).
+    args.extend([
         "--coordination".into(),
         "kubernetes".into(),
         "--lease-namespace".into(),
         ns.to_string(),
         "--replica-id".into(),
         "$(POD_NAME)".into(),
-    ];
+    ]);
     if let Some(r) = &o.reference {
         args.extend(["--ref".into(), r.clone()]);
     }
     if let Some(p) = &o.path {
         args.extend(["--path".into(), p.clone()]);
+    }
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "state", "mountPath": STATE_DIR}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "state", "emptyDir": {}}),
+        json!({"name": "tmp", "emptyDir": {}}),
+    ];
+    if let Some(secret) = &o.state_secret {
+        // From the Secret by the kubelet: the URL and its password are in no manifest, no
+        // command line and no RBAC grant of the agent's (it never reads Secrets for it).
+        env.push(json!({"name": "STRATA_STATE", "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}));
+        env.push(json!({"name": "XDG_STATE_HOME", "value": STATE_DIR}));
+    }
+    if let Some(cm) = &o.config_map {
+        mounts.push(json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "config", "configMap": {"name": cm}}));
     }
     let probe =
         |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10});
@@ -176,15 +268,14 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
                     "name": "agent", "image": o.image, "args": args,
-                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}],
+                    "env": env,
                     "ports": [{"name": "http", "containerPort": 9090, "protocol": "TCP"}],
                     "livenessProbe": probe("/healthz"), "readinessProbe": probe("/readyz"),
                     "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                                         "capabilities": {"drop": ["ALL"]}},
-                    "volumeMounts": [{"name": "state", "mountPath": "/var/lib/strata"},
-                                     {"name": "tmp", "mountPath": "/tmp"}],
+                    "volumeMounts": mounts,
                 }],
-                "volumes": [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                "volumes": volumes,
             }},
         }}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("strata"),
@@ -205,12 +296,14 @@ mod tests {
         InstallOptions {
             namespace: "strata-system".into(),
             image: "ghcr.io/example/strata:1.0".into(),
-            repo: "https://git.example.com/platform/shop.git".into(),
+            repo: Some("https://git.example.com/platform/shop.git".into()),
             reference: None,
             path: None,
-            resources: vec![],
+            resources: None,
             cluster_admin: false,
             replicas: 2,
+            state_secret: None,
+            config_map: None,
         }
     }
 
@@ -228,7 +321,7 @@ mod tests {
         admin.cluster_admin = true;
         assert_eq!(stars(&manifests(&admin)), 1);
         let mut narrow = options();
-        narrow.resources = parse_resources("configmaps,apps/deployments").unwrap();
+        narrow.resources = Some(parse_resource_list("configmaps,apps/deployments").unwrap());
         let docs = manifests(&narrow);
         let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
         assert_eq!(

@@ -121,6 +121,13 @@ pub fn own_backend(paths: &LayerPaths) -> Result<OwnBackend, String> {
     })
 }
 
+/// How long a layer on strata's `pg` backend waits for Terraform's state lock when it sets no
+/// `lock_timeout`. The backend takes one lock for the whole database (advisory lock -1) while it
+/// plans or applies a workspace that has no row yet, so every new layer of every stack sharing
+/// the database takes it on its first run: without a wait, a layer meeting another's first run
+/// would fail (and back off, and alert) only because both were new.
+pub const OWN_PG_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 const PG_HEADER: &str =
     "# Written by strata: this layer declares no backend, so its state lives in strata's state database.\n";
 

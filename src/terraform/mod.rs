@@ -311,7 +311,11 @@ impl Terraform {
             init_fingerprint,
             redactor,
             timeout: layer.timeout,
-            lock_timeout: spec.lock_timeout,
+            lock_timeout: if own_config.is_some() && spec.lock_timeout.is_zero() {
+                backend::OWN_PG_LOCK_TIMEOUT
+            } else {
+                spec.lock_timeout
+            },
             source: layer.source.clone(),
             reinit: false,
             backend_json: String::from_utf8_lossy(&backend_text).into_owned(),

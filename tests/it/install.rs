@@ -188,3 +188,146 @@ async fn an_in_cluster_cluster_is_checked_and_says_when_strata_is_not_in_a_pod()
     assert_eq!(both.code, 1, "{both:?}");
     assert!(both.stderr.contains("choose one"), "{}", both.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_manifests_wire_the_shared_state_and_the_stacks_config() {
+    let c = Cluster::start().await;
+    let out = strata_cli(
+        c.dir.path(),
+        &[
+            "install",
+            "--export",
+            "--namespace",
+            "ops",
+            "--state-secret",
+            "strata-state",
+            "--config-map",
+            "strata-agent",
+            "--resources",
+            "configmaps,apps/deployments",
+        ],
+    )
+    .await
+    .code(0);
+    // What the manifests mean, said above them.
+    let notes: Vec<&str> = out
+        .stdout
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .collect();
+    let notes = notes.join("\n");
+    assert!(notes.contains("Secret strata-state (key `url`)"), "{notes}");
+    assert!(notes.contains("ConfigMap strata-agent"), "{notes}");
+    assert!(!notes.contains("each pod's own emptyDir"), "{notes}");
+    let file = c.dir.path().join("install.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .await
+        .code(0);
+    let again = c
+        .kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .await
+        .code(0);
+    assert!(
+        again.stdout.lines().all(|l| l.ends_with("unchanged")),
+        "{}",
+        again.stdout
+    );
+
+    // Still no wildcard, in the namespace's Role or the layers' ClusterRole.
+    for (kind, name, ns) in [
+        ("clusterrole", "strata-ops", None),
+        ("role", "strata", Some("ops")),
+    ] {
+        let mut args = vec!["get", kind, name, "-o", "json"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        let role: Value = serde_json::from_str(&c.kubectl(&args).await.code(0).stdout).unwrap();
+        for rule in role["rules"].as_array().unwrap() {
+            for field in ["apiGroups", "resources", "verbs"] {
+                assert!(
+                    !rule[field].as_array().unwrap().iter().any(|v| v == "*"),
+                    "no wildcard in {kind} {name}: {rule}"
+                );
+            }
+        }
+    }
+
+    let deploy = c
+        .kubectl(&["get", "deployment", "strata", "-n", "ops", "-o", "json"])
+        .await
+        .code(0);
+    let deploy: Value = serde_json::from_str(&deploy.stdout).unwrap();
+    let pod = &deploy["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // The stacks come from the configuration, the state from the database: no --repo, and no
+    // state dir (refused beside --state).
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--config", "/etc/strata/agent.hcl"]),
+        "{args:?}"
+    );
+    assert!(!args.contains(&"--repo"), "{args:?}");
+    assert!(!args.contains(&"--state-dir"), "{args:?}");
+    for pair in [
+        ["--coordination", "kubernetes"],
+        ["--lease-namespace", "ops"],
+    ] {
+        assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
+    }
+    // The URL only by reference to the Secret, never a value in the manifests.
+    let env = container["env"].as_array().unwrap();
+    let state = env
+        .iter()
+        .find(|e| e["name"] == "STRATA_STATE")
+        .expect("STRATA_STATE");
+    assert_eq!(
+        state["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "strata-state", "key": "url"})
+    );
+    assert!(state.get("value").is_none(), "{state}");
+    assert!(!out.stdout.contains("postgres://strata"), "{}", out.stdout);
+    let xdg = env
+        .iter()
+        .find(|e| e["name"] == "XDG_STATE_HOME")
+        .expect("the working dir of caches");
+    assert_eq!(xdg["value"], "/var/lib/strata");
+    // The configuration read-only from the ConfigMap.
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "config")
+        .expect("the config mount");
+    assert_eq!(mount["mountPath"], "/etc/strata");
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("the config volume");
+    assert_eq!(volume["configMap"]["name"], "strata-agent");
+
+    // Without them: the emptyDir state and what it means, said.
+    let plain = strata_cli(c.dir.path(), &["install", "--export", "--repo", "r"])
+        .await
+        .code(0);
+    assert!(
+        plain.stdout.starts_with("# ") && plain.stdout.contains("each pod's own emptyDir"),
+        "{}",
+        plain.stdout
+    );
+    assert!(plain.stdout.contains("--state-secret"), "{}", plain.stdout);
+    // Neither a repository nor a configuration: nothing to converge.
+    let neither = strata_cli(c.dir.path(), &["install", "--export"]).await;
+    assert_eq!(neither.code, 2, "{neither:?}");
+    assert!(neither.stderr.contains("--repo"), "{}", neither.stderr);
+}

@@ -1,6 +1,8 @@
-//! Several agent replicas sharing four stacks through Kubernetes Leases in a devcluster: each
-//! stack converges exactly once, a replica killed with SIGKILL has its stacks taken over, no
-//! two replicas ever apply one stack at once, and SIGTERM gives the Leases back at once.
+//! Several agent replicas sharing four stacks through Kubernetes Leases in a devcluster, their
+//! state in one PostgreSQL database (`STRATA_STATE`, as in a cluster) and each with a working dir
+//! of its own (as each pod has): each stack converges exactly once, a replica killed with SIGKILL
+//! has its stacks taken over, no two replicas ever apply one stack at once, and SIGTERM gives the
+//! Leases back at once.
 //!
 //! Every apply appends `start STACK REPLICA VERSION TIME` and `end ...` to one shared file (a
 //! `local-exec` provisioner), so the test sees who applied what, and when, from the outside.
@@ -14,7 +16,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 
 use crate::agent::{Repo, NULL};
-use crate::support::{free_port, repo_root, Cluster};
+use crate::support::{free_port, repo_root, Cluster, Postgres};
 
 /// One apply seen in the shared file.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,14 +127,20 @@ pub(crate) fn stacks_repo(root: &Path, names: &[&str], log: &Path) -> (Repo, Pat
     (repo, path)
 }
 
-/// Where the replicas keep their state: one parameter, so the same test runs on a shared state
-/// dir or, where strata has it, a shared database.
+/// An agent's state in a local state dir.
 pub(crate) fn state_args(state: &Path) -> Vec<String> {
     vec!["--state-dir".into(), state.display().to_string()]
 }
 
-/// `strata run` as a child process, its output in `out`.
-pub(crate) fn spawn_agent(args: &[String], replica: &str, out: &Path) -> tokio::process::Child {
+/// `strata run` as a child process, its output in `out`, `envs` added to its environment. Each
+/// replica keeps its caches (mirrors, Terraform data dirs) in a dir of its own next to `out`, as
+/// on a machine of its own.
+pub(crate) fn spawn_agent(
+    args: &[String],
+    replica: &str,
+    out: &Path,
+    envs: &[(&str, &str)],
+) -> tokio::process::Child {
     let path = format!(
         "{}:{}",
         repo_root().join("bin").display(),
@@ -149,8 +157,14 @@ pub(crate) fn spawn_agent(args: &[String], replica: &str, out: &Path) -> tokio::
         )
         .env("TF_IN_AUTOMATION", "1")
         .env("STRATA_TEST_REPLICA", replica)
+        .env(
+            "XDG_STATE_HOME",
+            out.with_file_name(format!("machine-{replica}")),
+        )
         .env_remove("STRATA_LOG")
+        .env_remove("STRATA_STATE")
         .env_remove("KUBECONFIG")
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -173,6 +187,21 @@ async fn holders(api: &Api<Lease>, stacks: &[&str]) -> BTreeMap<String, Option<S
         out.insert(s.to_string(), holder);
     }
     out
+}
+
+/// The document at `path` in the state database's default namespace, as JSON.
+async fn document(url: &str, path: &str) -> Option<serde_json::Value> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .ok()?;
+    let body: Vec<u8> = sqlx::query_scalar(
+        "SELECT body FROM strata.documents WHERE namespace = 'default' AND path = $1",
+    )
+    .bind(path)
+    .fetch_optional(&mut conn)
+    .await
+    .ok()??;
+    serde_json::from_slice(&body).ok()
 }
 
 fn count_by_replica(h: &BTreeMap<String, Option<String>>) -> BTreeMap<String, usize> {
@@ -205,9 +234,15 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
     ns.create(&PostParams::default(), &n).await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client, "strata-system");
 
-    let state = root.join("state");
+    // The state database, its URL given the way a cluster gives it (an environment variable
+    // from a Secret), with a password that must never show in what the replicas print.
+    let pg = Postgres::start();
+    let password = "replica-pw-never-shown-91c2";
+    let url = pg
+        .conn_str()
+        .replace("postgres@", &format!("postgres:{password}@"));
     let args = |replica: &str| -> Vec<String> {
-        let mut a = vec![
+        vec![
             "--config".to_string(),
             config.display().to_string(),
             "--coordination".into(),
@@ -224,15 +259,16 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
             "1s".into(),
             "--listen".into(),
             free_port().to_string(),
-        ];
-        a.extend(state_args(&state));
-        a
+        ]
     };
     let replicas = ["r1", "r2", "r3"];
     let mut children: BTreeMap<String, tokio::process::Child> = BTreeMap::new();
     for r in replicas {
         let out = root.join(format!("{r}.out"));
-        children.insert(r.to_string(), spawn_agent(&args(r), r, &out));
+        children.insert(
+            r.to_string(),
+            spawn_agent(&args(r), r, &out, &[("STRATA_STATE", url.as_str())]),
+        );
     }
     let outputs = || {
         replicas
@@ -366,15 +402,14 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
     );
     children.remove(&applying).unwrap().wait().await.unwrap();
     let survivor = children.keys().next().expect("one replica left").clone();
-    let converged = |dir: &Path| {
-        std::fs::read_to_string(dir.join("agent.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    // Where the replicas keep s2's agent status: in the database, no machine's disk.
+    let converged = || async {
+        document(&url, "stacks/s2/agent.json")
+            .await
             .is_some_and(|v| v["revision"] == s2_v2.as_str() && v["failures"] == 0)
     };
-    let s2_state = state.join("stacks").join("s2");
     for _ in 0..1800 {
-        if converged(&s2_state)
+        if converged().await
             && holders(&leases, &["s2"]).await["s2"].as_deref() == Some(survivor.as_str())
         {
             break;
@@ -382,7 +417,7 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        converged(&s2_state),
+        converged().await,
         "{survivor} converged s2 v2 after {applying} died mid-apply:\n{}",
         outputs()
     );
@@ -461,5 +496,38 @@ async fn three_replicas_share_four_stacks_through_leases_without_double_applies(
     assert!(
         after.values().all(Option::is_none),
         "every Lease given back once every replica stopped: {after:?}"
+    );
+
+    // Each stack's Terraform state is in a schema of its own in the shared database (no
+    // replica's disk), and the password never showed in what the replicas printed.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema::text FROM information_schema.tables \
+         WHERE table_name = 'states' AND table_schema LIKE 'strata\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        schemas.len(),
+        4,
+        "a Terraform state schema per stack: {schemas:?}"
+    );
+    for s in STACKS {
+        assert_eq!(
+            schemas
+                .iter()
+                .filter(|n| n.contains(&format!("_{s}_")))
+                .count(),
+            1,
+            "stack {s} has its own schema: {schemas:?}"
+        );
+    }
+    assert!(
+        !outputs().contains(password),
+        "the state password is shown:\n{}",
+        outputs()
     );
 }

@@ -51,7 +51,7 @@ async fn one_agent_converges_every_stack_of_its_config_one_at_a_time() {
     ];
     args.extend(state_args(&state));
     let out = root.join("agent.out");
-    let mut child = spawn_agent(&args, "solo", &out);
+    let mut child = spawn_agent(&args, "solo", &out, &[]);
     let all_ended = || applies(&log).iter().filter(|a| a.end.is_some()).count() >= 3;
     for _ in 0..1800 {
         if all_ended() {

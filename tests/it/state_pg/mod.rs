@@ -1,7 +1,9 @@
 //! `--state postgres://…`: the state off the machine. The real `strata` binary, the real terraform
 //! and a real PostgreSQL.
 
+mod config_stacks;
 mod crashes;
+mod creation_lock;
 mod parity;
 mod secrets;
 

@@ -280,8 +280,11 @@ fn state_pg_the_url_comes_from_strata_state_and_migrations_run_once() {
         );
     }
     assert_eq!(
-        query(&pg, "SELECT version::bigint FROM strata.migrations"),
-        [["1"]]
+        query(
+            &pg,
+            "SELECT version::bigint FROM strata.migrations ORDER BY 1"
+        ),
+        [["1"], ["2"]]
     );
     let applied = from_env(&[
         "apply",
