@@ -363,16 +363,19 @@ impl Terraform {
         log_stdout: bool,
         limits: &Limits<'_>,
     ) -> Result<exec::Finished, TerraformError> {
-        self.run_in(p.run.path(), p, step, args, log_stdout, limits)
+        self.run_in(p.run.path(), false, p, step, args, log_stdout, limits)
             .await
     }
 
     /// [`Self::run`] with the command's output files and pid record in `run_dir`: a command
     /// running beside another of the same run (a `show` beside an `apply`) records itself apart,
-    /// so the apply's record, which a later strata waits on, is neither overwritten nor removed.
+    /// so the apply's record, which a later strata waits on, is neither overwritten nor removed;
+    /// `background` lowers its CPU priority (see [`Invocation::background`]).
+    #[allow(clippy::too_many_arguments)]
     async fn run_in(
         &self,
         run_dir: &Path,
+        background: bool,
         p: &Prepared,
         step: Step,
         args: Vec<OsString>,
@@ -400,6 +403,7 @@ impl Terraform {
                 log_stdout,
                 run_dir,
                 seq,
+                background,
             },
             limits,
             &p.redactor,

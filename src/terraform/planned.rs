@@ -126,12 +126,12 @@ impl Terraform {
             ));
         }
         let limits = self.limits(p, cancel);
-        self.show_in(p.run.path(), p, planned, &limits).await
+        self.show_in(p.run.path(), false, p, planned, &limits).await
     }
 
-    /// Applies a saved plan whose apply no approval gates, reading it (`show -json`) at the same
-    /// time: the apply does not wait for what `show` says, and the layer's report still has
-    /// every change, the plan's digest and its outputs.
+    /// Applies a saved plan whose apply no approval gates, reading it (`show -json`, at a lower
+    /// CPU priority) at the same time: the apply does not wait for what `show` says, and the
+    /// layer's report still has every change, the plan's digest and its outputs.
     ///
     /// # Guarantees
     /// Those of [`Self::apply`]. `show` records itself apart from the apply (a sub-dir of the
@@ -159,7 +159,7 @@ impl Terraform {
         crate::util::fs::create_private_dir_all(&beside)
             .map_err(TerraformError::io(&p.layer, "create", &beside))?;
         let (shown, started) = tokio::join!(
-            self.show_in(&beside, p, planned, &limits),
+            self.show_in(&beside, true, p, planned, &limits),
             self.apply_file(p, &planned.plan_file, &limits),
         );
         let started = started?;
@@ -171,10 +171,12 @@ impl Terraform {
         Ok((plan, applied))
     }
 
-    /// `show -json` of the saved plan, its files and record in `run_dir`.
+    /// `show -json` of the saved plan, its files and record in `run_dir`; at a lower CPU
+    /// priority when it runs in the `background` of an apply.
     async fn show_in(
         &self,
         run_dir: &std::path::Path,
+        background: bool,
         p: &Prepared,
         planned: &Planned,
         limits: &Limits<'_>,
@@ -186,7 +188,7 @@ impl Terraform {
             planned.plan_file.clone().into(),
         ];
         let out = self
-            .run_in(run_dir, p, Step::Show, show, false, limits)
+            .run_in(run_dir, background, p, Step::Show, show, false, limits)
             .await?;
         if out.code != 0 {
             return Err(Self::failed(p, Step::Show, &out));
