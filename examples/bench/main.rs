@@ -414,7 +414,7 @@ fn bench_fifty(rows: &mut Vec<[String; 5]>) {
         max_rss_mb: 0.0,
         code: 0,
     };
-    row(rows, "c", "strata plan after a commit touching 1 of 50", &m, format!("{planned} layer planned, {invocations} terraform invocations (plan + show), 49 untouched"));
+    row(rows, "c", "strata plan after a commit touching 1 of 50", &m, format!("{planned} layer planned, {invocations} terraform invocations (a plan; a show only when it changes something), 49 untouched"));
 }
 
 fn bench_latency(rows: &mut Vec<[String; 5]>) {

@@ -2,103 +2,20 @@
 //! PostgreSQL and whose Kubernetes layers run on a devcluster, then the same bootstrap after the
 //! cluster (a new devcluster, no data file) and strata's state dir are lost; then `strata diff`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 
 use super::{devcluster_at, env, git, measure_logged, row, strata, write, Measured, NULL};
 
-/// A throwaway PostgreSQL server from Debian's packages, run as the `postgres` user (as the
-/// integration tests run it), for Terraform's `pg` backend.
-struct Postgres {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+/// The integration tests' PostgreSQL server (one file, included by its path).
+#[path = "../../tests/it/support/postgres.rs"]
+mod postgres;
+use postgres::Postgres;
 
-fn as_postgres(bin: &Path, program: &str, args: &[&str]) {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(bin.join(program))
-        .args(args)
-        .output()
-        .expect("runuser");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (make tools)")
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
-        let dir = tempfile::Builder::new()
-            .prefix("strata-bench-pg")
-            .tempdir()
-            .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let ok = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&data)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "chown the PostgreSQL data dir");
-        let d = data.display().to_string();
-        as_postgres(&bin, "initdb", &["-D", &d, "-A", "trust", "-U", "postgres"]);
-        let port = free_port();
-        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {d}");
-        let log = data.join("log").display().to_string();
-        as_postgres(
-            &bin,
-            "pg_ctl",
-            &["-D", &d, "-o", &opts, "-w", "-l", &log, "start"],
-        );
-        let p = port.to_string();
-        // A database per Terraform layer: Terraform's `pg` backend takes one advisory lock per
-        // database to create a workspace, so two layers initialising at once in one database
-        // fail with "Already locked for workspace creation".
-        for db in ["cluster", "network"] {
-            as_postgres(
-                &bin,
-                "createdb",
-                &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", db],
-            );
-        }
-        Postgres {
-            bin,
-            data,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn conn_str(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let d = self.data.display().to_string();
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &d, "-m", "immediate", "stop"])
-            .output();
-    }
-}
+/// A database per Terraform layer: Terraform's `pg` backend takes one advisory lock per
+/// database to create a workspace, so two layers initialising at once in one database fail
+/// with "Already locked for workspace creation".
+const DATABASES: [&str; 2] = ["cluster", "network"];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -114,7 +31,7 @@ fn free_port() -> u16 {
 fn write_repo(repo: &Path, pg: &Postgres, kubeconfig: &Path, objects: usize) {
     let backend = format!(
         "  backend_config = {{ conn_str = \"{}\" }}\n",
-        pg.conn_str("cluster")
+        pg.conn_str_to("cluster")
     );
     write(
         &repo.join("strata.hcl"),
@@ -126,7 +43,7 @@ fn write_repo(repo: &Path, pg: &Postgres, kubeconfig: &Path, objects: usize) {
              kubernetes \"platform\" {{\n  source    = \"platform\"\n  cluster   = cluster.main\n  namespace = \"platform\"\n  wait      = false\n  vars      = {{ subnet = terraform.network.outputs.subnet }}\n}}\n\
              kubernetes \"apps\" {{\n  source     = \"apps\"\n  cluster    = cluster.main\n  namespace  = \"apps\"\n  wait       = false\n  depends_on = [kubernetes.platform]\n}}\n",
             kubeconfig.display(),
-            pg.conn_str("network"),
+            pg.conn_str_to("network"),
         ),
     );
     let pg_backend = "terraform {\n  backend \"pg\" {}\n}\n";
@@ -177,6 +94,9 @@ fn stop(mut cluster: Child) {
 
 pub fn bench_recovery(rows: &mut Vec<[String; 5]>, objects: usize) {
     let pg = Postgres::start();
+    for db in DATABASES {
+        pg.create_database(db);
+    }
     let work = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let (cluster, kubeconfig) = devcluster_at(work.path(), &listen);

@@ -62,7 +62,21 @@ impl Engine {
             return Ok(Stepped::done(r));
         }
         self.progress(id, Event::Planning);
-        let plan = tf.plan(&mut p, PlanMode::Normal, &self.opts.cancel).await?;
+        let planned = tf
+            .plan_saved(&mut p, PlanMode::Normal, &self.opts.cancel)
+            .await?;
+        // An apply no approval can gate does not wait for the plan to be read: `show` runs
+        // beside it, for the report (changes, digest) and the outputs.
+        let (plan, applied) =
+            if mode == Mode::Apply && layer.apply == ApplyPolicy::Auto && planned.has_changes {
+                self.progress(id, Event::Applying);
+                let (plan, applied) = tf
+                    .apply_while_showing(&p, &planned, &self.opts.cancel)
+                    .await?;
+                (plan, Some(applied))
+            } else {
+                (tf.show(&p, &planned, &self.opts.cancel).await?, None)
+            };
         let mut report = self.report(id, LayerStatus::Unchanged, started);
         report.reasons = reasons;
         report.counts = Some(plan.counts.to_string());
@@ -88,28 +102,36 @@ impl Engine {
                     self.keep_applied(&tf, &p).await;
                     return Ok(Stepped::done(report));
                 }
-                let destructive = super::approval::destructive(&report.changes);
-                let gated = match layer.apply {
-                    ApplyPolicy::Manual => true,
-                    ApplyPolicy::Safe => !destructive.is_empty(),
-                    ApplyPolicy::Auto => false,
-                };
-                if gated {
-                    if let Err(why) = self.approves(id, &plan.digest) {
-                        report.status = LayerStatus::AwaitingApproval;
-                        report.detail = Some(if layer.apply == ApplyPolicy::Safe {
-                            format!("{why} (it deletes or replaces {})", destructive.join(", "))
-                        } else {
-                            why
-                        });
-                        return Ok(Stepped {
-                            report,
-                            hold: Some(Hold::Approval),
-                        });
+                let applied = match applied {
+                    Some(applied) => applied,
+                    None => {
+                        let destructive = super::approval::destructive(&report.changes);
+                        let gated = match layer.apply {
+                            ApplyPolicy::Manual => true,
+                            ApplyPolicy::Safe => !destructive.is_empty(),
+                            ApplyPolicy::Auto => false,
+                        };
+                        if gated {
+                            if let Err(why) = self.approves(id, &plan.digest) {
+                                report.status = LayerStatus::AwaitingApproval;
+                                report.detail = Some(if layer.apply == ApplyPolicy::Safe {
+                                    format!(
+                                        "{why} (it deletes or replaces {})",
+                                        destructive.join(", ")
+                                    )
+                                } else {
+                                    why
+                                });
+                                return Ok(Stepped {
+                                    report,
+                                    hold: Some(Hold::Approval),
+                                });
+                            }
+                        }
+                        self.progress(id, Event::Applying);
+                        tf.apply(&p, &plan, &self.opts.cancel).await?
                     }
-                }
-                self.progress(id, Event::Applying);
-                let applied = tf.apply(&p, &plan, &self.opts.cancel).await?;
+                };
                 crate::state::outputs::save(&self.opts.state_dir, id, &applied.outputs)
                     .map_err(|e| Failure::failed(format!("failed to save its outputs: {e}")))?;
                 shared

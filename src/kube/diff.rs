@@ -183,16 +183,30 @@ pub enum Method {
     /// could change ([`super::owned::unchanged_by_apply`] cannot rule it out).
     #[default]
     Lists,
+    /// [`Method::Lists`] with pages of this many items instead of [`PAGE`]: how tests split a
+    /// LIST over many pages without creating thousands of objects.
+    ListsPaged(u32),
     /// One GET and one server-side dry run per object: the reference the lists are checked
     /// against.
     DryRunEach,
+}
+
+impl Method {
+    /// Items per page of a LIST; `None` when this method reads no lists.
+    fn page(self) -> Option<u32> {
+        match self {
+            Method::Lists => Some(PAGE),
+            Method::ListsPaged(n) => Some(n.max(1)),
+            Method::DryRunEach => None,
+        }
+    }
 }
 
 /// From how many desired objects of one kind and namespace one LIST reads them.
 pub const LIST_FROM: usize = 20;
 
 /// Items per page of a LIST.
-const PAGE: u32 = 500;
+pub const PAGE: u32 = 500;
 
 /// How a desired object's live state is read.
 enum Live {
@@ -200,6 +214,10 @@ enum Live {
     Get,
     /// Read by a LIST: the object, or `None` when the list did not hold it.
     Listed(Option<Value>),
+    /// Read by a LIST and judged there, page by page, by
+    /// [`super::owned::unchanged_by_apply`]: the forced apply would change nothing. The live
+    /// object is not kept, so memory follows the objects that drifted, not those listed.
+    Unchanged,
 }
 
 /// One object against the cluster: `None` when it matches.
@@ -223,6 +241,7 @@ async fn diff_one(
     }
     let api = d.api(client);
     let live = match live {
+        Live::Unchanged => return Ok(None),
         Live::Listed(live) => live,
         Live::Get => retry(opts.backoff, || api.get_opt(&d.r.name))
             .await
@@ -235,7 +254,7 @@ async fn diff_one(
     let Some(live) = live else {
         return missing();
     };
-    if method == Method::Lists
+    if method.page().is_some()
         && super::owned::unchanged_by_apply(&d.object, &live, &opts.field_manager)
     {
         return Ok(None);
@@ -259,52 +278,64 @@ async fn diff_one(
     }))
 }
 
-/// The live objects of one kind in one namespace (or cluster-wide) that `names` names, read
-/// with a paged LIST; objects not named are dropped page by page, so memory follows the desired
-/// objects, not the namespace.
+/// The live state of the desired objects `group` names (one kind, one namespace or
+/// cluster-wide), read with a LIST of `page` items a page and judged page by page: an object the
+/// forced apply would leave as it is becomes [`Live::Unchanged`] and is dropped at once; only
+/// the others are kept for their dry run. Objects Git does not name are dropped too, so memory
+/// follows the drifted objects, not the namespace nor the layer. The answer is in `group`'s
+/// order.
 ///
 /// # Errors
 /// A page the server does not give after the retries ([`KubeError::Read`]).
 async fn list_named(
     client: &::kube::Client,
-    d: &Desired,
-    names: &std::collections::HashSet<&str>,
+    desired: &[Desired],
+    group: &[usize],
+    page: u32,
     opts: &ApplyOptions,
-) -> Result<std::collections::HashMap<String, Value>, KubeError> {
-    let api = d.api(client);
+) -> Result<Vec<Live>, KubeError> {
+    let first = &desired[group[0]];
+    let api = first.api(client);
     let what = || {
         format!(
             "the {} objects of {} in namespace {:?}",
-            d.r.kind, d.r.version, d.r.namespace
+            first.r.kind, first.r.version, first.r.namespace
         )
     };
+    let at: std::collections::HashMap<&str, usize> = group
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (desired[i].r.name.as_str(), pos))
+        .collect();
     // A paged LIST is one snapshot; when its continue token expires mid-way, read it again.
     let read = || async {
-        let mut found = std::collections::HashMap::new();
+        let mut found: Vec<Live> = group.iter().map(|_| Live::Listed(None)).collect();
         let mut token: Option<String> = None;
         loop {
-            let mut lp = ::kube::api::ListParams::default().limit(PAGE);
+            let mut lp = ::kube::api::ListParams::default().limit(page);
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            let page = api.list(&lp).await?;
-            token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-            for mut o in page.items {
-                let Some(name) = o.metadata.name.as_deref() else {
+            let listed = api.list(&lp).await?;
+            token = listed.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for mut o in listed.items {
+                let Some(&pos) = o.metadata.name.as_deref().and_then(|n| at.get(n)) else {
                     continue;
                 };
-                if names.contains(name) {
-                    // Items of a list carry no apiVersion and kind on a real server; the dry
-                    // run's answer does, and the comparison must not see that as a change.
-                    o.types = Some(::kube::api::TypeMeta {
-                        api_version: d.r.api_version(),
-                        kind: d.r.kind.clone(),
-                    });
-                    found.insert(
-                        name.to_string(),
-                        serde_json::to_value(&o).unwrap_or_default(),
-                    );
-                }
+                // Items of a list carry no apiVersion and kind on a real server; the dry
+                // run's answer does, and the comparison must not see that as a change.
+                o.types = Some(::kube::api::TypeMeta {
+                    api_version: first.r.api_version(),
+                    kind: first.r.kind.clone(),
+                });
+                let live = serde_json::to_value(&o).unwrap_or_default();
+                let d = &desired[group[pos]];
+                found[pos] =
+                    if super::owned::unchanged_by_apply(&d.object, &live, &opts.field_manager) {
+                        Live::Unchanged
+                    } else {
+                        Live::Listed(Some(live))
+                    };
             }
             if token.is_none() {
                 return Ok(found);
@@ -350,7 +381,7 @@ pub async fn diff(
         .await?;
     use futures::stream::{self, StreamExt, TryStreamExt};
     let mut live: Vec<Live> = desired.iter().map(|_| Live::Get).collect();
-    if method == Method::Lists {
+    if let Some(page) = method.page() {
         let mut groups: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
         for (i, d) in desired.iter().enumerate() {
             if served.get(&d.r.group, &d.r.version, &d.r.kind).is_some() {
@@ -362,9 +393,8 @@ pub async fn diff(
         // the whole future lose `Send`, which the agent needs.
         let mut lists = Vec::new();
         for g in groups.into_values().filter(|g| g.len() >= LIST_FROM) {
-            let names = g.iter().map(|&i| desired[i].r.name.as_str()).collect();
             lists.push(async move {
-                let found = list_named(client, &desired[g[0]], &names, opts).await?;
+                let found = list_named(client, desired, &g, page, opts).await?;
                 Ok::<_, KubeError>((g, found))
             });
         }
@@ -372,9 +402,9 @@ pub async fn diff(
             .buffer_unordered(super::CONCURRENCY)
             .try_collect()
             .await?;
-        for (g, mut found) in lists {
-            for i in g {
-                live[i] = Live::Listed(found.remove(&desired[i].r.name));
+        for (g, found) in lists {
+            for (i, l) in g.into_iter().zip(found) {
+                live[i] = l;
             }
         }
     }

@@ -185,58 +185,47 @@ fn check_references(stack: &Stack, diags: &mut Diagnostics) {
 /// A layer's source must be a directory inside the stack root, also after symlinks.
 fn check_sources(stack: &Stack, diags: &mut Diagnostics) {
     let root = stack.root.canonicalize().ok();
+    // Many layers share a source (one module, many instances): each is checked once, which
+    // keeps a large stack's validation linear in its layers, not in their filesystem calls.
+    let mut checked: std::collections::HashMap<&Path, Option<String>> = Default::default();
     for layer in &stack.layers {
-        let at = layer.location.clone();
         let src = &layer.source;
-        let shown = src.display();
-        if src.is_absolute() || src.has_root() {
-            diags.push(
-                at,
-                format!(
-                    "{}: source \"{shown}\" must be relative to the stack root",
-                    layer.id
-                ),
-            );
-            continue;
+        let problem = checked
+            .entry(src.as_path())
+            .or_insert_with(|| source_problem(&stack.root, root.as_deref(), src));
+        if let Some(problem) = problem {
+            diags.push(layer.location.clone(), format!("{}: {problem}", layer.id));
         }
-        if escapes(src) {
-            diags.push(
-                at,
-                format!("{}: source \"{shown}\" escapes the stack root", layer.id),
-            );
-            continue;
+    }
+}
+
+/// What is wrong with a layer's source directory `src`, if anything: the end of a diagnostic
+/// that names the layer first.
+fn source_problem(stack_root: &Path, root: Option<&Path>, src: &Path) -> Option<String> {
+    let shown = src.display();
+    if src.is_absolute() || src.has_root() {
+        return Some(format!(
+            "source \"{shown}\" must be relative to the stack root"
+        ));
+    }
+    if escapes(src) {
+        return Some(format!("source \"{shown}\" escapes the stack root"));
+    }
+    let full = stack_root.join(src);
+    match std::fs::metadata(&full) {
+        Err(_) => {
+            let hint = sibling_hint(&full, src);
+            Some(format!("source directory \"{shown}\" does not exist{hint}"))
         }
-        let full = stack.root.join(src);
-        match std::fs::metadata(&full) {
-            Err(_) => {
-                let hint = sibling_hint(&full, src);
-                diags.push(
-                    at,
-                    format!(
-                        "{}: source directory \"{shown}\" does not exist{hint}",
-                        layer.id
-                    ),
-                );
-            }
-            Ok(m) if !m.is_dir() => diags.push(
-                at,
-                format!("{}: source \"{shown}\" is not a directory", layer.id),
-            ),
-            Ok(_) => {
-                let inside = match (&root, full.canonicalize()) {
-                    (Some(root), Ok(real)) => real.starts_with(root),
-                    _ => false,
-                };
-                if !inside {
-                    diags.push(
-                        at,
-                        format!(
-                            "{}: source \"{shown}\" resolves outside the stack root (through a symlink)",
-                            layer.id
-                        ),
-                    );
-                }
-            }
+        Ok(m) if !m.is_dir() => Some(format!("source \"{shown}\" is not a directory")),
+        Ok(_) => {
+            let inside = match (root, full.canonicalize()) {
+                (Some(root), Ok(real)) => real.starts_with(root),
+                _ => false,
+            };
+            (!inside).then(|| {
+                format!("source \"{shown}\" resolves outside the stack root (through a symlink)")
+            })
         }
     }
 }
@@ -298,6 +287,29 @@ mod tests {
                 .collect(),
         );
         (stack, diags)
+    }
+
+    #[test]
+    fn every_layer_sharing_a_bad_source_is_named_though_it_is_checked_once() {
+        let (_, d) = Stack::from_text(
+            "stack \"x\" {}\nterraform \"a\" { source = \"m\" }\nterraform \"b\" { source = \"m\" }\nterraform \"c\" { source = \"../up\" }\nterraform \"d\" { source = \"m\" }\n",
+            Path::new("s/strata.hcl"),
+            Path::new("/nonexistent-root"),
+        )
+        .unwrap();
+        let shown: Vec<String> =
+            d.0.iter()
+                .map(|d| format!("{}: {}", d.location, d.message))
+                .collect();
+        assert_eq!(
+            shown,
+            [
+                "s/strata.hcl:2:1: terraform.a: source directory \"m\" does not exist",
+                "s/strata.hcl:3:1: terraform.b: source directory \"m\" does not exist",
+                "s/strata.hcl:4:1: terraform.c: source \"../up\" escapes the stack root",
+                "s/strata.hcl:5:1: terraform.d: source directory \"m\" does not exist",
+            ]
+        );
     }
 
     #[test]

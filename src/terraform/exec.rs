@@ -31,6 +31,9 @@ pub(crate) struct Invocation<'a> {
     pub run_dir: &'a Path,
     /// Distinguishes this command's output files from the run's other commands'.
     pub seq: usize,
+    /// Runs beside a command that matters more (a `show` beside its `apply`): at a lower CPU
+    /// priority (nice 10), so on a busy machine it takes no CPU time the other needs.
+    pub background: bool,
 }
 
 /// How a command ended when it ran to completion.
@@ -102,10 +105,16 @@ pub(crate) async fn run(
         .process_group(0)
         // An apply left running when strata goes away must finish and write its state.
         .kill_on_drop(inv.step != Step::Apply);
-    // SAFETY: umask is async-signal-safe and only changes the child's own file mode mask.
+    let background = inv.background;
+    // SAFETY: umask and nice are async-signal-safe and only change the child's own file mode
+    // mask and scheduling priority.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::umask(0o077);
+            if background {
+                // A failure leaves the priority as it was: the command still runs.
+                libc::nice(10);
+            }
             Ok(())
         });
     }

@@ -24,6 +24,7 @@ mod locate;
 pub mod modules;
 mod orphans;
 pub mod plan;
+mod planned;
 mod recovery;
 pub mod workdir;
 
@@ -40,6 +41,7 @@ pub use apply::Applied;
 pub use binary::{Flavour, TerraformBinary};
 pub use error::{Step, TerraformError};
 pub use plan::{Action, Counts, LayerPlan, OutputChange, PlanMode, ResourceChange, Shown};
+pub use planned::Planned;
 pub use recovery::{PushedState, StatePush};
 
 use crate::redact::Redactor;
@@ -365,6 +367,25 @@ impl Terraform {
         log_stdout: bool,
         limits: &Limits<'_>,
     ) -> Result<exec::Finished, TerraformError> {
+        self.run_in(p.run.path(), false, p, step, args, log_stdout, limits)
+            .await
+    }
+
+    /// [`Self::run`] with the command's output files and pid record in `run_dir`: a command
+    /// running beside another of the same run (a `show` beside an `apply`) records itself apart,
+    /// so the apply's record, which a later strata waits on, is neither overwritten nor removed;
+    /// `background` lowers its CPU priority (see [`Invocation::background`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_in(
+        &self,
+        run_dir: &Path,
+        background: bool,
+        p: &Prepared,
+        step: Step,
+        args: Vec<OsString>,
+        log_stdout: bool,
+        limits: &Limits<'_>,
+    ) -> Result<exec::Finished, TerraformError> {
         // Inits hold the cache exclusively already (see `init`); everything else shares it.
         let _shared = match step {
             Step::Init => None,
@@ -384,8 +405,9 @@ impl Terraform {
                 cwd: &p.work_dir,
                 env: &env,
                 log_stdout,
-                run_dir: p.run.path(),
+                run_dir,
                 seq,
+                background,
             },
             limits,
             &p.redactor,
@@ -457,81 +479,6 @@ impl Terraform {
         Ok(())
     }
 
-    /// Plans the layer (init first when needed). A `Normal` plan refreshes, so it is also the
-    /// layer's drift check (terradiff).
-    ///
-    /// # Guarantees
-    /// - Changes nothing but terraform's own caches and the state lock; bounded by the layer's
-    ///   `timeout`; on timeout or cancellation terraform is interrupted and nothing is left
-    ///   running.
-    /// - Never runs beside a terraform an earlier strata left running for the layer: waits for it
-    ///   first (within the timeout), so the plan sees what it did.
-    /// - Refuses a layer with unsaved state (`errored.tfstate`) until it is pushed.
-    ///
-    /// # Errors
-    /// Which step failed (init, workspace, plan, show) with terraform's error text, redacted;
-    /// `UnsavedState`; `EarlierRunStillRunning`.
-    pub async fn plan(
-        &self,
-        p: &mut Prepared,
-        mode: PlanMode,
-        cancel: &CancellationToken,
-    ) -> Result<LayerPlan, TerraformError> {
-        let limits = self.limits(p, cancel);
-        self.settle(p, &limits, false).await?;
-        self.init(p, &limits).await?;
-        let plan_file = p.run.path().join("layer.tfplan");
-        let mut args: Vec<OsString> = vec![
-            "plan".into(),
-            "-input=false".into(),
-            "-no-color".into(),
-            "-detailed-exitcode".into(),
-            Self::lock_timeout_arg(p),
-        ];
-        let mut var_file = OsString::from("-var-file=");
-        var_file.push(&p.var_file);
-        args.push(var_file);
-        let mut out_arg = OsString::from("-out=");
-        out_arg.push(&plan_file);
-        args.push(out_arg);
-        if mode == PlanMode::Destroy {
-            args.push("-destroy".into());
-        }
-        let out = self.run(p, Step::Plan, args, true, &limits).await?;
-        let has_changes = match out.code {
-            0 => false,
-            2 => true,
-            _ => return Err(Self::failed(p, Step::Plan, &out)),
-        };
-        let show = vec![
-            "show".into(),
-            "-json".into(),
-            "-no-color".into(),
-            plan_file.clone().into(),
-        ];
-        let out = self.run(p, Step::Show, show, false, &limits).await?;
-        if out.code != 0 {
-            return Err(Self::failed(p, Step::Show, &out));
-        }
-        let json: serde_json::Value =
-            serde_json::from_str(&out.stdout).map_err(|e| TerraformError::Failed {
-                layer: p.layer.clone(),
-                step: Step::Show,
-                message: format!("`show -json` printed something that is not JSON ({e})"),
-            })?;
-        let mut plan = LayerPlan::from_show_json(
-            &json,
-            p.layer.clone(),
-            mode,
-            p.revision.clone(),
-            p.inputs_hash.clone(),
-            has_changes,
-            plan_file,
-        );
-        plan.scrub(&p.redactor);
-        Ok(plan)
-    }
-
     /// Applies a saved plan, then reads the outputs.
     ///
     /// # Guarantees
@@ -552,35 +499,52 @@ impl Terraform {
         plan: &LayerPlan,
         cancel: &CancellationToken,
     ) -> Result<Applied, TerraformError> {
-        if plan.revision != p.revision || plan.inputs_hash != p.inputs_hash || plan.layer != p.layer
-        {
-            return Err(TerraformError::StalePlan {
-                layer: p.layer.clone(),
-                planned: plan.revision.clone(),
-                planned_inputs: short(&plan.inputs_hash),
-                current: p.revision.clone(),
-                current_inputs: short(&p.inputs_hash),
-            });
+        if let Some(refusal) = stale(p, &plan.layer, &plan.revision, &plan.inputs_hash) {
+            return Err(refusal);
         }
-        let started = std::time::Instant::now();
         let limits = self.limits(p, cancel);
         self.settle(p, &limits, false).await?;
+        let started = self.apply_file(p, &plan.plan_file, &limits).await?;
+        self.finish_apply(p, started, plan.known_outputs.as_ref(), &limits)
+            .await
+    }
+
+    /// `terraform apply` of the saved plan at `plan_file`; returns when it started.
+    async fn apply_file(
+        &self,
+        p: &Prepared,
+        plan_file: &Path,
+        limits: &Limits<'_>,
+    ) -> Result<std::time::Instant, TerraformError> {
+        let started = std::time::Instant::now();
         let args = vec![
             "apply".into(),
             "-input=false".into(),
             "-no-color".into(),
             Self::lock_timeout_arg(p),
-            plan.plan_file.clone().into(),
+            plan_file.into(),
         ];
-        let out = self.run(p, Step::Apply, args, true, &limits).await?;
+        let out = self.run(p, Step::Apply, args, true, limits).await?;
         if out.code != 0 {
             return Err(Self::failed(p, Step::Apply, &out));
         }
+        Ok(started)
+    }
+
+    /// What an apply that started at `started` did: its outputs are those `known` (the plan
+    /// knew them all) or else read with `terraform output`.
+    async fn finish_apply(
+        &self,
+        p: &Prepared,
+        started: std::time::Instant,
+        known: Option<&plan::KnownOutputs>,
+        limits: &Limits<'_>,
+    ) -> Result<Applied, TerraformError> {
         // The plan knew every output: terraform would print exactly those (it fails an apply
         // whose results differ from known planned values), so `terraform output` is skipped.
-        let mut outputs = match &plan.known_outputs {
+        let mut outputs = match known {
             Some(known) => known.0.clone(),
-            None => self.read_outputs(p, &limits).await?,
+            None => self.read_outputs(p, limits).await?,
         };
         apply::taint(&mut outputs, &p.redactor);
         Ok(Applied {
@@ -591,6 +555,25 @@ impl Terraform {
             duration: started.elapsed(),
         })
     }
+}
+
+/// The refusal of a plan made for another layer, from another revision or other inputs than
+/// `p`'s; `None` for a plan of `p`.
+fn stale(
+    p: &Prepared,
+    layer: &LayerId,
+    revision: &str,
+    inputs_hash: &str,
+) -> Option<TerraformError> {
+    (revision != p.revision || inputs_hash != p.inputs_hash || layer != &p.layer).then(|| {
+        TerraformError::StalePlan {
+            layer: p.layer.clone(),
+            planned: revision.to_string(),
+            planned_inputs: short(inputs_hash),
+            current: p.revision.clone(),
+            current_inputs: short(&p.inputs_hash),
+        }
+    })
 }
 
 fn short(hash: &str) -> String {

@@ -365,8 +365,8 @@ async fn a_commit_touching_one_layer_plans_only_it_and_its_dependents() {
     assert_eq!(by("other").status, LayerStatus::NotAffected);
     assert_eq!(
         second.terraform_invocations(),
-        4,
-        "plan and show for net and app; init skipped; nothing for other"
+        2,
+        "a plan for net and app (no changes: nothing to show); init skipped; nothing for other"
     );
 }
 

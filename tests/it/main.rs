@@ -51,5 +51,6 @@ mod status_reasons;
 mod terraform;
 mod terraform_init;
 mod terraform_recovery;
+mod terraform_show;
 mod validate;
 mod webhook;

@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod postgres;
+#[allow(unused_imports)]
+pub use postgres::Postgres;
+
 /// The repository root: tests run from here so fixture paths in messages are stable.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -239,145 +243,4 @@ pub fn free_port() -> std::net::SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// A throwaway PostgreSQL server (Debian's packages), for Terraform's `pg` backend.
-#[allow(dead_code)]
-pub struct Postgres {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    pub fn start() -> Postgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (make tools)")
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
-        let dir = tempfile::Builder::new()
-            .prefix("strata-pg")
-            .tempdir()
-            .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let as_pg = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program))
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&data)
-            .status()
-            .unwrap();
-        as_pg(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-            ],
-        );
-        let port = free_port().port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            data.display()
-        );
-        as_pg(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "-l",
-                data.join("log").to_str().unwrap(),
-                "start",
-            ],
-        );
-        as_pg(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "tfstate",
-            ],
-        );
-        Postgres {
-            _dir: dir,
-            data,
-            bin,
-            port,
-        }
-    }
-
-    pub fn conn_str(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/tfstate?sslmode=disable",
-            self.port
-        )
-    }
-
-    /// A shell command that stops the server at once (as a crash would), for a provisioner.
-    pub fn stop_command(&self) -> String {
-        format!(
-            "runuser -u postgres -- {} -D {} -m immediate -w stop",
-            self.bin.join("pg_ctl").display(),
-            self.data.display()
-        )
-    }
-
-    /// Starts the server again after it was stopped.
-    pub fn restart(&self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {}",
-            self.port,
-            self.data.display()
-        );
-        let out = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data.to_str().unwrap(), "-o", &opts, "-w", "-l"])
-            .arg(self.data.join("log"))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
-    }
 }
