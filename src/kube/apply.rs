@@ -333,6 +333,21 @@ async fn plan_one(
         }
         Err(e) => return Err(reason(&e)),
     };
+    // The run's snapshot and the dry run disagree on whether the object exists (only a stored
+    // object's dry run has a resourceVersion): it was created or deleted since the snapshot.
+    // Planned again from its own read, so that its owner is checked and the change is real.
+    let stored = result
+        .metadata
+        .resource_version
+        .as_deref()
+        .is_some_and(|v| !v.is_empty());
+    if current.is_some() != stored && opts.reads.is_some() {
+        let alone = ApplyOptions {
+            reads: None,
+            ..opts.clone()
+        };
+        return Box::pin(plan_one(d, client, &alone, pending_crd, last)).await;
+    }
     if let Some(owner) = adopting {
         return Ok((Planned::Adopt(owner), sending));
     }
