@@ -113,6 +113,11 @@ impl Snapshot {
 
     /// The `data` of record `name`: `Some(None)` when there is none, `None` when the snapshot
     /// can't say (its lists failed) and the caller reads it itself.
+    ///
+    /// # Guarantees
+    /// The first call lists (once for the run); a record is said absent only when a complete
+    /// list of its kind in the records namespace did not hold it and strata did not write it
+    /// since.
     pub async fn record(
         &self,
         client: &::kube::Client,
@@ -181,6 +186,9 @@ impl Snapshot {
     /// The live state of `d` from the run's listing of its kind and namespace: `Some(None)`
     /// when it does not exist; `None` when the snapshot can't say for this layer (too few
     /// objects declared there to list them, a listing older than `ready`, a failed list).
+    ///
+    /// # Guarantees
+    /// Only a listing taken at or after `ready` answers.
     async fn live(
         &self,
         client: &::kube::Client,
