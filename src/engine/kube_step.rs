@@ -102,6 +102,36 @@ impl Engine {
         }))
     }
 
+    /// The layer's view of the run's snapshot of its cluster (made by the first layer that
+    /// asks): ready once every layer it depends on finished.
+    fn reads(
+        &self,
+        layer: &Layer,
+        cluster: &str,
+        server: &str,
+        shared: &Arc<Mutex<Shared>>,
+    ) -> k8s::snapshot::Reads {
+        let mut sh = shared.lock().expect("shared");
+        let ready = self
+            .graph
+            .upstream(&layer.id)
+            .iter()
+            .filter_map(|up| sh.finished.get(up).copied())
+            .fold(sh.began, Instant::max);
+        let snapshot = sh
+            .snapshots
+            .entry((cluster.to_string(), server.to_string()))
+            .or_insert_with(|| {
+                Arc::new(k8s::snapshot::Snapshot::new(
+                    &self.stack_label(),
+                    &self.stack_id(),
+                    self.declared.get(cluster).cloned().unwrap_or_default(),
+                ))
+            })
+            .clone();
+        k8s::snapshot::Reads { snapshot, ready }
+    }
+
     /// The stack's identity on its clusters: its `id` setting, else derived from where the stack comes from (the
     /// repository URL and path, or the stack directory) and its name, so that two stacks that
     /// share a name never own each other's objects, and a new state dir for the same source owns
@@ -172,10 +202,11 @@ impl Engine {
             Ok(k) => k,
             Err(why) => return Ok(self.waiting(id, why, started)),
         };
-        let opts = self.sync_options(layer);
+        let mut opts = self.sync_options(layer);
         let LayerSpec::Kubernetes(spec) = &layer.spec else {
             unreachable!("kubernetes layer")
         };
+        opts.apply.reads = Some(self.reads(layer, &spec.cluster, &k.server, shared));
         let refs = k.desired.iter().map(|d| d.r.clone()).collect();
         shared
             .lock()

@@ -162,9 +162,17 @@ pub struct Engine {
     progress: Mutex<Option<Arc<progress::Progress>>>,
     /// One client and one discovery per cluster, for every layer.
     clusters: Arc<crate::kube::Clusters>,
+    /// The names of the objects the Kubernetes layers declare, by cluster, kind and namespace.
+    declared: Declared,
     /// Each layer's wave, once asked for.
     waves: std::sync::OnceLock<std::collections::HashMap<LayerId, usize>>,
 }
+
+/// Object names by cluster, then by (group, kind, namespace).
+type Declared = std::collections::HashMap<
+    String,
+    std::collections::HashMap<crate::kube::snapshot::Place, std::collections::HashSet<String>>,
+>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

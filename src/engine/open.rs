@@ -79,7 +79,7 @@ impl Engine {
             opts.state_dir = env_state_dir(&opts.state_dir, env);
             crate::state::ensure_state_dir(&opts.state_dir)?;
         }
-        duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
+        let declared = duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
         // A typo in `--reinit` must not pass silently as a run that re-inits nothing.
         for name in &opts.reinit {
             let known = v.stack.layers.iter().any(|l| {
@@ -116,6 +116,7 @@ impl Engine {
             .unwrap_or_else(|| std::sync::Arc::new(k8s::Clusters::new(opts.cancel.clone())));
         Ok(Engine {
             clusters,
+            declared,
             waves: Default::default(),
             opts,
             source,
@@ -146,15 +147,25 @@ fn dir_revision(root: &Path) -> String {
     format!("dir-{}", &h.finish()[..12])
 }
 
-/// Two Kubernetes layers must not declare the same object: each would undo the other.
-fn duplicate_objects(stack: &Stack, root: &Path) -> Result<(), crate::stack::Diagnostics> {
+/// Two Kubernetes layers must not declare the same object: each would undo the other. Returns
+/// what the layers declare, by cluster (for the runs' snapshots, [`k8s::snapshot`]).
+fn duplicate_objects(
+    stack: &Stack,
+    root: &Path,
+) -> Result<super::Declared, crate::stack::Diagnostics> {
     let mut seen: BTreeMap<(String, String, String, String), (LayerId, String)> = BTreeMap::new();
+    let mut declared = super::Declared::new();
     let mut diags = crate::stack::Diagnostics::default();
     for layer in &stack.layers {
         let LayerSpec::Kubernetes(k) = &layer.spec else {
             continue;
         };
+        let on = declared.entry(k.cluster.clone()).or_default();
         for (key, place) in k8s::manifest::identities(root, &layer.source, k.namespace.as_deref()) {
+            let (group, kind, ns, name) = &key;
+            on.entry((group.clone(), kind.clone(), ns.clone()))
+                .or_default()
+                .insert(name.clone());
             match seen.get(&key) {
                 Some((other, first)) if *other != layer.id => {
                     let (_, kind, ns, name) = &key;
@@ -176,7 +187,7 @@ fn duplicate_objects(stack: &Stack, root: &Path) -> Result<(), crate::stack::Dia
         }
     }
     if diags.is_empty() {
-        Ok(())
+        Ok(declared)
     } else {
         Err(diags)
     }

@@ -44,6 +44,12 @@ pub(super) struct Shared {
     /// What each Kubernetes layer declares, once loaded; and the layers whose prune is to come.
     pub(super) declared: super::kube_prune::Declared,
     pub(super) pending: BTreeMap<LayerId, super::kube_prune::Pending>,
+    /// The run's read snapshot of each cluster (by name and server), made on first use.
+    pub(super) snapshots: BTreeMap<(String, String), Arc<crate::kube::snapshot::Snapshot>>,
+    /// When the run began, and when each layer that ran finished: a layer is ready once every
+    /// layer it depends on finished, and reads no snapshot older than that.
+    pub(super) began: Instant,
+    pub(super) finished: BTreeMap<LayerId, Instant>,
 }
 
 /// A layer step that did not fail: its report, and whether it holds its dependents back.
@@ -115,6 +121,9 @@ impl Engine {
             changed: BTreeSet::new(),
             declared: BTreeMap::new(),
             pending: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            began: Instant::now(),
+            finished: BTreeMap::new(),
         }));
         let parallelism = self.stack.settings.parallelism;
         let outcomes = walk(&self.graph, parallelism, self.opts.only.as_ref(), |id| {
@@ -371,11 +380,9 @@ impl Engine {
             }
         };
         self.progress(id, Event::Done(Box::new(report.clone())));
-        shared
-            .lock()
-            .expect("shared")
-            .reports
-            .insert(id.clone(), report);
+        let mut sh = shared.lock().expect("shared");
+        sh.finished.insert(id.clone(), Instant::now());
+        sh.reports.insert(id.clone(), report);
         outcome
     }
 

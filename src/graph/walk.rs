@@ -80,8 +80,7 @@ where
         }
     }
     let mut running = FuturesUnordered::new();
-    let mut started: BTreeSet<LayerId> = outcomes.keys().cloned().collect();
-    // Each layer's upstream layers, looked up once: the loop below looks at every layer not
+    // Each layer's upstream layers, looked up once: the loop below looks at the layers not
     // started yet each time a step ends, and asking the graph each time (a sorted copy) made a
     // run of 1,000 layers quadratic in that cost.
     let upstream: BTreeMap<&LayerId, Vec<LayerId>> = graph
@@ -89,23 +88,31 @@ where
         .iter()
         .map(|id| (id, graph.upstream(id)))
         .collect();
+    // Not started nor settled yet, in declaration order; a layer leaves it when it starts or
+    // is skipped.
     let mut waiting: Vec<&LayerId> = graph
         .layers()
         .iter()
-        .filter(|id| !started.contains(*id))
+        .filter(|id| !outcomes.contains_key(*id))
         .collect();
+    // Whether a layer that holds its dependents back settled since the last look: only then
+    // can a look with every slot taken settle anything (by skipping them). Without it, each
+    // step's end would look at every waiting layer, quadratic in a run of 1,000 layers.
+    let mut held = false;
     loop {
         // Settle every layer whose upstreams are all settled.
         let mut progressed = true;
         while progressed {
             progressed = false;
-            waiting.retain(|id| !started.contains(*id));
-            for &id in &waiting {
-                if started.contains(id) {
-                    continue;
+            let mut i = 0;
+            while i < waiting.len() {
+                if running.len() >= parallelism && !held {
+                    break;
                 }
+                let id = waiting[i];
                 let ups = &upstream[id];
                 if ups.iter().any(|u| !outcomes.contains_key(u)) {
+                    i += 1;
                     continue;
                 }
                 if let Some(bad) = ups.iter().find(|u| !outcomes[*u].lets_dependents_run()) {
@@ -123,14 +130,16 @@ where
                             });
                     root_cause.insert(id.clone(), cause.clone());
                     outcomes.insert(id.clone(), Outcome::Skipped(cause));
-                    started.insert(id.clone());
+                    waiting.remove(i);
+                    held = true;
                     progressed = true;
                     continue;
                 }
                 if running.len() >= parallelism {
+                    i += 1;
                     continue;
                 }
-                started.insert(id.clone());
+                waiting.remove(i);
                 let id2 = id.clone();
                 let fut = step(id.clone());
                 running.push(async move { (id2, fut.await) });
@@ -139,6 +148,7 @@ where
         }
         match running.next().await {
             Some((id, outcome)) => {
+                held = !outcome.lets_dependents_run();
                 outcomes.insert(id, outcome);
             }
             None => break,

@@ -55,6 +55,8 @@ pub struct ApplyOptions {
     pub age_keys: Option<crate::secrets::AgeKeys>,
     /// The bounds on the layer's manifests (its and its stack's `limits` blocks).
     pub limits: super::limits::ManifestLimits,
+    /// The run's read snapshot of the cluster, when the layer is part of a run.
+    pub reads: Option<super::snapshot::Reads>,
 }
 
 impl ApplyOptions {
@@ -71,6 +73,7 @@ impl ApplyOptions {
             backoff: Backoff::default(),
             age_keys: None,
             limits: super::limits::ManifestLimits::default(),
+            reads: None,
         }
     }
 }
@@ -206,7 +209,7 @@ impl Sending {
 }
 
 /// A short reason from an API error.
-fn reason(e: &::kube::Error) -> String {
+pub(super) fn reason(e: &::kube::Error) -> String {
     match e {
         ::kube::Error::Api(s) => format!("{} ({})", s.message, s.reason),
         other => other.to_string(),
@@ -241,20 +244,6 @@ async fn server_apply(
     retry(opts.backoff, || api.patch(&d.r.name, &pp, &patch)).await
 }
 
-async fn live(
-    d: &Desired,
-    client: &::kube::Client,
-    opts: &ApplyOptions,
-) -> Result<Option<DynamicObject>, KubeError> {
-    let api = d.api(client);
-    retry(opts.backoff, || api.get_opt(&d.r.name))
-        .await
-        .map_err(|e| KubeError::Read {
-            what: d.r.to_string(),
-            message: reason(&e),
-        })
-}
-
 fn to_value(o: &DynamicObject) -> Value {
     serde_json::to_value(o).unwrap_or_default()
 }
@@ -272,7 +261,9 @@ async fn plan_one(
     if pending_crd {
         return Ok((Planned::AfterCrd, Sending::default()));
     }
-    let current = live(d, client, opts).await.map_err(|e| e.to_string())?;
+    let current = super::snapshot::live_or_get(d, client, opts)
+        .await
+        .map_err(|e| e.to_string())?;
     let adopting = match current
         .as_ref()
         .map(|l| owner_of(&to_value(l), &opts.stack, &opts.stack_id))
@@ -342,6 +333,21 @@ async fn plan_one(
         }
         Err(e) => return Err(reason(&e)),
     };
+    // The run's snapshot and the dry run disagree on whether the object exists (only a stored
+    // object's dry run has a resourceVersion): it was created or deleted since the snapshot.
+    // Planned again from its own read, so that its owner is checked and the change is real.
+    let stored = result
+        .metadata
+        .resource_version
+        .as_deref()
+        .is_some_and(|v| !v.is_empty());
+    if current.is_some() != stored && opts.reads.is_some() {
+        let alone = ApplyOptions {
+            reads: None,
+            ..opts.clone()
+        };
+        return Box::pin(plan_one(d, client, &alone, pending_crd, last)).await;
+    }
     if let Some(owner) = adopting {
         return Ok((Planned::Adopt(owner), sending));
     }
@@ -567,9 +573,11 @@ async fn apply_one(
         ),
         Planned::Create | Planned::Configure(_) | Planned::Adopt(_) => {
             if !dry_run {
-                server_apply(d, sending.object(d), client, opts, sending.force, false)
-                    .await
-                    .map_err(failed)?;
+                let written =
+                    server_apply(d, sending.object(d), client, opts, sending.force, false)
+                        .await
+                        .map_err(failed)?;
+                super::snapshot::note(opts, d, Some(&written));
             }
             match plan {
                 Planned::Create => (Action::Created, None),
@@ -587,9 +595,10 @@ async fn apply_one(
                     .await
                     .map_err(failed)?;
                 super::wait::gone(client, d, Duration::from_secs(60)).await?;
-                server_apply(d, &d.object, client, opts, opts.force_conflicts, false)
+                let written = server_apply(d, &d.object, client, opts, opts.force_conflicts, false)
                     .await
                     .map_err(failed)?;
+                super::snapshot::note(opts, d, Some(&written));
             }
             (Action::Recreated, Some("an immutable field changed".into()))
         }

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::error::KubeError;
 use super::object::ObjRef;
 use super::retry::retry;
+use super::snapshot::Record;
 use crate::util::retry::Backoff;
 
 pub const NAMESPACE: &str = "strata-system";
@@ -38,18 +39,17 @@ fn cm_api(client: &::kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), NAMESPACE, &ar)
 }
 
-/// The objects the layer's applies recorded; empty when there is none yet.
+/// The objects the layer's applies recorded; empty when there is none yet. Read from the run's
+/// snapshot where there is one ([`super::snapshot`]).
 ///
 /// # Errors
 /// When the inventory exists but can't be read or parsed: callers must not prune then.
 pub async fn read(
     client: &::kube::Client,
-    stack: &str,
-    stack_id: &str,
-    layer: &str,
-    backoff: Backoff,
+    opts: &super::ApplyOptions,
 ) -> Result<Inventory, KubeError> {
-    let entries = read_named(client, &name(stack_id, layer), backoff).await?;
+    let (stack, stack_id, layer) = (&opts.stack, &opts.stack_id, &opts.layer);
+    let entries = read_named(client, &name(stack_id, layer), opts).await?;
     if let Some(entries) = entries {
         return Ok(Inventory {
             entries,
@@ -60,7 +60,7 @@ pub async fn read(
     if old == name(stack_id, layer) {
         return Ok(Inventory::default());
     }
-    Ok(match read_named(client, &old, backoff).await? {
+    Ok(match read_named(client, &old, opts).await? {
         Some(entries) => Inventory {
             entries,
             legacy: true,
@@ -73,22 +73,35 @@ pub async fn read(
 async fn read_named(
     client: &::kube::Client,
     n: &str,
-    backoff: Backoff,
+    opts: &super::ApplyOptions,
 ) -> Result<Option<Vec<ObjRef>>, KubeError> {
-    let api = cm_api(client);
     let fail = |m: String| KubeError::Read {
         what: format!("the inventory ConfigMap/{NAMESPACE}/{n}"),
         message: m,
     };
-    let found = retry(backoff, || api.get_opt(n)).await;
-    let obj = match found {
-        Ok(Some(o)) => o,
-        Ok(None) => return Ok(None),
-        // Its namespace not existing yet means no inventory yet.
-        Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(None),
-        Err(e) => return Err(fail(super::error::describe(&e))),
+    let snapshot = match &opts.reads {
+        Some(r) => {
+            r.snapshot
+                .record(client, Record::Inventory, n, opts.backoff)
+                .await
+        }
+        None => None,
     };
-    let text = obj.data["data"]["entries"].as_str().unwrap_or("[]");
+    let data = match snapshot {
+        Some(Some(data)) => data,
+        Some(None) => return Ok(None),
+        None => {
+            let api = cm_api(client);
+            match retry(opts.backoff, || api.get_opt(n)).await {
+                Ok(Some(o)) => o.data["data"].clone(),
+                Ok(None) => return Ok(None),
+                // Its namespace not existing yet means no inventory yet.
+                Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+                Err(e) => return Err(fail(super::error::describe(&e))),
+            }
+        }
+    };
+    let text = data["entries"].as_str().unwrap_or("[]");
     serde_json::from_str(text)
         .map(Some)
         .map_err(|e| fail(format!("its entries are not valid JSON: {e}")))
@@ -180,11 +193,12 @@ pub async fn write(
     })
     .await
     .map_err(fail)?;
+    note(opts, &n, Some(cm["data"].clone()));
     let old = name(stack, layer);
     if legacy && old != n {
         let dp = ::kube::api::DeleteParams::default();
         match retry(backoff, || api.delete(&old, &dp)).await {
-            Ok(_) => {}
+            Ok(_) => note(opts, &old, None),
             Err(::kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
                 return Err(KubeError::Prune {
@@ -226,12 +240,23 @@ pub async fn delete(
     } else {
         name(&opts.stack_id, &opts.layer)
     };
-    match retry(opts.backoff, || api.delete(&n, &dp)).await {
+    let deleted = match retry(opts.backoff, || api.delete(&n, &dp)).await {
         Ok(_) => Ok(()),
         Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(KubeError::Prune {
             object: format!("ConfigMap/{NAMESPACE}/{n} (the inventory of a removed layer)"),
             message: super::error::describe(&e),
         }),
+    };
+    if deleted.is_ok() {
+        note(opts, &n, None);
+    }
+    deleted
+}
+
+/// Notes a write (`None`: a deletion) of inventory `n` in the run's snapshot, if any.
+fn note(opts: &super::ApplyOptions, n: &str, data: Option<serde_json::Value>) {
+    if let Some(r) = &opts.reads {
+        r.snapshot.note_record(Record::Inventory, n, data);
     }
 }

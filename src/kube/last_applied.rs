@@ -25,6 +25,7 @@ use super::error::KubeError;
 use super::inventory::NAMESPACE;
 use super::object::ObjRef;
 use super::retry::retry;
+use super::snapshot::Record;
 
 /// The Secret's key holding the record.
 const KEY: &str = "objects.json.gz";
@@ -128,17 +129,28 @@ pub async fn read(client: &::kube::Client, opts: &ApplyOptions) -> Result<LastAp
         what: what(opts),
         message: m,
     };
-    let found = match retry(opts.backoff, || api.get_opt(&n)).await {
-        Ok(found) => found,
-        Err(::kube::Error::Api(s)) if s.code == 404 => None,
-        Err(e) => return Err(fail(super::error::describe(&e))),
+    let snapshot = match &opts.reads {
+        Some(r) => {
+            r.snapshot
+                .record(client, Record::Applied, &n, opts.backoff)
+                .await
+        }
+        None => None,
     };
-    let Some(secret) = found else {
+    let found = match snapshot {
+        Some(found) => found,
+        None => match retry(opts.backoff, || api.get_opt(&n)).await {
+            Ok(found) => found.map(|s| s.data["data"].clone()),
+            Err(::kube::Error::Api(s)) if s.code == 404 => None,
+            Err(e) => return Err(fail(super::error::describe(&e))),
+        },
+    };
+    let Some(data) = found else {
         return Ok(LastApplied::default());
     };
     let recover = "delete it to start afresh: conflicting fields of objects without a record \
                    are then left to their other managers until the next apply records them";
-    let text = secret.data["data"][KEY]
+    let text = data[KEY]
         .as_str()
         .ok_or_else(|| fail(format!("it has no key {KEY}; {recover}")))?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -196,6 +208,10 @@ pub async fn write(
     })
     .await
     .map_err(fail)?;
+    if let Some(r) = &opts.reads {
+        r.snapshot
+            .note_record(Record::Applied, &n, Some(secret["data"].clone()));
+    }
     Ok(())
 }
 
@@ -209,7 +225,12 @@ pub async fn delete(client: &::kube::Client, opts: &ApplyOptions) -> Result<(), 
     let n = name(opts);
     let dp = ::kube::api::DeleteParams::default();
     match retry(opts.backoff, || api.delete(&n, &dp)).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            if let Some(r) = &opts.reads {
+                r.snapshot.note_record(Record::Applied, &n, None);
+            }
+            Ok(())
+        }
         Err(::kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(KubeError::Prune {
             object: what(opts),

@@ -26,6 +26,7 @@ pub mod prune;
 pub mod resolve;
 pub mod retry;
 pub mod sanitize;
+pub mod snapshot;
 pub mod vars;
 pub mod wait;
 pub mod yaml;
@@ -122,14 +123,7 @@ pub async fn read_inventory(
     client: &::kube::Client,
     opts: &ApplyOptions,
 ) -> Result<inventory::Inventory, KubeError> {
-    inventory::read(
-        client,
-        &opts.stack,
-        &opts.stack_id,
-        &opts.layer,
-        opts.backoff,
-    )
-    .await
+    inventory::read(client, opts).await
 }
 
 /// Applies a layer and waits for it; its prune comes after, in [`finish`].

@@ -29,6 +29,7 @@ mod kube_orphans;
 mod kube_ownership;
 mod kube_safety;
 mod kube_scale;
+mod kube_snapshot;
 mod kubectl_parity;
 mod leases;
 mod limits;
