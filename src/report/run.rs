@@ -214,6 +214,9 @@ pub fn field_line(f: &crate::kube::diff::FieldDiff) -> String {
 pub fn final_line(r: &LayerReport) -> String {
     match (r.status, &r.counts, &r.detail) {
         (LayerStatus::Waiting, _, Some(d)) => d.clone(),
+        (LayerStatus::Applied, _, Some(d)) if r.changes_unread.is_some() => {
+            format!("applied, but {}", super::summary_line(d))
+        }
         (s, _, Some(d))
             if matches!(
                 s,
