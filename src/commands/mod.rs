@@ -114,6 +114,9 @@ pub fn run(cli: Cli) -> ExitStatus {
                         .into(),
                 ));
             }
+            if let Some(why) = crate::install::refusal(&options) {
+                return Err(Error::Usage(why));
+            }
             out(&crate::install::emit::commented(
                 &crate::install::notes(&options),
                 &crate::install::manifests(&options),
