@@ -232,6 +232,27 @@ impl Agent {
                     Awaiting::names(&self.status.awaiting_approval)
                 )
             };
+            // An apply whose change list could not be read is still an apply: the alert says
+            // so, and why, rather than a converged run that looks complete.
+            let unread: Vec<String> = report
+                .layers
+                .iter()
+                .filter_map(|l| {
+                    let why = l.changes_unread.as_ref()?;
+                    Some(format!(
+                        "{} (its change list could not be read: {why})",
+                        l.layer
+                    ))
+                })
+                .collect();
+            let summary = if unread.is_empty() {
+                summary
+            } else {
+                format!(
+                    "{summary}; applied without a change list: {}",
+                    unread.join("; ")
+                )
+            };
             let changed: Vec<String> = report
                 .layers
                 .iter()

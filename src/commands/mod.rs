@@ -114,6 +114,9 @@ pub fn run(cli: Cli) -> ExitStatus {
                         .into(),
                 ));
             }
+            if let Some(why) = crate::install::refusal(&options) {
+                return Err(Error::Usage(why));
+            }
             out(&crate::install::emit::commented(
                 &crate::install::notes(&options),
                 &crate::install::manifests(&options),
@@ -241,15 +244,15 @@ pub(super) fn envs_with_state(state_dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// The one state dir a command that changes something works in: `--env`'s; else, when the
-/// state dir holds exactly one environment, that one's; else the state dir itself. Several
-/// environments and no `--env` is refused, naming them.
 /// The state dir of `stack`, one of the stacks of an agent's `--config` (`STATE/stacks/NAME`),
 /// or `state_dir` itself without one.
 ///
+/// Through `--state`, the stacks are those the state database holds, whatever this machine's
+/// cache dir holds.
+///
 /// # Errors
 /// A name that cannot name a stack, or one `state_dir` holds no state for (naming those it
-/// holds).
+/// holds); the state database failing to list its stacks.
 fn stack_state_dir(
     state_dir: &std::path::Path,
     stack: Option<&str>,
@@ -270,24 +273,39 @@ fn stack_state_dir(
     }
     let stacks = state_dir.join("stacks");
     let dir = stacks.join(name);
-    if dir.is_dir() {
+    // Through --state, the database says which stacks there are: this machine's cache dir may
+    // never have seen one, or keep a dir of one the database no longer holds.
+    let (known, place) = match crate::store::route(&stacks) {
+        Some((store, rel)) => {
+            let known = store.subdirs(&rel).map_err(|e| Error::State(e.into()))?;
+            let place = format!("the state database {} ({})", store.url(), store.namespace());
+            (known, place)
+        }
+        None => {
+            if dir.is_dir() {
+                return Ok(dir);
+            }
+            let mut known: Vec<String> = std::fs::read_dir(&stacks)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            known.sort();
+            (known, state_dir.display().to_string())
+        }
+    };
+    if known.iter().any(|k| k == name) {
+        crate::util::fs::create_private_dir_all(&dir).map_err(|source| Error::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
         return Ok(dir);
     }
-    let mut known: Vec<String> = std::fs::read_dir(&stacks)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    known.sort();
-    // Through --state, the database and namespace: the local dir is only its caches.
-    let place = match crate::store::route(state_dir) {
-        Some((store, _)) => format!("the state database {} ({})", store.url(), store.namespace()),
-        None => state_dir.display().to_string(),
-    };
     Err(Error::Usage(if known.is_empty() {
         format!("{place} holds no state of stack \"{name}\" (no agent with stack blocks ran there)")
     } else {
@@ -298,6 +316,9 @@ fn stack_state_dir(
     }))
 }
 
+/// The one state dir a command that changes something works in: `--env`'s; else, when the
+/// state dir holds exactly one environment, that one's; else the state dir itself. Several
+/// environments and no `--env` is refused, naming them.
 pub(super) fn one_state_dir(
     state_dir: &std::path::Path,
     env: Option<&str>,

@@ -93,6 +93,10 @@ pub struct LayerReport {
     /// The digest of the plan, when it changes anything: what `strata approve --plan` names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// For a layer applied without its change list (the plan read beside the apply failed):
+    /// why `changes` is empty although the apply changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_unread: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -109,6 +113,7 @@ impl LayerReport {
             detail: None,
             waiting_on: vec![],
             plan: None,
+            changes_unread: None,
             duration_ms: 0,
         }
     }

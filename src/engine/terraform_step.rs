@@ -21,7 +21,11 @@ impl Engine {
     ///   when missing) flow downstream.
     /// - A manual layer is applied only when this run approves the very plan it made (by its
     ///   digest, or `--approve` on the command); otherwise it waits, with that plan's digest.
-    /// - Applied outputs are cached (0600) before dependents see them.
+    /// - Applied outputs are cached (0600) before dependents see them; the cache of the apply
+    ///   before is forgotten before an apply starts, so whatever stops this one (strata killed,
+    ///   a failed `output`) leaves no stale outputs for the next run to pass on.
+    /// - An apply that succeeded is reported applied even when its plan could not be read
+    ///   beside it: `changes_unread` says why its change list is missing.
     /// - A layer with unsaved state (`errored.tfstate`) fails, naming the file and the command
     ///   that pushes it, until it is pushed.
     ///
@@ -70,10 +74,27 @@ impl Engine {
         let (plan, applied) =
             if mode == Mode::Apply && layer.apply == ApplyPolicy::Auto && planned.has_changes {
                 self.progress(id, Event::Applying);
-                let (plan, applied) = tf
+                self.forget_outputs(id)?;
+                let (shown, applied) = tf
                     .apply_while_showing(&p, &planned, &self.opts.cancel)
                     .await?;
-                (plan, Some(applied))
+                match shown {
+                    Ok(plan) => (plan, Some(applied)),
+                    Err(e) => {
+                        // The apply happened: the layer is applied and its outputs (read from
+                        // terraform after it) pass on; only its change list is missing.
+                        let mut report = self.report(id, LayerStatus::Applied, started);
+                        report.reasons = reasons;
+                        let why = format!("its change list could not be read: {e}");
+                        report.detail = Some(why.clone());
+                        report.changes_unread = Some(e.to_string());
+                        tracing::warn!(layer = %id, "applied, but {why}");
+                        shared.lock().expect("shared").changed.insert(id.clone());
+                        return self
+                            .applied(&tf, &p, applied, report, shared, started)
+                            .await;
+                    }
+                }
             } else {
                 (tf.show(&p, &planned, &self.opts.cancel).await?, None)
             };
@@ -129,23 +150,53 @@ impl Engine {
                             }
                         }
                         self.progress(id, Event::Applying);
+                        self.forget_outputs(id)?;
                         tf.apply(&p, &plan, &self.opts.cancel).await?
                     }
                 };
-                crate::state::outputs::save(&self.opts.state_dir, id, &applied.outputs)
-                    .map_err(|e| Failure::failed(format!("failed to save its outputs: {e}")))?;
-                shared
-                    .lock()
-                    .expect("shared")
-                    .known
-                    .insert(id.clone(), applied.outputs);
-                self.record_converged(id, Some(p.inputs_hash.clone()));
-                self.keep_applied(&tf, &p).await;
-                report.status = LayerStatus::Applied;
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                Ok(Stepped::done(report))
+                self.applied(&tf, &p, applied, report, shared, started)
+                    .await
             }
         }
+    }
+
+    /// Before an apply: forgets the layer's cached outputs, so an apply that does not finish
+    /// cleanly here (strata killed, the plan's `show` or the outputs failing) leaves no outputs
+    /// of the apply before it behind; the next run reads them from terraform.
+    ///
+    /// # Errors
+    /// The cache could not be removed: the apply does not start.
+    fn forget_outputs(&self, id: &LayerId) -> Result<(), Failure> {
+        crate::state::outputs::forget(&self.opts.state_dir, id).map_err(|e| {
+            Failure::failed(format!(
+                "not applied: its cached outputs could not be forgotten before the apply: {e}"
+            ))
+        })
+    }
+
+    /// A layer applied: its outputs cached and passed on, it is recorded converged.
+    async fn applied(
+        &self,
+        tf: &Terraform,
+        p: &Prepared,
+        applied: crate::terraform::Applied,
+        mut report: crate::engine::record::LayerReport,
+        shared: &Arc<Mutex<Shared>>,
+        started: Instant,
+    ) -> StepResult {
+        let id = &p.layer;
+        crate::state::outputs::save(&self.opts.state_dir, id, &applied.outputs)
+            .map_err(|e| Failure::failed(format!("failed to save its outputs: {e}")))?;
+        shared
+            .lock()
+            .expect("shared")
+            .known
+            .insert(id.clone(), applied.outputs);
+        self.record_converged(id, Some(p.inputs_hash.clone()));
+        self.keep_applied(tf, p).await;
+        report.status = LayerStatus::Applied;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(Stepped::done(report))
     }
 
     /// Keeps the working copy of a converged layer, which its resources are destroyed from

@@ -15,8 +15,8 @@ pub struct InstallOptions {
     /// The agent's image (see the Containerfile).
     #[arg(long, default_value = "ghcr.io/strata-dev/strata:latest")]
     pub image: String,
-    /// The repository the agent follows (leave it out when the --config-map's agent.hcl
-    /// declares the stacks).
+    /// The repository the agent follows; not with --config-map, whose agent.hcl declares the
+    /// stacks (a `stack` block for this repository there).
     #[arg(long, required_unless_present = "config_map")]
     pub repo: Option<String>,
     /// The branch, tag or commit of --repo (default: the remote's HEAD).
@@ -57,8 +57,36 @@ fn parse_resource_list(s: &str) -> Result<ResourceList, String> {
 /// Where the ConfigMap of `--config-map` is mounted, and the key the agent reads.
 const CONFIG_DIR: &str = "/etc/strata";
 const CONFIG_KEY: &str = "agent.hcl";
+/// How long a stopping agent lets a running apply finish (`--shutdown-grace`) before it
+/// interrupts terraform: long enough for most applies, short enough for a rollout.
+const SHUTDOWN_GRACE_SECS: u64 = 120;
+/// What the agent needs after it gives up waiting: terraform's grace after SIGINT (to stop and
+/// save its state), then giving its Leases back and exiting.
+const AFTER_GRACE_SECS: u64 = 30;
+
+/// The pod's `terminationGracePeriodSeconds`. strata is the container's PID 1: when the pod's
+/// grace ends the kubelet kills every process in it, terraform included, so it must outlast the
+/// agent's own shutdown (a terraform killed mid-apply may leave its state unsaved and locked).
+fn termination_grace_secs() -> u64 {
+    let terraform_grace = crate::engine::EngineOptions::new("").grace.as_secs();
+    SHUTDOWN_GRACE_SECS + terraform_grace + AFTER_GRACE_SECS
+}
+
 /// The pod's writable dir: the state dir, or with `--state-secret` the working dir of caches.
 const STATE_DIR: &str = "/var/lib/strata";
+
+/// Why these options would export manifests whose pods cannot start, if they would.
+///
+/// `--repo` beside `--config-map`: the agent refuses `--repo` beside the stack blocks of its
+/// `--config` (both would name what to converge), so every pod would crash-loop.
+pub fn refusal(o: &InstallOptions) -> Option<String> {
+    let (Some(repo), Some(cm)) = (&o.repo, &o.config_map) else {
+        return None;
+    };
+    Some(format!(
+        "--repo {repo} and --config-map {cm} both name what to converge, and the agent would          refuse to start with both (its pods would crash-loop): declare the repository as a          `stack \"NAME\" {{ repo = \"{repo}\" }}` block in the ConfigMap's {CONFIG_KEY} and          leave out --repo (and --ref, --path)"
+    ))
+}
 
 /// What the manifests mean for the agent's state and configuration, for the comments printed
 /// above them.
@@ -77,7 +105,7 @@ pub fn notes(o: &InstallOptions) -> Vec<String> {
         None => out.extend([
             format!("State: each pod's own emptyDir ({STATE_DIR}), lost with the pod and not shared: a stack another replica takes over starts there from Git,"),
             "and a Terraform layer without a backend of its own would be planned from empty state and create its resources again.".to_string(),
-            "Give --state-secret NAME to keep the state in PostgreSQL, shared by the replicas; else give every Terraform layer a backend, or run --replicas 1.".to_string(),
+            "Give --state-secret NAME to keep the state in PostgreSQL, shared by the replicas, or give every Terraform layer a backend: --replicas 1 does not help, its emptyDir is lost too whenever its pod is replaced (a rollout, an eviction, a node drain).".to_string(),
         ]),
     }
     if let Some(cm) = &o.config_map {
@@ -188,6 +216,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
         args.extend(["--repo".into(), repo.clone()]);
     }
     args.extend(["--listen".into(), "0.0.0.0:9090".into()]);
+    args.extend(["--shutdown-grace".into(), format!("{SHUTDOWN_GRACE_SECS}s")]);
     // With the state in PostgreSQL the agent keeps only caches on disk, where XDG_STATE_HOME
     // says (the root file system is read-only); a state dir and --state are refused together.
     if o.state_secret.is_none() {
@@ -264,6 +293,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "serviceAccountName": "strata",
+                "terminationGracePeriodSeconds": termination_grace_secs(),
                 "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{

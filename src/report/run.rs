@@ -53,6 +53,10 @@ pub fn text(r: &RunReport) -> String {
                         format!("{}: {detail}", l.status.as_str())
                     }
                 }
+                // Applied, but what it changed could not be read: said, not an empty list.
+                LayerStatus::Applied if l.changes_unread.is_some() => {
+                    format!("applied, but {}", l.detail.clone().unwrap_or_default())
+                }
                 s => s.as_str().to_string(),
             };
             let what = if l.status == LayerStatus::Waiting {
@@ -214,6 +218,9 @@ pub fn field_line(f: &crate::kube::diff::FieldDiff) -> String {
 pub fn final_line(r: &LayerReport) -> String {
     match (r.status, &r.counts, &r.detail) {
         (LayerStatus::Waiting, _, Some(d)) => d.clone(),
+        (LayerStatus::Applied, _, Some(d)) if r.changes_unread.is_some() => {
+            format!("applied, but {}", super::summary_line(d))
+        }
         (s, _, Some(d))
             if matches!(
                 s,

@@ -198,9 +198,10 @@ pub struct TerraformSpec {
     pub workspace: String,
     /// Passed to `terraform init` as `-backend-config key=value`.
     pub backend_config: BTreeMap<String, Expr>,
-    /// Passed as `-lock-timeout` to every state-locking command. Default 0s.
-    #[serde(with = "duration_text")]
-    pub lock_timeout: Duration,
+    /// Passed as `-lock-timeout` to every state-locking command. Unset (`None`) is 0s, or 5m on
+    /// strata's own `pg` backend; a value the stack file sets, 0s included, is always used.
+    #[serde(serialize_with = "duration_text::serialize_option")]
+    pub lock_timeout: Option<Duration>,
 }
 
 /// Attributes only Kubernetes layers have.
@@ -364,5 +365,16 @@ pub(crate) mod duration_text {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::util::duration::format_duration(*d))
+    }
+
+    /// An optional duration: the text, or nothing.
+    pub fn serialize_option<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => serialize(d, s),
+            None => s.serialize_none(),
+        }
     }
 }

@@ -395,10 +395,7 @@ impl Parser<'_> {
                     .get("backend_config")
                     .map(|a| self.map_expr(a))
                     .unwrap_or_default(),
-                lock_timeout: f
-                    .get("lock_timeout")
-                    .and_then(|a| self.duration(a))
-                    .unwrap_or(Duration::ZERO),
+                lock_timeout: f.get("lock_timeout").and_then(|a| self.duration(a)),
             }),
             LayerKind::Kubernetes => {
                 let cluster = match f.get("cluster") {

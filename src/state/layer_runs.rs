@@ -101,6 +101,7 @@ mod tests {
             detail: None,
             waiting_on: vec![],
             plan: None,
+            changes_unread: None,
             duration_ms: 1,
         }
     }

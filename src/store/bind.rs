@@ -68,6 +68,23 @@ fn state_dir_of(command: &mut Command) -> Option<&mut PathBuf> {
     })
 }
 
+/// Whether `command` may run terraform on the state database's `pg` backend: the writers, for
+/// which the backend's shared sequence is created first.
+fn runs_terraform(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Plan { .. }
+            | Command::Apply { .. }
+            | Command::Destroy { .. }
+            | Command::Diff { .. }
+            | Command::State(StateCommand::Push { .. })
+            | Command::Run(_)
+            | Command::Bootstrap { .. }
+            | Command::Rollback { .. }
+            | Command::Promote(_)
+    )
+}
+
 /// Where the caches of the state at `url` are kept on this machine: `$XDG_STATE_HOME/strata/pg-…`
 /// (`~/.local/state/strata/pg-…` without it or when it is relative), named by the URL with its password masked and the
 /// namespace, so one machine working on several databases or stacks keeps their caches apart.
@@ -126,6 +143,7 @@ pub fn bind(
              this machine can read it (ps); give it in PGPASSWORD or ~/.pgpass instead"
         );
     }
+    let writer = runs_terraform(command);
     let Some(slot) = state_dir_of(command) else {
         return Ok(None);
     };
@@ -138,6 +156,9 @@ pub fn bind(
         return Err(BindError::Namespace(namespace.to_string()));
     }
     let store = Store::open(url)?.with_namespace(namespace);
+    if writer {
+        store.ensure_terraform_sequence();
+    }
     let dir = work_dir(url, namespace);
     crate::util::fs::create_private_dir_all(&dir).map_err(|source| BindError::WorkDir {
         dir: dir.clone(),

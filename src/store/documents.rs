@@ -117,6 +117,31 @@ impl Store {
             .collect())
     }
 
+    /// The names of the dirs directly in `dir` that hold a document or a log (at any depth),
+    /// sorted: what listing `dir` on disk gives, read from the database rather than from this
+    /// machine's cache dir.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] naming the namespace.
+    pub fn subdirs(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut names: Vec<String> = self
+            .dirs()?
+            .iter()
+            .filter_map(|d| d.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split('/').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Every dir that holds a document or a log of this namespace.
     pub(super) fn dirs(&self) -> Result<Vec<String>, StoreError> {
         let (pool, ns) = (self.inner.pool.clone(), self.namespace.clone());

@@ -5,27 +5,10 @@ use sqlx::Executor;
 
 use super::{Store, StoreError};
 
-/// Every migration this strata knows, in order, and whether it must succeed.
-const MIGRATIONS: &[(i32, &str, Need)] = &[
-    (
-        1,
-        include_str!("../../migrations/0001_state.sql"),
-        Need::Required,
-    ),
-    (
-        2,
-        include_str!("../../migrations/0002_terraform_sequence.sql"),
-        Need::BestEffort,
-    ),
-];
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Required,
-    /// For Terraform's `pg` backend, outside strata's schema: a user without `CREATE` on the
-    /// schema `public` (whose layers all declare a backend of their own) still gets in.
-    BestEffort,
-}
+/// Every migration this strata knows, in order. Only strata's own schema: what Terraform's `pg`
+/// backend shares across the database is created apart, best effort ([`Store::ensure_terraform_sequence`]),
+/// so it never moves the schema version (an older strata keeps working on the database).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_state.sql"))];
 
 /// The advisory lock migrations hold, so processes starting together take turns.
 const MIGRATION_LOCK: i64 = 0x5374_7261_7461_4d31; // "StrataM1"
@@ -39,7 +22,6 @@ impl Store {
     pub(super) fn migrate(&self) -> Result<(), StoreError> {
         let pool = self.inner.pool.clone();
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
-        let url = self.inner.url.clone();
         let outcome = self
             .run(async move {
                 // Up to date (every start but the first after an upgrade): nothing to take or
@@ -79,27 +61,12 @@ impl Store {
                 if let Some(newest) = applied.iter().copied().max().filter(|v| *v > known) {
                     return Ok(Outcome::TooNew(newest));
                 }
-                for (version, sql, need) in MIGRATIONS {
+                for (version, sql) in MIGRATIONS {
                     if applied.contains(version) {
                         continue;
                     }
                     let conn: &mut sqlx::PgConnection = &mut tx;
-                    if *need == Need::BestEffort {
-                        conn.execute("SAVEPOINT best_effort").await?;
-                        match conn.execute(*sql).await {
-                            Ok(_) => conn.execute("RELEASE SAVEPOINT best_effort").await?,
-                            Err(e) => {
-                                tracing::warn!(
-                                    "state database schema version {version} skipped: {}; \
-                                     Terraform creates what it needs on its first init",
-                                    url.scrub(&e.to_string())
-                                );
-                                conn.execute("ROLLBACK TO SAVEPOINT best_effort").await?
-                            }
-                        };
-                    } else {
-                        conn.execute(*sql).await?;
-                    }
+                    conn.execute(*sql).await?;
                     sqlx::query("INSERT INTO strata.migrations (version) VALUES ($1)")
                         .bind(version)
                         .execute(&mut *tx)

@@ -19,6 +19,7 @@ mod bridge;
 mod documents;
 mod locks;
 mod migrate;
+mod terraform_sequence;
 mod url;
 
 use std::path::{Path, PathBuf};

@@ -122,10 +122,12 @@ pub fn own_backend(paths: &LayerPaths) -> Result<OwnBackend, String> {
 }
 
 /// How long a layer on strata's `pg` backend waits for Terraform's state lock when it sets no
-/// `lock_timeout`. The backend takes one lock for the whole database (advisory lock -1) while it
-/// plans or applies a workspace that has no row yet, so every new layer of every stack sharing
-/// the database takes it on its first run: without a wait, a layer meeting another's first run
-/// would fail (and back off, and alert) only because both were new.
+/// `lock_timeout`. The backend holds one lock for the whole database (advisory lock -1) while it
+/// plans or applies a workspace that has no row yet, and tries that same lock (beside the
+/// workspace's own) whenever it locks an existing workspace too, failing when another holds it.
+/// So a new layer's first run, of any stack sharing the database, blocks every layer on the
+/// backend, new or not: without a wait, a layer meeting another's first run would fail (and back
+/// off, and alert) only because a neighbour was new.
 pub const OWN_PG_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 const PG_HEADER: &str =

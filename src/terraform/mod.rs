@@ -313,10 +313,12 @@ impl Terraform {
             init_fingerprint,
             redactor,
             timeout: layer.timeout,
-            lock_timeout: if own_config.is_some() && spec.lock_timeout.is_zero() {
-                backend::OWN_PG_LOCK_TIMEOUT
-            } else {
-                spec.lock_timeout
+            // Only an unset lock_timeout gets the pg backend's wait: an explicit one, even
+            // "0s" (fail at once rather than wait), is what the stack file asked for.
+            lock_timeout: match spec.lock_timeout {
+                Some(set) => set,
+                None if own_config.is_some() => backend::OWN_PG_LOCK_TIMEOUT,
+                None => Duration::ZERO,
             },
             source: layer.source.clone(),
             reinit: false,

@@ -136,18 +136,19 @@ impl Terraform {
     /// # Guarantees
     /// Those of [`Self::apply`]. `show` records itself apart from the apply (a sub-dir of the
     /// run), so a later strata still finds and waits for an apply this strata left running. A
-    /// `show` that fails after the apply succeeded fails the layer without its outputs: nothing
-    /// downstream runs on them, and the next run finds nothing to change and reads them.
+    /// `show` that fails (or times out) beside an apply that succeeded does not undo or hide the
+    /// apply: it is returned as the first half's error, and the outputs are then read with
+    /// `terraform output`, so what passes downstream is what the apply produced.
     ///
     /// # Errors
-    /// A stale plan; the apply's error first, else `show`'s or `output`'s; `UnsavedState`;
-    /// `EarlierRunStillRunning`.
+    /// A stale plan; the apply's error (before `show`'s); `output`'s; `UnsavedState`;
+    /// `EarlierRunStillRunning`. `show`'s own failure is in the first half of the result.
     pub async fn apply_while_showing(
         &self,
         p: &Prepared,
         planned: &Planned,
         cancel: &CancellationToken,
-    ) -> Result<(LayerPlan, Applied), TerraformError> {
+    ) -> Result<(Result<LayerPlan, TerraformError>, Applied), TerraformError> {
         if let Some(refusal) =
             super::stale(p, &planned.layer, &planned.revision, &planned.inputs_hash)
         {
@@ -163,12 +164,14 @@ impl Terraform {
             self.apply_file(p, &planned.plan_file, &limits),
         );
         let started = started?;
-        let plan = shown?;
-        // The outputs the plan knows, as for any apply; the rest read after it.
-        let applied = self
-            .finish_apply(p, started, plan.known_outputs.as_ref(), &limits)
-            .await?;
-        Ok((plan, applied))
+        // The outputs the plan knows, as for any apply; the rest (all, without a plan read)
+        // read after it.
+        let known = shown
+            .as_ref()
+            .ok()
+            .and_then(|plan| plan.known_outputs.as_ref());
+        let applied = self.finish_apply(p, started, known, &limits).await?;
+        Ok((shown, applied))
     }
 
     /// `show -json` of the saved plan, its files and record in `run_dir`; at a lower CPU

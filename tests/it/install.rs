@@ -276,6 +276,23 @@ async fn the_exported_manifests_wire_the_shared_state_and_the_stacks_config() {
     );
     assert!(!args.contains(&"--repo"), "{args:?}");
     assert!(!args.contains(&"--state-dir"), "{args:?}");
+    // strata is the pod's PID 1, and the kubelet kills the whole container when the pod's
+    // grace ends: the grace covers letting a running apply finish (--shutdown-grace), then
+    // terraform's own 30 s after SIGINT to save its state, then giving the Leases back.
+    let shutdown = args
+        .windows(2)
+        .find(|w| w[0] == "--shutdown-grace")
+        .map(|w| w[1])
+        .expect("--shutdown-grace given");
+    let shutdown: u64 = shutdown
+        .strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("seconds: {shutdown}"));
+    let pod_grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    assert!(
+        pod_grace > shutdown + 30,
+        "the pod's grace ({pod_grace} s) covers --shutdown-grace ({shutdown} s) and terraform's 30 s"
+    );
     for pair in [
         ["--coordination", "kubernetes"],
         ["--lease-namespace", "ops"],
@@ -330,4 +347,24 @@ async fn the_exported_manifests_wire_the_shared_state_and_the_stacks_config() {
     let neither = strata_cli(c.dir.path(), &["install", "--export"]).await;
     assert_eq!(neither.code, 2, "{neither:?}");
     assert!(neither.stderr.contains("--repo"), "{}", neither.stderr);
+    // Both: the agent would refuse --repo beside the stack blocks of its configuration and the
+    // pods crash-loop, so the export is refused instead, saying what to do.
+    let both = strata_cli(
+        c.dir.path(),
+        &[
+            "install",
+            "--export",
+            "--repo",
+            "r",
+            "--config-map",
+            "strata-agent",
+        ],
+    )
+    .await;
+    assert_ne!(both.code, 0, "{both:?}");
+    assert!(both.stdout.is_empty(), "no manifests: {both:?}");
+    assert!(
+        both.stderr.contains("--repo") && both.stderr.contains("--config-map"),
+        "{both:?}"
+    );
 }

@@ -51,6 +51,7 @@ mod state_pg;
 mod status_reasons;
 mod terraform;
 mod terraform_init;
+mod terraform_outputs_fresh;
 mod terraform_recovery;
 mod terraform_show;
 mod validate;

@@ -97,6 +97,7 @@ async fn an_apply_beside_its_show_reports_and_passes_on_what_show_then_apply_doe
         .apply_while_showing(&pb, &planned, &cancel)
         .await
         .unwrap();
+    let shown_beside = shown_beside.unwrap();
     assert_eq!(
         tfb.invocations() - before,
         2,
@@ -132,6 +133,7 @@ async fn an_apply_beside_its_show_reports_and_passes_on_what_show_then_apply_doe
         .apply_while_showing(&pb, &planned, &cancel)
         .await
         .unwrap();
+    let changed = changed.unwrap();
     assert_ne!(changed.digest, shown_beside.digest);
     assert_eq!(applied.outputs["subnet"].value, "subnet-10.1.0.0/16");
     drop(pb);
@@ -170,7 +172,8 @@ async fn outputs_unknown_until_the_apply_are_read_after_it_sensitive_ones_too() 
         .await
         .unwrap();
     let before = tf.invocations();
-    let (_, applied) = tf.apply_while_showing(&p, &planned, &cancel).await.unwrap();
+    let (shown, applied) = tf.apply_while_showing(&p, &planned, &cancel).await.unwrap();
+    shown.unwrap();
     assert_eq!(
         tf.invocations() - before,
         3,

@@ -131,3 +131,57 @@ fn state_pg_config_stacks_keep_their_records_and_schemas_apart() {
         "the database named, not the machine's cache dir: {out:?}"
     );
 }
+
+#[test]
+fn state_pg_status_of_a_stack_from_a_machine_that_never_ran_it() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let config = two_stacks(fx.dir.path());
+    let db = At::Db(url(&pg));
+    fx.strata(&["bootstrap", "--config", config.to_str().unwrap()], &db)
+        .code(0);
+
+    // Another machine: no cache of this database at all.
+    let elsewhere = fx.dir.path().join("elsewhere");
+    let on_another_machine = |args: &[&str]| {
+        let out = fx
+            .command(args, &db)
+            .env("XDG_STATE_HOME", elsewhere.join("xdg"))
+            .env("HOME", elsewhere.join("home"))
+            .output()
+            .unwrap();
+        crate::support::Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let here = json(&fx.strata(&["status", "--json", "--stack", "shop"], &db));
+    let there = on_another_machine(&["status", "--json", "--stack", "shop"]);
+    assert_eq!(there.code, 0, "{there:?}");
+    assert_eq!(normalized(&json(&there)), normalized(&here));
+    let out = on_another_machine(&["status", "--stack", "nope"]);
+    assert!(
+        out.stderr
+            .contains("holds no state of stack \"nope\": the stacks there are billing, shop"),
+        "{out:?}"
+    );
+
+    // The database says which stacks it holds, not what this machine's cache dir happens to
+    // hold: a dir left there of a stack the database does not hold is no such stack.
+    let caches: Vec<_> = std::fs::read_dir(fx.xdg().join("strata"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("pg-"))
+        .collect();
+    assert_eq!(caches.len(), 1, "{caches:?}");
+    std::fs::create_dir_all(caches[0].join("stacks/ghost")).unwrap();
+    let out = fx.strata(&["status", "--stack", "ghost"], &db);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("holds no state of stack \"ghost\": the stacks there are billing, shop"),
+        "{out:?}"
+    );
+}

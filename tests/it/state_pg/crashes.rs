@@ -329,3 +329,80 @@ fn state_pg_more_writers_than_connections_at_once_all_finish() {
         [["40"]]
     );
 }
+
+#[test]
+fn state_pg_an_apply_whose_show_fails_passes_its_new_outputs_not_the_cached_ones() {
+    // No sensitive output: the state database caches these outputs.
+    let plain = |version: u32| {
+        format!(
+            "{NULL_PROVIDER}resource \"null_resource\" \"x\" {{\n  triggers = {{ v = \"{version}\" }}\n}}\n\
+             output \"v\" {{ value = \"{version}\" }}\n"
+        )
+    };
+    let pg = Postgres::start();
+    let fx = Fixture::new(&plain(1));
+    let db = At::Db(url(&pg));
+    std::fs::write(
+        fx.root.join("strata.hcl"),
+        "stack \"s\" {}\nterraform \"app\" {\n  source = \"app\"\n}\n\
+         terraform \"user\" {\n  source = \"user\"\n  vars   = { v = terraform.app.outputs.v }\n}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(fx.root.join("user")).unwrap();
+    std::fs::write(
+        fx.root.join("user/main.tf"),
+        format!(
+            "{NULL_PROVIDER}variable \"v\" {{ type = string }}\n\
+             resource \"null_resource\" \"user\" {{\n  triggers = {{ v = var.v }}\n}}\n\
+             output \"seen\" {{ value = var.v }}\n"
+        ),
+    )
+    .unwrap();
+    fx.strata(&["apply", "--auto-approve"], &db).code(0);
+    let user_saw = || {
+        let data = query(&pg, "SELECT data FROM strata_default_user.states");
+        let state: serde_json::Value = serde_json::from_str(&data[0][0]).unwrap();
+        state["outputs"]["seen"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(user_saw(), "1");
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*)::bigint FROM strata.documents WHERE path = 'layers/app/outputs.json'"
+        ),
+        [["1"]],
+        "app's outputs are cached in the database"
+    );
+
+    // app's next apply succeeds, the `show` beside it fails.
+    std::fs::write(fx.root.join("app/main.tf"), plain(2)).unwrap();
+    let real = which::which("terraform").expect("terraform on PATH: run `make tools`");
+    let wrapper = fx.dir.path().join("terraform-failing-show");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = show ] && {{ echo 'Error: show refused by the test' >&2; exit 1; }}\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = fx
+        .command(&["apply", "--auto-approve"], &db)
+        .env("STRATA_TERRAFORM", &wrapper)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("applied, but its change list could not be read"),
+        "{stdout}"
+    );
+    assert_eq!(user_saw(), "2", "user got app's new outputs");
+    let after = fx.strata(&["plan"], &db);
+    assert_eq!(after.code, 0, "nothing left to do\n{after:?}");
+}

@@ -171,3 +171,63 @@ fn state_pg_a_new_layer_survives_another_first_init_creating_the_sequence() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn state_pg_an_explicit_lock_timeout_wins_even_0s_unset_waits_5m() {
+    let pg = Postgres::start();
+    let fx = Fixture::new(&module(1));
+    let db = At::Db(url(&pg));
+    // A terraform that notes its arguments, then runs the real one.
+    let log = fx.dir.path().join("terraform-args");
+    let wrapper = fx.dir.path().join("terraform-noting-args");
+    let real = which::which("terraform").expect("terraform on PATH: run `make tools`");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plan_lock_timeout = |stack_file: &str| {
+        std::fs::write(fx.root.join("strata.hcl"), stack_file).unwrap();
+        let _ = std::fs::remove_file(&log);
+        let out = fx
+            .command(&["plan"], &db)
+            .env("STRATA_TERRAFORM", &wrapper)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code() == Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let args = std::fs::read_to_string(&log).unwrap();
+        let plan = args
+            .lines()
+            .find(|l| l.starts_with("plan "))
+            .unwrap_or_else(|| panic!("no plan in {args}"))
+            .to_string();
+        plan.split(' ')
+            .find_map(|a| a.strip_prefix("-lock-timeout="))
+            .unwrap_or_else(|| panic!("no -lock-timeout in {plan}"))
+            .to_string()
+    };
+    let layer = |attrs: &str| {
+        format!("stack \"s\" {{}}\nterraform \"app\" {{\n  source = \"app\"\n{attrs}}}\n")
+    };
+    assert_eq!(
+        plan_lock_timeout(&layer("  lock_timeout = \"0s\"\n")),
+        "0s",
+        "an explicit 0s: fail at once rather than wait"
+    );
+    assert_eq!(plan_lock_timeout(&layer("  lock_timeout = \"2m\"\n")), "2m");
+    assert_eq!(
+        plan_lock_timeout(&layer("")),
+        "5m",
+        "unset: 5m on this backend"
+    );
+}
