@@ -59,7 +59,7 @@ impl Engine {
         };
         if reasons.is_empty() {
             if known.layer(id).is_none() {
-                self.read_outputs(&tf, &mut p, shared).await?;
+                self.read_outputs(&tf, &mut p, shared, mode).await?;
             }
             let mut r = self.report(id, LayerStatus::NotAffected, started);
             r.detail = Some("nothing it depends on changed since it last converged".into());
@@ -117,7 +117,7 @@ impl Engine {
             Mode::Apply => {
                 if !plan.has_changes {
                     if known.layer(id).is_none() {
-                        self.read_outputs(&tf, &mut p, shared).await?;
+                        self.read_outputs(&tf, &mut p, shared, mode).await?;
                     }
                     self.record_converged(id, Some(p.inputs_hash.clone()));
                     self.keep_applied(&tf, &p).await;
@@ -233,8 +233,14 @@ impl Engine {
         }
     }
 
-    /// Reads a layer's outputs from its state (no cached copy yet), caches them and makes them
-    /// known to its dependents.
+    /// Reads a layer's outputs from its state (no cached copy yet) and makes them known to its
+    /// dependents; an apply also caches them.
+    ///
+    /// # Guarantees
+    /// Only an apply (which holds the stack lock) writes the cache. A `plan` takes no stack
+    /// lock, so it may read a state an apply is about to change: cached, those outputs would
+    /// outlive the apply's forgetting them and, if it then died before saving its own, be passed
+    /// on as current.
     ///
     /// # Errors
     /// `terraform output` failing. A failure to cache is not an error: the next run reads the
@@ -244,9 +250,12 @@ impl Engine {
         tf: &Terraform,
         p: &mut Prepared,
         shared: &Arc<Mutex<Shared>>,
+        mode: Mode,
     ) -> Result<(), crate::terraform::TerraformError> {
         let outputs = tf.outputs(p, &self.opts.cancel).await?;
-        let _ = crate::state::outputs::save_if_absent(&self.opts.state_dir, &p.layer, &outputs);
+        if mode == Mode::Apply {
+            let _ = crate::state::outputs::save_if_absent(&self.opts.state_dir, &p.layer, &outputs);
+        }
         shared
             .lock()
             .expect("shared")

@@ -206,3 +206,28 @@ fn kill_9_mid_apply_with_outputs_cached_then_the_next_run_passes_on_the_new_outp
         "app applied with net's new outputs, not those cached before the kill\n{next:?}"
     );
 }
+
+/// A `plan` takes no stack lock, so it may read a layer's state while an apply is changing it.
+/// Were it to cache what it read, the outputs the apply forgot before it started could come
+/// back and, if the apply then died before saving its own, be passed on as current. Only an
+/// apply writes the cache.
+#[test]
+fn a_plan_reads_outputs_it_needs_but_never_caches_them() {
+    let fx = Fixture::new();
+    let first = fx.strata(&["apply", "--auto-approve"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let cache = fx.state.join("layers/net/outputs.json");
+    assert!(cache.exists(), "the apply cached net's outputs");
+    std::fs::remove_file(&cache).unwrap();
+
+    let plan = fx.strata(&["plan"]);
+    assert_eq!(
+        plan.code, 0,
+        "nothing to do, net's outputs read for app\n{plan:?}"
+    );
+    assert!(!cache.exists(), "a plan wrote the outputs cache");
+
+    let apply = fx.strata(&["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(cache.exists(), "an apply caches the outputs it read");
+}
