@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::change;
 use super::record::{LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
 use super::{inputs, Engine, EngineError, Mode};
-use crate::graph::walk::{walk, Cause, Outcome};
+use crate::graph::walk::{walk, Cause, Outcome, Parallelism};
 use crate::graph::LayerGraph;
 use crate::kube as k8s;
 use crate::stack::{Layer, LayerId, LayerSpec};
@@ -56,47 +56,53 @@ impl Engine {
             .collect();
         let wave_of = |id: &LayerId| waves.get(id).copied().unwrap_or(0);
         let reports: Mutex<BTreeMap<LayerId, LayerReport>> = Mutex::new(BTreeMap::new());
-        let outcomes = walk(&reversed, self.stack.settings.parallelism, None, |id| {
-            let (known, reports, wave_of) = (&known, &reports, &wave_of);
-            async move {
-                let begun = Instant::now();
-                let layer = self
-                    .stack
-                    .layer(&id)
-                    .expect("graph layers are stack layers");
-                let mut r = LayerReport::new(id.clone(), wave_of(&id), LayerStatus::Unchanged);
-                let result = if !self.ever_recorded(&id) {
-                    r.status = LayerStatus::NotAffected;
-                    r.detail = Some("never applied from this state dir: nothing to destroy".into());
-                    Ok(())
-                } else if self.opts.cancel.is_cancelled() {
-                    Err((
-                        LayerStatus::Interrupted,
-                        "interrupted before it was destroyed".into(),
-                    ))
-                } else {
-                    match &layer.spec {
-                        LayerSpec::Terraform(_) => {
-                            self.destroy_terraform(layer, mode, known, &mut r).await
+        let outcomes = walk(
+            &reversed,
+            Parallelism::of(&self.stack.settings),
+            None,
+            |id| {
+                let (known, reports, wave_of) = (&known, &reports, &wave_of);
+                async move {
+                    let begun = Instant::now();
+                    let layer = self
+                        .stack
+                        .layer(&id)
+                        .expect("graph layers are stack layers");
+                    let mut r = LayerReport::new(id.clone(), wave_of(&id), LayerStatus::Unchanged);
+                    let result = if !self.ever_recorded(&id) {
+                        r.status = LayerStatus::NotAffected;
+                        r.detail =
+                            Some("never applied from this state dir: nothing to destroy".into());
+                        Ok(())
+                    } else if self.opts.cancel.is_cancelled() {
+                        Err((
+                            LayerStatus::Interrupted,
+                            "interrupted before it was destroyed".into(),
+                        ))
+                    } else {
+                        match &layer.spec {
+                            LayerSpec::Terraform(_) => {
+                                self.destroy_terraform(layer, mode, known, &mut r).await
+                            }
+                            LayerSpec::Kubernetes(_) => {
+                                self.destroy_kubernetes(layer, mode, known, &mut r).await
+                            }
                         }
-                        LayerSpec::Kubernetes(_) => {
-                            self.destroy_kubernetes(layer, mode, known, &mut r).await
+                    };
+                    let outcome: Outcome<String> = match result {
+                        Ok(()) => Outcome::Done,
+                        Err((status, message)) => {
+                            r.status = status;
+                            r.detail = Some(message);
+                            Outcome::Failed
                         }
-                    }
-                };
-                let outcome: Outcome<String> = match result {
-                    Ok(()) => Outcome::Done,
-                    Err((status, message)) => {
-                        r.status = status;
-                        r.detail = Some(message);
-                        Outcome::Failed
-                    }
-                };
-                r.duration_ms = begun.elapsed().as_millis() as u64;
-                reports.lock().expect("reports").insert(id, r);
-                outcome
-            }
-        })
+                    };
+                    r.duration_ms = begun.elapsed().as_millis() as u64;
+                    reports.lock().expect("reports").insert(id, r);
+                    outcome
+                }
+            },
+        )
         .await;
         let mut reports = reports.into_inner().expect("reports");
         let mut layers = Vec::new();

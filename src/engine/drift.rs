@@ -11,7 +11,7 @@ use super::record::{
     ClusterReach, DriftReport, DriftState, LayerDrift, Observation, SCHEMA_VERSION,
 };
 use super::{change, Engine, EngineError, EngineOptions, Source};
-use crate::graph::walk::{walk, Outcome};
+use crate::graph::walk::{walk, Outcome, Parallelism};
 use crate::kube as k8s;
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::terraform::PlanMode;
@@ -153,17 +153,22 @@ impl Engine {
         let results: Arc<Mutex<BTreeMap<LayerId, LayerDrift>>> =
             Arc::new(Mutex::new(BTreeMap::new()));
         let only = self.opts.only.as_ref();
-        walk(&self.graph, self.stack.settings.parallelism, only, |id| {
-            let (known, results) = (known.clone(), results.clone());
-            async move {
-                let layer = self.stack.layer(&id).expect("layer");
-                let k = known.lock().expect("known").clone();
-                let drift = self.diff_layer(layer, &k).await;
-                self.progress(&id, Event::Checked(drift.state));
-                results.lock().expect("results").insert(id, drift);
-                Outcome::<String>::Done
-            }
-        })
+        walk(
+            &self.graph,
+            Parallelism::of(&self.stack.settings),
+            only,
+            |id| {
+                let (known, results) = (known.clone(), results.clone());
+                async move {
+                    let layer = self.stack.layer(&id).expect("layer");
+                    let k = known.lock().expect("known").clone();
+                    let drift = self.diff_layer(layer, &k).await;
+                    self.progress(&id, Event::Checked(drift.state));
+                    results.lock().expect("results").insert(id, drift);
+                    Outcome::<String>::Done
+                }
+            },
+        )
         .await;
         let mut results = results.lock().expect("results");
         let layers: Vec<LayerDrift> = self

@@ -11,7 +11,7 @@ use super::inputs::{self, WaitingOn};
 use super::progress::Event;
 use super::record::{self, LayerReport, LayerStatus, RunReport, SCHEMA_VERSION};
 use super::{Engine, EngineError, Mode, Source};
-use crate::graph::walk::{walk, Cause, Outcome};
+use crate::graph::walk::{walk, Cause, Outcome, Parallelism};
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::state::stack_status::StackState;
 use crate::value::Outputs;
@@ -99,7 +99,8 @@ impl Engine {
     ///
     /// # Guarantees
     /// - A layer runs once all its upstream layers are done; outputs flow downstream as each
-    ///   layer finishes; independent layers run in parallel up to `stack.parallelism`.
+    ///   layer finishes; independent layers run in parallel up to `stack.parallelism` Terraform
+    ///   layers and `stack.kubernetes_parallelism` Kubernetes layers.
     /// - A failed layer's dependents are skipped, naming the root cause; other branches go on.
     /// - A layer whose inputs are still unknown is shown waiting, never with made-up values.
     /// - `apply` holds the stack's lock for its whole run; `plan` writes nothing but terraform's
@@ -125,7 +126,7 @@ impl Engine {
             began: Instant::now(),
             finished: BTreeMap::new(),
         }));
-        let parallelism = self.stack.settings.parallelism;
+        let parallelism = Parallelism::of(&self.stack.settings);
         let outcomes = walk(&self.graph, parallelism, self.opts.only.as_ref(), |id| {
             let shared = shared.clone();
             async move { self.step(&id, mode, &shared).await }

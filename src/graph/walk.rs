@@ -1,6 +1,7 @@
-//! Walking the layer graph: each layer starts as soon as all its upstream layers are done, at
-//! most `parallelism` at once. A layer whose upstream failed (or was skipped) is skipped with the
-//! root cause named, and is not an error of its own; independent branches go on.
+//! Walking the layer graph: each layer starts as soon as all its upstream layers are done, within
+//! the bound of its kind (Terraform layers are heavy processes, Kubernetes layers are network-bound
+//! requests, so each kind has its own pool). A layer whose upstream failed (or was skipped) is
+//! skipped with the root cause named, and is not an error of its own; independent branches go on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -9,7 +10,67 @@ use std::future::Future;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::dag::LayerGraph;
-use crate::stack::LayerId;
+use crate::stack::{LayerId, LayerKind, StackSettings};
+
+/// How many layers of each kind may run at once. A Terraform layer runs processes and providers
+/// (CPU and memory); a Kubernetes layer mostly waits on its cluster's API server, whose own bound
+/// on requests in flight is the client's (see `kube::clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    pub terraform: usize,
+    pub kubernetes: usize,
+}
+
+impl Parallelism {
+    /// The stack's `parallelism` (Terraform) and `kubernetes_parallelism`.
+    pub fn of(settings: &StackSettings) -> Parallelism {
+        Parallelism {
+            terraform: settings.parallelism,
+            kubernetes: settings.kubernetes_parallelism,
+        }
+    }
+
+    /// The same bound for every kind.
+    pub fn uniform(n: usize) -> Parallelism {
+        Parallelism {
+            terraform: n,
+            kubernetes: n,
+        }
+    }
+
+    /// The bound of one kind, never below 1 (a bound of 0 would never start anything).
+    fn limit(&self, kind: LayerKind) -> usize {
+        match kind {
+            LayerKind::Terraform => self.terraform,
+            LayerKind::Kubernetes => self.kubernetes,
+        }
+        .max(1)
+    }
+}
+
+/// Steps running now, per kind.
+#[derive(Default)]
+struct Busy {
+    terraform: usize,
+    kubernetes: usize,
+}
+
+impl Busy {
+    fn slot(&mut self, kind: LayerKind) -> &mut usize {
+        match kind {
+            LayerKind::Terraform => &mut self.terraform,
+            LayerKind::Kubernetes => &mut self.kubernetes,
+        }
+    }
+
+    fn full(&self, kind: LayerKind, limits: &Parallelism) -> bool {
+        let now = match kind {
+            LayerKind::Terraform => self.terraform,
+            LayerKind::Kubernetes => self.kubernetes,
+        };
+        now >= limits.limit(kind)
+    }
+}
 
 /// How one layer's step ended. `H` is why a layer holds its dependents back: the caller's own
 /// type, so that it can tell one hold from another without reading text.
@@ -51,16 +112,17 @@ impl<H: fmt::Display> fmt::Display for Cause<H> {
 }
 
 /// Runs `step` for every layer of `graph` (restricted to `only` when given: other layers count
-/// as done), respecting edges and `parallelism`. Returns each layer's outcome.
+/// as done), respecting edges and each kind's bound in `parallelism`. Returns each layer's outcome.
 ///
 /// # Guarantees
 /// - A layer starts only after every upstream layer ended with [`Outcome::Done`].
 /// - Dependents of a failed layer are skipped with `upstream <root cause> failed`: the first
 ///   failing ancestor is named, not the intermediate skipped layers.
-/// - At most `parallelism` steps run at once.
+/// - At most `parallelism.terraform` Terraform steps and at most `parallelism.kubernetes`
+///   Kubernetes steps run at once; a full pool never holds back a layer of the other kind.
 pub async fn walk<H, F, Fut>(
     graph: &LayerGraph,
-    parallelism: usize,
+    parallelism: Parallelism,
     only: Option<&BTreeSet<LayerId>>,
     step: F,
 ) -> BTreeMap<LayerId, Outcome<H>>
@@ -69,7 +131,7 @@ where
     F: Fn(LayerId) -> Fut,
     Fut: Future<Output = Outcome<H>>,
 {
-    let parallelism = parallelism.max(1);
+    let mut busy = Busy::default();
     let mut outcomes: BTreeMap<LayerId, Outcome<H>> = BTreeMap::new();
     // Why a layer is blocked: the root cause travels down.
     let mut root_cause: BTreeMap<LayerId, Cause<H>> = BTreeMap::new();
@@ -106,7 +168,12 @@ where
             progressed = false;
             let mut i = 0;
             while i < waiting.len() {
-                if running.len() >= parallelism && !held {
+                // Every pool full: nothing can start, and nothing can settle unless a
+                // layer holding its dependents back just did.
+                if !held
+                    && busy.full(LayerKind::Terraform, &parallelism)
+                    && busy.full(LayerKind::Kubernetes, &parallelism)
+                {
                     break;
                 }
                 let id = waiting[i];
@@ -135,11 +202,12 @@ where
                     progressed = true;
                     continue;
                 }
-                if running.len() >= parallelism {
+                if busy.full(id.kind, &parallelism) {
                     i += 1;
                     continue;
                 }
                 waiting.remove(i);
+                *busy.slot(id.kind) += 1;
                 let id2 = id.clone();
                 let fut = step(id.clone());
                 running.push(async move { (id2, fut.await) });
@@ -148,6 +216,7 @@ where
         }
         match running.next().await {
             Some((id, outcome)) => {
+                *busy.slot(id.kind) -= 1;
                 held = !outcome.lets_dependents_run();
                 outcomes.insert(id, outcome);
             }
@@ -185,7 +254,7 @@ mod tests {
             &[("a", "b"), ("b", "c"), ("x", "y")],
         );
         let ran = Arc::new(Mutex::new(Vec::new()));
-        let out = walk(&g, 2, None, |id| {
+        let out = walk(&g, Parallelism::uniform(2), None, |id| {
             let ran = ran.clone();
             async move {
                 ran.lock().unwrap().push(id.name.clone());
@@ -220,7 +289,7 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let peak = Arc::new(AtomicUsize::new(0));
         let now = Arc::new(AtomicUsize::new(0));
-        walk(&g, 2, None, |id| {
+        walk(&g, Parallelism::uniform(2), None, |id| {
             let (order, peak, now) = (order.clone(), peak.clone(), now.clone());
             async move {
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -242,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn blocked_layers_hold_back_dependents_and_excluded_layers_count_as_done() {
         let g = graph(&["m", "d", "e"], &[("m", "d"), ("e", "d")]);
-        let out = walk(&g, 4, None, |id| async move {
+        let out = walk(&g, Parallelism::uniform(4), None, |id| async move {
             if id.name == "m" {
                 Outcome::Blocked("awaiting approval".to_string())
             } else {
@@ -254,7 +323,140 @@ mod tests {
         assert_eq!(cause.to_string(), "upstream terraform.m: awaiting approval");
         assert_eq!(out[&tf("d")], Outcome::Skipped(cause));
         let only: BTreeSet<LayerId> = [tf("d")].into();
-        let out = walk(&g, 4, Some(&only), |_| async { Outcome::<String>::Done }).await;
+        let out = walk(&g, Parallelism::uniform(4), Some(&only), |_| async {
+            Outcome::<String>::Done
+        })
+        .await;
         assert_eq!(out.len(), 3);
+    }
+
+    fn mixed(nodes: &[&str], edges: &[(&str, &str)]) -> LayerGraph {
+        let id = |n: &str| LayerId::parse(n).expect("layer id");
+        LayerGraph::from_edges(
+            nodes.iter().map(|n| id(n)),
+            edges
+                .iter()
+                .map(|(a, b)| (id(a), id(b), "depends_on".to_string())),
+        )
+    }
+
+    /// Steps running now and the most seen at once, per kind and in all.
+    #[derive(Default)]
+    struct Gauge {
+        now: [AtomicUsize; 3],
+        peak: [AtomicUsize; 3],
+    }
+
+    impl Gauge {
+        fn enter(&self, kind: LayerKind) {
+            for i in [kind as usize, 2] {
+                let n = self.now[i].fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak[i].fetch_max(n, Ordering::SeqCst);
+            }
+        }
+
+        fn leave(&self, kind: LayerKind) {
+            for i in [kind as usize, 2] {
+                self.now[i].fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+
+        fn peak(&self, i: usize) -> usize {
+            self.peak[i].load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn each_kind_fills_its_own_pool_and_never_exceeds_it() {
+        // Six independent layers of each kind, Terraform one at a time, Kubernetes three at
+        // once. Each step holds its slot until both pools were seen full (bounded polling, no
+        // timing assumed), so the peaks below are what the walk allowed, not what a fast
+        // machine happened to overlap.
+        let names: Vec<String> = (0..6)
+            .flat_map(|i| [format!("terraform.t{i}"), format!("kubernetes.k{i}")])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let g = mixed(&names, &[]);
+        let gauge = Gauge::default();
+        let limits = Parallelism {
+            terraform: 1,
+            kubernetes: 3,
+        };
+        let out = walk(&g, limits, None, |id| {
+            let gauge = &gauge;
+            async move {
+                gauge.enter(id.kind);
+                for _ in 0..2000 {
+                    if gauge.peak(LayerKind::Terraform as usize) >= 1
+                        && gauge.peak(LayerKind::Kubernetes as usize) >= 3
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                gauge.leave(id.kind);
+                Outcome::<String>::Done
+            }
+        })
+        .await;
+        assert!(out.values().all(|o| *o == Outcome::Done), "{out:?}");
+        assert_eq!(gauge.peak(LayerKind::Terraform as usize), 1);
+        assert_eq!(gauge.peak(LayerKind::Kubernetes as usize), 3);
+        // A Terraform layer ran beside a full Kubernetes pool: neither holds the other back.
+        assert_eq!(gauge.peak(2), 4);
+    }
+
+    #[tokio::test]
+    async fn a_chain_across_kinds_runs_in_order_and_a_failure_skips_the_other_kind() {
+        // terraform.a → kubernetes.b → terraform.c → kubernetes.d, with room for many
+        // Kubernetes layers: the edges, not the pools, order them.
+        let chain = ["terraform.a", "kubernetes.b", "terraform.c", "kubernetes.d"];
+        let g = mixed(
+            &chain,
+            &[
+                ("terraform.a", "kubernetes.b"),
+                ("kubernetes.b", "terraform.c"),
+                ("terraform.c", "kubernetes.d"),
+            ],
+        );
+        let limits = Parallelism {
+            terraform: 1,
+            kubernetes: 16,
+        };
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let gauge = Gauge::default();
+        let out = walk(&g, limits, None, |id| {
+            let (order, gauge) = (order.clone(), &gauge);
+            async move {
+                gauge.enter(id.kind);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                order.lock().unwrap().push(id.to_string());
+                gauge.leave(id.kind);
+                Outcome::<String>::Done
+            }
+        })
+        .await;
+        assert!(out.values().all(|o| *o == Outcome::Done), "{out:?}");
+        assert_eq!(*order.lock().unwrap(), chain);
+        assert_eq!(gauge.peak(2), 1);
+
+        let out = walk(&g, limits, None, |id| async move {
+            if id.name == "b" {
+                Outcome::<String>::Failed
+            } else {
+                Outcome::Done
+            }
+        })
+        .await;
+        let b = LayerId::kubernetes("b");
+        assert_eq!(out[&LayerId::terraform("a")], Outcome::Done);
+        assert_eq!(
+            out[&LayerId::terraform("c")],
+            Outcome::Skipped(Cause::Failed(b.clone()))
+        );
+        assert_eq!(
+            out[&LayerId::kubernetes("d")],
+            Outcome::Skipped(Cause::Failed(b))
+        );
     }
 }

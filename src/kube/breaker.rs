@@ -16,6 +16,8 @@
 //!   and counts as the whole budget.
 //! - Once the run's cancel token fires, requests in flight and waits between tries end at once
 //!   with [`Halted::Cancelled`].
+//! - Each try holds a place among the cluster's requests in flight ([`super::inflight`]) until
+//!   its answer is read; the wait for a place is not part of the try's timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +31,7 @@ use kube::client::Body;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Service, ServiceExt};
 
+use super::inflight::{Placed, Places};
 use crate::util::retry::Backoff;
 
 /// How long one try may wait for its answer. An API server ends its own requests after 60 s
@@ -88,6 +91,8 @@ pub struct Health {
     sent: AtomicU64,
     /// Set once the cluster is marked unreachable: the error every request gets.
     down: Mutex<Option<Halted>>,
+    /// The bound on requests in flight.
+    places: Places,
 }
 
 impl Health {
@@ -113,7 +118,13 @@ impl Health {
             failed_in_a_row: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             down: Mutex::new(None),
+            places: Places::default(),
         }
+    }
+
+    /// The cluster's requests in flight.
+    pub fn places(&self) -> &Places {
+        &self.places
     }
 
     /// Why the cluster gets no more requests in this run, if it does not.
@@ -173,8 +184,13 @@ impl Health {
         verdict.clone()
     }
 
-    /// Sends `req` through `inner` with the cluster's retries, budget and cancellation.
-    async fn send<S, B>(&self, mut inner: S, req: Request<Body>) -> Result<Response<B>, BoxError>
+    /// Sends `req` through `inner` with the cluster's retries, budget, bound on requests in
+    /// flight and cancellation.
+    pub(super) async fn send<S, B>(
+        &self,
+        mut inner: S,
+        req: Request<Body>,
+    ) -> Result<Response<Placed<B>>, BoxError>
     where
         S: Service<Request<Body>, Response = Response<B>, Error = BoxError>,
         B: http_body::Body<Data = bytes::Bytes> + Unpin,
@@ -193,6 +209,15 @@ impl Health {
             let Some(req) = next.take() else {
                 unreachable!("a try is made only with a request to send")
             };
+            // Taken before the try's clock starts: a request queued behind others is not hung.
+            let place = if watch {
+                None
+            } else {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(self.cancelled().into()),
+                    p = self.places.take() => Some(p),
+                }
+            };
             tries += 1;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let call = inner.ready().await?.call(req);
@@ -204,7 +229,7 @@ impl Health {
             let (cause, hung) = match result {
                 Ok(Ok(resp)) if !passing(resp.status()) => {
                     self.answer();
-                    return Ok(resp);
+                    return Ok(resp.map(|body| Placed::new(body, place)));
                 }
                 Ok(Ok(resp)) => (Failure::Answer(resp), false),
                 Ok(Err(e)) => (Failure::Error(super::error::describe(&*e)), false),
@@ -213,6 +238,8 @@ impl Health {
                     true,
                 ),
             };
+            // The server is done with this try: its place is not held through the wait.
+            drop(place);
             self.failed_in_a_row.fetch_add(1, Ordering::Relaxed);
             let before = *answered_before.get_or_insert(self.answered.load(Ordering::Relaxed));
             let retry = if hung { None } else { again.make() };
@@ -347,9 +374,9 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
     B::Error: std::fmt::Display,
 {
-    type Response = Response<B>;
+    type Response = Response<Placed<B>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Placed<B>>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Each request waits for the service below in its own future, try by try.

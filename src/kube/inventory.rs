@@ -128,6 +128,10 @@ async fn ensure_namespace(client: &::kube::Client, backoff: Backoff) -> Result<(
 /// that namespace first only when the write finds it missing: once per cluster, not once per
 /// record written.
 ///
+/// With the run's snapshot, the run's first record write goes alone: the layers that start
+/// together wait for it instead of each finding the namespace missing (16 layers at once made
+/// 16 namespace applies and 16 writes again).
+///
 /// # Guarantees
 /// The record is written whether or not the namespace existed (or was deleted since the last
 /// record): a 404 from the apply (the only thing an apply can not find is its namespace) applies
@@ -137,20 +141,31 @@ async fn ensure_namespace(client: &::kube::Client, backoff: Backoff) -> Result<(
 /// The API error of the write, or of the namespace's, after retries.
 pub(super) async fn in_records_namespace<T, F, Fut>(
     client: &::kube::Client,
-    backoff: Backoff,
+    opts: &super::ApplyOptions,
     write: F,
 ) -> Result<T, ::kube::Error>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, ::kube::Error>>,
 {
-    match write().await {
+    let mut first = match &opts.reads {
+        Some(r) => Some(r.snapshot.records_namespace().lock().await),
+        None => None,
+    };
+    if first.as_ref().is_some_and(|written| **written) {
+        first = None;
+    }
+    let result = match write().await {
         Err(::kube::Error::Api(s)) if s.code == 404 => {
-            ensure_namespace(client, backoff).await?;
+            ensure_namespace(client, opts.backoff).await?;
             write().await
         }
         other => other,
+    };
+    if let (Some(mut written), Ok(_)) = (first, &result) {
+        *written = true;
     }
+    result
 }
 
 /// Records the layer's objects; with `legacy`, then deletes the inventory named by the stack
@@ -188,7 +203,7 @@ pub async fn write(
     let api = cm_api(client);
     let patch = Patch::Apply(&cm);
     let n = name(stack_id, layer);
-    in_records_namespace(client, backoff, || {
+    in_records_namespace(client, opts, || {
         retry(backoff, || api.patch(&n, &pp, &patch))
     })
     .await

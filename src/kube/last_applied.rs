@@ -203,7 +203,7 @@ pub async fn write(
     let api = secret_api(client);
     let pp = PatchParams::apply("strata").force();
     let patch = Patch::Apply(&secret);
-    super::inventory::in_records_namespace(client, opts.backoff, || {
+    super::inventory::in_records_namespace(client, opts, || {
         retry(opts.backoff, || api.patch(&n, &pp, &patch))
     })
     .await

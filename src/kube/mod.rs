@@ -13,6 +13,7 @@ pub mod contents;
 pub mod diff;
 pub mod encrypted;
 pub mod error;
+pub mod inflight;
 pub mod inventory;
 pub mod kustomize;
 pub mod last_applied;

@@ -57,6 +57,8 @@ pub struct Snapshot {
     /// The stack's records by kind and name (their `data`); `None`: the lists failed.
     records: OnceCell<Option<Mutex<Records>>>,
     listings: Mutex<HashMap<ListKey, Arc<OnceCell<Option<Listing>>>>>,
+    /// Whether a record was written in this run, so the records namespace is known to exist.
+    records_namespace: tokio::sync::Mutex<bool>,
 }
 
 /// Records' `data` by kind and name.
@@ -96,7 +98,13 @@ impl Snapshot {
             declared,
             records: OnceCell::new(),
             listings: Mutex::new(HashMap::new()),
+            records_namespace: tokio::sync::Mutex::new(false),
         }
+    }
+
+    /// The run's first record write holds it (see `inventory::in_records_namespace`).
+    pub(super) fn records_namespace(&self) -> &tokio::sync::Mutex<bool> {
+        &self.records_namespace
     }
 
     fn ours(&self, record: Record, name: &str) -> bool {

@@ -130,8 +130,10 @@ impl ApplyPolicy {
 /// The `stack "NAME" { ... }` block.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StackSettings {
-    /// Layers run at once. Default 4.
+    /// Terraform layers run at once. Default 4.
     pub parallelism: usize,
+    /// Kubernetes layers run at once. Default 16.
+    pub kubernetes_parallelism: usize,
     /// How often the agent fetches the source. Default 1m.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
@@ -154,6 +156,7 @@ impl Default for StackSettings {
     fn default() -> Self {
         StackSettings {
             parallelism: 4,
+            kubernetes_parallelism: 16,
             poll_interval: Duration::from_secs(60),
             drift_interval: Duration::from_secs(600),
             alert_after: Duration::ZERO,

@@ -21,8 +21,9 @@ const BLOCK_TYPES: [&str; 7] = [
     "writeback",
 ];
 const ENVIRONMENT_ATTRS: [&str; 2] = ["vars", "apply"];
-const STACK_ATTRS: [&str; 6] = [
+const STACK_ATTRS: [&str; 7] = [
     "parallelism",
+    "kubernetes_parallelism",
     "poll_interval",
     "drift_interval",
     "alert_after",
@@ -290,12 +291,17 @@ impl Parser<'_> {
         let f = self.fields(block, &STACK_ATTRS, &["limits"]);
         let mut s = StackSettings::default();
         s.limits = self.limits_block(block).over(&s.limits);
-        if let Some(a) = f.get("parallelism") {
-            if let Some(n) = self.number(a) {
-                if n == 0 {
-                    self.err(a.value.span(), "parallelism must be at least 1");
-                } else {
-                    s.parallelism = n as usize;
+        for (name, slot) in [
+            ("parallelism", &mut s.parallelism),
+            ("kubernetes_parallelism", &mut s.kubernetes_parallelism),
+        ] {
+            if let Some(a) = f.get(name) {
+                if let Some(n) = self.number(a) {
+                    if n == 0 {
+                        self.err(a.value.span(), format!("{name} must be at least 1"));
+                    } else {
+                        *slot = n as usize;
+                    }
                 }
             }
         }

@@ -68,6 +68,14 @@ async fn independent_layers_read_the_cluster_once_per_run_not_once_per_layer() {
     assert_eq!(gets(&c, "/api/v1/namespaces/default/configmaps/"), 0);
     // Per layer: the dry run, the inventory ahead of the write, the write, the record; and
     // the records namespace, which the first layers running at once each find missing.
+    // The records namespace is applied once, not by each of the layers that start together.
+    assert_eq!(
+        c.dev
+            .count_requests(|r| r == "PATCH /api/v1/namespaces/strata-system"),
+        1,
+        "{:?}",
+        c.dev.requests()
+    );
     let first = total(&c);
     assert!(
         first <= (N as u64) * 4 + 20,

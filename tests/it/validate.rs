@@ -46,6 +46,18 @@ fn wrong_types_durations_choices_and_duplicates_are_all_reported() {
 }
 
 #[test]
+fn each_pool_bound_is_checked_with_its_place_and_a_typo_gets_a_did_you_mean() {
+    let out = validate("pools").code(1);
+    assert_eq!(
+        out.stderr,
+        "error: tests/fixtures/pools/strata.hcl:2:28: parallelism must be at least 1\n\
+         error: tests/fixtures/pools/strata.hcl:3:28: kubernetes_parallelism must be at least 1\n\
+         error: tests/fixtures/pools/strata.hcl:4:3: unknown attribute \"kubernetes_paralelism\" in stack \"pools\" (did you mean \"kubernetes_parallelism\"?)\n\
+         validation failed: 3 errors\n"
+    );
+}
+
+#[test]
 fn a_syntax_error_names_its_line_and_column() {
     let out = validate("syntax").code(1);
     insta::assert_snapshot!(out.stderr);
