@@ -218,6 +218,11 @@ impl Health {
                     p = self.places.take() => Some(p),
                 }
             };
+            // Asked again once a place is free: the cluster may have been given up while this
+            // request queued (the requests ahead of it hung), and nothing more is sent to it.
+            if let Some(refused) = self.refused() {
+                return Err(refused.into());
+            }
             tries += 1;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let call = inner.ready().await?.call(req);
@@ -238,13 +243,13 @@ impl Health {
                     true,
                 ),
             };
-            // The server is done with this try: its place is not held through the wait.
-            drop(place);
             self.failed_in_a_row.fetch_add(1, Ordering::Relaxed);
             let before = *answered_before.get_or_insert(self.answered.load(Ordering::Relaxed));
             let retry = if hung { None } else { again.make() };
             match (retry, waits.next()) {
                 (Some(req), Some(wait)) => {
+                    // The server is done with this try: its place is not held through the wait.
+                    drop(place);
                     tracing::debug!("{}: retrying in {wait:?} after {}", self.cluster, cause);
                     tokio::select! {
                         _ = self.cancel.cancelled() => return Err(self.cancelled().into()),
@@ -253,8 +258,12 @@ impl Health {
                     next = Some(req);
                 }
                 _ => {
+                    // The place is given back only once the verdict is in: a request queued
+                    // for it then sees a cluster given up, and sends nothing.
                     let cause = cause.text().await;
-                    return Err(self.gave_up(before, tries, cause).into());
+                    let verdict = self.gave_up(before, tries, cause);
+                    drop(place);
+                    return Err(verdict.into());
                 }
             }
         }
@@ -520,6 +529,32 @@ mod tests {
         let err = send(&h, &hung).await.unwrap_err();
         assert_eq!(hung.calls.load(Ordering::Relaxed), 1);
         assert!(err.to_string().contains("no answer within"), "{err}");
+        assert!(h.down().is_some());
+    }
+
+    #[tokio::test]
+    async fn requests_queued_for_a_place_send_nothing_once_the_cluster_is_given_up() {
+        // Every place taken by a request the server never answers, and as many again queued
+        // behind them: once the hung ones are given up, the queued ones are refused without
+        // reaching the server (before, each sent a try and hung for its own timeout).
+        let h = fast(CancellationToken::new());
+        let hung = fake(None);
+        let n = 2 * crate::kube::inflight::MAX_REQUESTS_IN_FLIGHT;
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (h, hung) = (h.clone(), hung.clone());
+                tokio::spawn(async move { h.send(hung, get()).await.map(|_| ()) })
+            })
+            .collect();
+        for t in tasks {
+            let err = t.await.unwrap().unwrap_err();
+            assert!(halted(&*err).is_some(), "{err}");
+        }
+        assert_eq!(
+            hung.calls.load(Ordering::Relaxed) as usize,
+            crate::kube::inflight::MAX_REQUESTS_IN_FLIGHT,
+            "only the requests holding a place reached the server"
+        );
         assert!(h.down().is_some());
     }
 
