@@ -287,8 +287,9 @@ impl Snapshot {
     }
 }
 
-/// Every item of `api` that `keep` keeps, read page by page; a LIST whose continue token
-/// expired mid-way is read again from the start (each read is one consistent list).
+/// Every item of `api` that `keep` keeps, read page by page (one consistent list). A LIST
+/// whose continue token expired mid-way (410) fails like any other refused list: the snapshot
+/// then has no listing there and the layers read for themselves.
 async fn paged(
     api: &Api<DynamicObject>,
     backoff: Backoff,
@@ -303,8 +304,15 @@ async fn paged(
                 lp = lp.continue_token(t);
             }
             let page = match api.list(&lp).await {
-                // A namespace that does not exist holds nothing.
-                Err(::kube::Error::Api(s)) if s.code == 404 && token.is_none() => return Ok(found),
+                // A namespace that does not exist holds nothing. Only that 404: one for a kind
+                // the server does not serve is a failed list (the layers read for themselves).
+                Err(::kube::Error::Api(s))
+                    if s.code == 404
+                        && token.is_none()
+                        && s.message.starts_with("namespaces \"") =>
+                {
+                    return Ok(found)
+                }
                 other => other?,
             };
             token = page.metadata.continue_.clone().filter(|t| !t.is_empty());

@@ -62,9 +62,9 @@ pub fn save(
     write(state_dir, id, outputs)
 }
 
-/// Caches outputs read from the layer's state by a run that holds no stack lock (a plan), only
-/// when no readable cache exists: an apply that finished meanwhile cached newer outputs, and
-/// those must win over what was read before it.
+/// Caches outputs an apply read from the layer's state (it had no cached copy), only when no
+/// readable cache exists: outputs cached meanwhile by the layer's own apply are newer, and win.
+/// A plan never caches (it holds no stack lock, and may read a state an apply is changing).
 ///
 /// # Errors
 /// [`StateError::Io`] naming the file.
