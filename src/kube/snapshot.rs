@@ -35,6 +35,18 @@ use crate::util::retry::Backoff;
 /// Items per page of a LIST.
 const PAGE: u32 = 500;
 
+/// How long a listing of live objects answers for the layers of a run. A layer queued long
+/// behind others (a pool full of slow layers) reads its objects itself instead of judging them
+/// from a listing taken at the start of a long run: the window in which an edit made by someone
+/// else goes unseen until the next run stays short, whatever the run's length.
+pub const MAX_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether a listing taken at `taken` may answer, at `now`, for a layer that became ready at
+/// `ready`: taken once everything the layer depends on had finished, and not too long ago.
+fn answers(taken: Instant, ready: Instant, now: Instant) -> bool {
+    taken >= ready && now.saturating_duration_since(taken) <= MAX_LISTING_AGE
+}
+
 /// (group, kind, namespace): what the stack's declared objects are counted by.
 pub type Place = (String, String, String);
 
@@ -196,7 +208,7 @@ impl Snapshot {
     /// objects declared there to list them, a listing older than `ready`, a failed list).
     ///
     /// # Guarantees
-    /// Only a listing taken at or after `ready` answers.
+    /// Only a listing taken at or after `ready`, and at most [`MAX_LISTING_AGE`] ago, answers.
     async fn live(
         &self,
         client: &::kube::Client,
@@ -260,7 +272,7 @@ impl Snapshot {
             })
             .await
             .as_ref()?;
-        if listing.taken < ready {
+        if !answers(listing.taken, ready, Instant::now()) {
             return None;
         }
         let objects = listing.objects.lock().expect("listing");
@@ -357,5 +369,37 @@ pub(super) async fn live_or_get(
 pub fn note(opts: &ApplyOptions, d: &Desired, written: Option<&DynamicObject>) {
     if let Some(reads) = &opts.reads {
         reads.snapshot.note_live(d, written);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_listing_answers_only_after_the_layers_dependencies_and_while_it_is_fresh() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(5);
+        assert!(
+            answers(later, start, later),
+            "taken after the layer was ready"
+        );
+        assert!(
+            !answers(start, later, later),
+            "taken before a dependency finished"
+        );
+        assert!(
+            answers(start, start, start + MAX_LISTING_AGE),
+            "at its age limit"
+        );
+        assert!(
+            !answers(
+                start,
+                start,
+                start + MAX_LISTING_AGE + Duration::from_millis(1)
+            ),
+            "older than the limit: the layer reads for itself"
+        );
     }
 }
