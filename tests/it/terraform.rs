@@ -13,7 +13,7 @@ use strata::terraform::{
 use strata::value::{InputValue, Outputs};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, NULL_PROVIDER};
 
 /// A stack in a temp dir, with its own state dir.
 struct Fixture {
@@ -60,8 +60,6 @@ async fn terraform(state: &Path) -> Terraform {
     opts.env.push(("TF_CLI_CONFIG_FILE".into(), rc.into()));
     Terraform::new(bin, opts)
 }
-
-const NULL_PROVIDER: &str = "terraform {\n  required_providers {\n    null = {\n      source = \"hashicorp/null\"\n    }\n  }\n}\n";
 
 fn net_module() -> String {
     format!(

@@ -3,11 +3,10 @@
 //! present. Dependents always get what the apply produced, never the outputs of the apply
 //! before it. The real `strata` binary and the real terraform.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::support::{tf_env, Output};
+use crate::support::{lines, tf_env, wait_until, Output, NULL_PROVIDER};
 
 /// A stack of two layers, `net` and `app` (which takes `net`'s output `id`), with its state dir.
 struct Fixture {
@@ -15,8 +14,6 @@ struct Fixture {
     root: PathBuf,
     state: PathBuf,
 }
-
-const NULL_PROVIDER: &str = "terraform {\n  required_providers {\n    null = {\n      source = \"hashicorp/null\"\n    }\n  }\n}\n";
 
 impl Fixture {
     fn new() -> Fixture {
@@ -117,22 +114,6 @@ impl Fixture {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
-    }
-}
-
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
-}
-
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::support::{tf_env, Output, Postgres};
+use crate::support::{lines, tf_env, wait_until, Output, Postgres, NULL_PROVIDER};
 
 /// A stack of one terraform layer in a temp dir, with its own state dir.
 struct Fixture {
@@ -56,26 +55,6 @@ impl Fixture {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
-    }
-}
-
-const NULL_PROVIDER: &str = "terraform {\n  required_providers {\n    null = {\n      source = \"hashicorp/null\"\n    }\n  }\n}\n";
-
-/// Lines in a file (0 when it does not exist).
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -9,9 +9,9 @@ mod secrets;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::{tf_env, Output, Postgres};
+pub(super) use crate::support::{wait_until, NULL_PROVIDER};
 
 /// A password the server (trust auth) ignores, so every test can look for it in what it sees.
 pub(super) const PASSWORD: &str = "pw-never-shown-7f3a";
@@ -87,8 +87,6 @@ pub(super) fn url(pg: &Postgres) -> String {
     pg.conn_str()
         .replace("postgres@", &format!("postgres:{PASSWORD}@"))
 }
-
-pub(super) const NULL_PROVIDER: &str = "terraform {\n  required_providers {\n    null = {\n      source = \"hashicorp/null\"\n    }\n  }\n}\n";
 
 pub(super) fn module(version: u32) -> String {
     format!(
@@ -176,18 +174,6 @@ impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-#[track_caller]
-pub(super) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
