@@ -48,23 +48,34 @@ impl Engine {
     /// # Guarantees
     /// Written (atomically, under the status lock) before the first object is: once the layer
     /// is removed from the stack file, an apply killed at any point still knows where to prune.
-    /// Unchanged, it is not written again.
+    /// Unchanged, it is not written again. Layers recording at the same time share one write of
+    /// `status.json` ([`crate::util::group_commit`]); each goes on only once the write that
+    /// carried its own record succeeded.
     ///
     /// # Errors
     /// `status.json` could not be written: the layer must not be applied then.
-    pub(super) fn record_kube_target(
+    pub(super) async fn record_kube_target(
         &self,
         id: &LayerId,
         target: KubeTarget,
-    ) -> Result<(), super::EngineError> {
+    ) -> Result<(), String> {
         if self.kube_target(id).as_ref() == Some(&target) {
             return Ok(());
         }
-        // Only this field, on disk and in memory: what the run's other steps recorded in
+        // Only these fields, on disk and in memory: what the run's other steps recorded in
         // memory so far (converged layers) must survive until the run records it.
-        StackState::update(&self.opts.state_dir, |s| {
-            s.layer_mut(id).kubernetes = Some(target.clone());
-        })?;
+        let state_dir = self.opts.state_dir.clone();
+        self.kube_targets
+            .commit((id.clone(), target.clone()), move |batch| {
+                StackState::update(&state_dir, |s| {
+                    for (id, target) in batch {
+                        s.layer_mut(&id).kubernetes = Some(target);
+                    }
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+            })
+            .await?;
         self.state.lock().expect("state").layer_mut(id).kubernetes = Some(target);
         Ok(())
     }

@@ -268,6 +268,7 @@ impl Engine {
                     prune: opts.prune,
                 };
                 self.record_kube_target(id, target)
+                    .await
                     .map_err(Failure::failed)?;
                 self.progress(id, Event::Applying);
                 let applied = k8s::apply_layer(&k.client, &k.desired, inventory, &opts)

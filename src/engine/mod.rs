@@ -166,6 +166,10 @@ pub struct Engine {
     declared: Declared,
     /// Each layer's wave, once asked for.
     waves: std::sync::OnceLock<std::collections::HashMap<LayerId, usize>>,
+    /// Where Kubernetes layers apply, recorded before their first write; layers recording at
+    /// once share a write of `status.json`.
+    kube_targets:
+        crate::util::group_commit::GroupCommit<(LayerId, crate::state::stack_status::KubeTarget)>,
 }
 
 /// Object names by cluster, then by (group, kind, namespace).

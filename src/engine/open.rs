@@ -118,6 +118,7 @@ impl Engine {
             clusters,
             declared,
             waves: Default::default(),
+            kube_targets: Default::default(),
             opts,
             source,
             stack: v.stack,

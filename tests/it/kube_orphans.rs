@@ -355,6 +355,75 @@ async fn a_prune_of_a_removed_layer_killed_midway_is_finished_by_the_next_apply(
     assert!(!remembered(&root, "kubernetes.old"));
 }
 
+/// Many layers record where they apply at once (one write of `status.json` for all that ask
+/// together): killed while they first apply, then every one removed from the stack file, each
+/// object any of them created is pruned, because its layer's target was on disk before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_killed_during_their_first_apply_and_then_removed_are_all_pruned() {
+    let c = Cluster::start().await;
+    let client = c.client().await;
+    let root = c.dir.path().join("stack");
+    let names: Vec<String> = (0..40).map(|i| format!("l{i:02}")).collect();
+    let layers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "main")).collect();
+    stack(&root, &c, &layers, false);
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    for n in &names {
+        layer(&root, n, &[]);
+    }
+    run(&root, "apply").await.code(0);
+    for n in &names {
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\n  namespace: shop\n"
+        );
+        layer(&root, n, &[("cm.yaml", cm.as_str())]);
+    }
+    let cms: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        client.clone(),
+        "shop",
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let count = || async {
+        cms.list(&Default::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    };
+    c.dev.inject(Fault {
+        verb: Some("patch".into()),
+        resource: Some("configmaps".into()),
+        action: FaultAction::Latency(Duration::from_millis(300)),
+        count: None,
+    });
+    let mut child = spawn_apply(&root);
+    let mut polls = 0;
+    while count().await < 3 {
+        polls += 1;
+        assert!(polls < 1200, "the apply never started writing");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    c.dev.clear_faults();
+    let created = count().await;
+    assert!((3..40).contains(&created), "killed midway: {created}");
+
+    stack(&root, &c, &[], false);
+    let apply = run_with(&root, "apply", &["--json"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        count().await,
+        0,
+        "every object created was pruned: {apply:?}"
+    );
+    for n in &names {
+        assert!(inventories(&c, n).await.is_empty(), "{n}: {apply:?}");
+        assert!(!remembered(&root, &format!("kubernetes.{n}")), "{n}");
+    }
+}
+
 fn spawn_apply(root: &Path) -> tokio::process::Child {
     tokio::process::Command::new(assert_cmd::cargo::cargo_bin("strata"))
         .args(["apply", "--auto-approve", "--stack"])
