@@ -136,14 +136,20 @@ impl Engine {
     /// repository URL and path, or the stack directory) and its name, so that two stacks that
     /// share a name never own each other's objects, and a new state dir for the same source owns
     /// the same ones.
+    /// Worked out once per engine: it reads the file system (the stack directory's real path),
+    /// and every layer asks.
     pub(super) fn stack_id(&self) -> String {
-        let base = self.base_stack_id();
-        // Each environment owns its own objects: one never prunes or adopts another's, even in
-        // the same cluster and namespace.
-        match &self.stack.env {
-            Some(env) => k8s::owner::derive_id(&base, &format!("env:{env}")),
-            None => base,
-        }
+        self.stack_id
+            .get_or_init(|| {
+                let base = self.base_stack_id();
+                // Each environment owns its own objects: one never prunes or adopts another's,
+                // even in the same cluster and namespace.
+                match &self.stack.env {
+                    Some(env) => k8s::owner::derive_id(&base, &format!("env:{env}")),
+                    None => base,
+                }
+            })
+            .clone()
     }
 
     /// The stack's name on its objects (`strata.dev/stack`): `shop`, or `shop.dev` for

@@ -170,6 +170,8 @@ pub struct Engine {
     /// once share a write of `status.json`.
     kube_targets:
         crate::util::group_commit::GroupCommit<(LayerId, crate::state::stack_status::KubeTarget)>,
+    /// The stack's identity on its clusters, once asked for ([`Engine::stack_id`]).
+    stack_id: std::sync::OnceLock<String>,
 }
 
 /// Object names by cluster, then by (group, kind, namespace).

@@ -119,6 +119,7 @@ impl Engine {
             declared,
             waves: Default::default(),
             kube_targets: Default::default(),
+            stack_id: Default::default(),
             opts,
             source,
             stack: v.stack,
