@@ -385,16 +385,86 @@ async fn plan_all(
         .await
 }
 
+/// Dry-runs the first stage (CRDs and Namespaces), then the rest: objects that can only be
+/// dry-run once the first stage exists (kinds served by new CRDs, objects in namespaces this
+/// run creates) are planned [`Planned::AfterCrd`].
+///
+/// # Errors
+/// Every dry-run failure of both stages, as `Kind/ns/name: reason`; discovery failures.
+async fn plan_stages(
+    cluster: &super::Cluster,
+    first: &[&Desired],
+    rest: &[&Desired],
+    opts: &ApplyOptions,
+    last: &LastApplied,
+) -> Result<(Vec<(Planned, Sending)>, Vec<(Planned, Sending)>), KubeError> {
+    let client: &::kube::Client = cluster;
+    let mut failures = Vec::new();
+    let mut plans_first = Vec::new();
+    for (d, result) in first
+        .iter()
+        .zip(plan_all(client, first, opts, &vec![false; first.len()], last).await)
+    {
+        match result {
+            Ok(p) => plans_first.push(p),
+            Err(e) => failures.push(format!("{}: {e}", d.r)),
+        }
+    }
+    let served = cluster
+        .served(
+            rest.iter()
+                .map(|d| (d.r.group.clone(), d.r.version.clone(), d.r.kind.clone())),
+        )
+        .await?;
+    let new_namespaces: Vec<&str> = first
+        .iter()
+        .zip(&plans_first)
+        .filter(|(d, p)| d.r.kind == "Namespace" && matches!(p.0, Planned::Create))
+        .map(|(d, _)| d.r.name.as_str())
+        .collect();
+    let pending: Vec<bool> = rest
+        .iter()
+        .map(|d| {
+            served.get(&d.r.group, &d.r.version, &d.r.kind).is_none()
+                || (!d.r.namespace.is_empty() && new_namespaces.contains(&d.r.namespace.as_str()))
+        })
+        .collect();
+    let mut plans_rest = Vec::new();
+    for (d, result) in rest
+        .iter()
+        .zip(plan_all(client, rest, opts, &pending, last).await)
+    {
+        match result {
+            Ok(p) => plans_rest.push(p),
+            Err(e) => failures.push(format!("{}: {e}", d.r)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(KubeError::DryRun { failures });
+    }
+    Ok((plans_first, plans_rest))
+}
+
 /// Applies (or with `dry_run`, plans) the desired objects. `ahead` is the inventory to record
 /// before the first write (and whether it replaces one named by the stack name alone); `None`
 /// when the recorded one already covers every desired object. `last` is what strata last
 /// applied to the layer, against which field-manager conflicts are resolved.
 ///
 /// # Guarantees
-/// - The inventory in `ahead` is recorded after every dry run passed and before the first write:
-///   a crash at any point leaves every object this apply created in an inventory.
-/// - Every object of a stage is dry-run before any of the stage is written; one failure and
-///   nothing of the stage is applied, and the error lists every failure as `Kind/ns/name: reason`.
+/// - The inventory in `ahead` is written at the same time as the dry runs, and no object is
+///   written unless every dry run passed AND that inventory write succeeded: a crash at any
+///   point leaves every object this apply created in an inventory, and a failed inventory write
+///   fails the layer with nothing written.
+/// - A layer whose dry run fails may leave its inventory extended with objects it never wrote.
+///   That is harmless: the inventory only says where to look (the same state a crash between
+///   the inventory write and the first object write leaves), pruning deletes only objects
+///   labelled as this stack's and drops from the inventory whatever is missing or someone
+///   else's ([`super::prune`]), so the next apply narrows it back to what exists.
+/// - Every object of the layer is dry-run before any is written (objects of kinds or
+///   namespaces the first stage creates: before any of the later stage is written); one failure
+///   and nothing is applied, and the error lists every failure as `Kind/ns/name: reason`.
+/// - Objects are written in rounds ([`order::round`]): each kind up to Service in its own
+///   round, in order, then every later kind of the stage in one round.
 /// - Objects whose dry-run result equals the live object are not written (no resourceVersion
 ///   bump): a second run of the same layer makes zero writes. An object strata owns whose live
 ///   state already holds every field and value it applies, owned by strata alone, is not even
@@ -423,55 +493,22 @@ pub async fn apply(
     let (first, rest): (Vec<&Desired>, Vec<&Desired>) =
         desired.iter().partition(|d| order::stage(&d.r) <= 1);
 
-    // Dry-run the first stage (CRDs and Namespaces).
-    let mut failures = Vec::new();
-    let mut plans_first = Vec::new();
-    for (d, result) in first
-        .iter()
-        .zip(plan_all(client, &first, opts, &vec![false; first.len()], last).await)
-    {
-        match result {
-            Ok(p) => plans_first.push(p),
-            Err(e) => failures.push(format!("{}: {e}", d.r)),
+    // The inventory goes out beside the dry runs, not after them: it only has to be recorded
+    // before the first write, and is harmless if no write follows (see the guarantees).
+    let record_ahead = async {
+        match (ahead, dry_run) {
+            (Some((entries, legacy)), false) => {
+                super::inventory::write(client, opts, entries, legacy).await
+            }
+            _ => Ok(()),
         }
-    }
-    // Objects that can only be dry-run once the first stage exists: kinds served by new CRDs,
-    // and objects in namespaces this run creates.
-    let served = cluster
-        .served(
-            rest.iter()
-                .map(|d| (d.r.group.clone(), d.r.version.clone(), d.r.kind.clone())),
-        )
-        .await?;
-    let new_namespaces: Vec<&str> = first
-        .iter()
-        .zip(&plans_first)
-        .filter(|(d, p)| d.r.kind == "Namespace" && matches!(p.0, Planned::Create))
-        .map(|(d, _)| d.r.name.as_str())
-        .collect();
-    let pending: Vec<bool> = rest
-        .iter()
-        .map(|d| {
-            served.get(&d.r.group, &d.r.version, &d.r.kind).is_none()
-                || (!d.r.namespace.is_empty() && new_namespaces.contains(&d.r.namespace.as_str()))
-        })
-        .collect();
-    let mut plans_rest = Vec::new();
-    for (d, result) in rest
-        .iter()
-        .zip(plan_all(client, &rest, opts, &pending, last).await)
-    {
-        match result {
-            Ok(p) => plans_rest.push(p),
-            Err(e) => failures.push(format!("{}: {e}", d.r)),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(KubeError::DryRun { failures });
-    }
-    if let (Some((entries, legacy)), false) = (ahead, dry_run) {
-        super::inventory::write(client, opts, entries, legacy).await?;
-    }
+    };
+    let (recorded, planned) = futures::join!(
+        record_ahead,
+        plan_stages(cluster, &first, &rest, opts, last)
+    );
+    let (plans_first, plans_rest) = planned?;
+    recorded?;
 
     apply_stage(client, &first, plans_first, opts, dry_run, &mut cs).await?;
     if !dry_run && first.iter().any(|d| d.r.kind == "CustomResourceDefinition") {

@@ -130,10 +130,14 @@ pub async fn read_inventory(
 /// Applies a layer and waits for it; its prune comes after, in [`finish`].
 ///
 /// # Guarantees
-/// - Nothing is applied when the desired set failed to load or any dry run failed.
-/// - Write-ahead inventory: before the first write, the inventory records everything it held
-///   plus every desired object, so a crash at any point leaves every object strata created
-///   findable by the next run.
+/// - Nothing is applied when the desired set failed to load, any dry run failed, or the
+///   inventory could not be written.
+/// - Write-ahead inventory: written at the same time as the dry runs and before the first
+///   object write, the inventory records everything it held plus every desired object, so a
+///   crash at any point leaves every object strata created findable by the next run.
+/// - A layer whose dry run fails may leave that inventory extended with objects never written:
+///   harmless, as pruning deletes only objects labelled as this stack's and drops from the
+///   inventory what is missing or someone else's, so the next apply narrows it again.
 /// - Idempotent: a second run with the same desired set makes zero writes, the inventory
 ///   and the record of what was applied included.
 /// - Field-manager conflicts are resolved against what strata last applied to the layer

@@ -327,7 +327,19 @@ async fn one_invalid_manifest_blocks_the_whole_layer() {
         "{text}"
     );
     assert!(text.contains("Deployment/platform/Bad_Name: Deployment.apps \"Bad_Name\" is invalid: metadata.name: Invalid value"), "{text}");
-    assert_eq!(c.dev.resource_version(), rv, "nothing was applied");
+    // The one write is the inventory, sent beside the dry runs: no object was applied.
+    assert_eq!(
+        c.dev.resource_version(),
+        rv + 1,
+        "nothing was applied but the inventory"
+    );
+    assert_ne!(
+        c.kubectl(&["get", "cm", "settings", "-n", "platform"])
+            .await
+            .code,
+        0,
+        "settings was not applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::kube_rounds::inventory;
 use crate::kube_safety::{layer, run};
 use crate::support::Cluster;
 
@@ -148,7 +149,7 @@ async fn an_object_deleted_after_the_snapshot_by_a_layer_it_depends_on_is_create
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_layer_whose_dry_run_fails_writes_no_inventory_while_the_others_converge() {
+async fn a_layer_whose_dry_run_fails_writes_no_object_while_the_others_converge() {
     const N: usize = 24;
     let c = Cluster::start().await;
     let root = c.dir.path().join("stack");
@@ -170,10 +171,15 @@ async fn a_layer_whose_dry_run_fails_writes_no_inventory_while_the_others_conver
         .kubectl(&["get", "configmaps", "-n", "strata-system", "-o", "name"])
         .await;
     assert_eq!(got.code, 0, "{got:?}");
-    assert!(
-        !got.stdout.lines().any(|l| l.ends_with(".w3")),
-        "no inventory for the layer that failed: {}",
-        got.stdout
+    // The layer that failed wrote its inventory beside its dry runs: it names both objects,
+    // neither of which was written.
+    assert_eq!(
+        inventory(&c, "w3").await,
+        Some(vec![
+            "ConfigMap/Bad_Name".to_string(),
+            "ConfigMap/w3".to_string()
+        ]),
+        "the inventory written beside the dry runs"
     );
     for i in (0..N).filter(|i| *i != 3) {
         assert!(
@@ -193,4 +199,9 @@ async fn a_layer_whose_dry_run_fails_writes_no_inventory_while_the_others_conver
     c.kubectl(&["get", "configmap", "w3", "-n", "default"])
         .await
         .code(0);
+    // The object never written is dropped from the inventory: it does not exist.
+    assert_eq!(
+        inventory(&c, "w3").await,
+        Some(vec!["ConfigMap/w3".to_string()])
+    );
 }

@@ -27,6 +27,7 @@ mod kube;
 mod kube_listdiff;
 mod kube_orphans;
 mod kube_ownership;
+mod kube_rounds;
 mod kube_safety;
 mod kube_scale;
 mod kube_snapshot;

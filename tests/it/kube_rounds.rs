@@ -1,0 +1,163 @@
+//! How few sequential round trips a Kubernetes layer's apply takes, and that none of its
+//! guarantees is lost for it: the inventory goes out beside the dry runs (no object is written
+//! unless both succeeded), and the kinds nothing else needs at creation go out together.
+
+use std::path::Path;
+
+use devcluster::Fault;
+
+use crate::kube_safety::{layer, run};
+use crate::support::Cluster;
+
+/// A stack `rounds` of one layer `app` in namespace `default`, pruning.
+fn one_layer(root: &Path, c: &Cluster) {
+    let hcl = format!(
+        "stack \"rounds\" {{}}\n\ncluster \"main\" {{\n  kubeconfig_path = \"{}\"\n}}\n\nkubernetes \"app\" {{\n  source    = \"k8s/app\"\n  cluster   = cluster.main\n  wait      = false\n  namespace = \"default\"\n}}\n",
+        c.kubeconfig.display()
+    );
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("strata.hcl"), hcl).unwrap();
+}
+
+const SA: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n";
+
+/// The `Kind/name`s the inventory of layer `layer` holds, sorted; `None` when it has none.
+pub(crate) async fn inventory(c: &Cluster, layer: &str) -> Option<Vec<String>> {
+    let got = c
+        .kubectl(&["get", "configmaps", "-n", "strata-system", "-o", "json"])
+        .await;
+    if got.code != 0 {
+        return None;
+    }
+    let list: serde_json::Value = serde_json::from_str(&got.stdout).unwrap();
+    let cm = list["items"].as_array()?.iter().find(|cm| {
+        cm["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("inventory.") && n.ends_with(&format!(".{layer}")))
+    })?;
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(cm["data"]["entries"].as_str().unwrap()).unwrap();
+    let mut names: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["kind"].as_str().unwrap(),
+                e["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_goes_out_beside_the_dry_runs_and_no_object_without_both() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    layer(&root, "app", &[("sa.yaml", SA)]);
+
+    // The object's dry run is refused. The inventory was sent at the same time, not after
+    // the dry runs passed: it is there, naming the object, which is not.
+    c.dev
+        .inject(Fault::fail("patch", "serviceaccounts", 403, 1));
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("dry-run failed, nothing applied"),
+        "{out:?}"
+    );
+    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
+        .await
+        .code(1);
+    assert_eq!(
+        inventory(&c, "app").await,
+        Some(vec!["ServiceAccount/app".to_string()]),
+        "written beside the dry run"
+    );
+
+    // The next apply converges, and the one after writes nothing.
+    c.dev.clear_faults();
+    assert_eq!(run(&root, "apply").await.code, 0);
+    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
+        .await
+        .code(0);
+    assert_eq!(
+        inventory(&c, "app").await,
+        Some(vec!["ServiceAccount/app".to_string()])
+    );
+    let rv = c.dev.resource_version();
+    assert_eq!(run(&root, "apply").await.code, 0);
+    assert_eq!(c.dev.resource_version(), rv, "a no-op apply writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inventory_that_cannot_be_written_fails_the_layer_with_no_object_written() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    layer(&root, "app", &[("sa.yaml", SA)]);
+
+    // Every write of a ConfigMap is refused: the layer's objects are none, its inventory is one.
+    c.dev.inject(Fault {
+        count: None,
+        ..Fault::fail("patch", "configmaps", 403, 0)
+    });
+    let rv = c.dev.resource_version();
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("inventory.") || out.stdout.contains("inventory."),
+        "the inventory is named: {out:?}"
+    );
+    assert_eq!(
+        c.dev.resource_version(),
+        rv,
+        "nothing was written: {:?}",
+        c.dev.requests()
+    );
+    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
+        .await
+        .code(1);
+
+    c.dev.clear_faults();
+    assert_eq!(run(&root, "apply").await.code, 0);
+    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
+        .await
+        .code(0);
+    assert_eq!(
+        inventory(&c, "app").await,
+        Some(vec!["ServiceAccount/app".to_string()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_apply_of_one_object_sends_what_it_did_before() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    layer(&root, "app", &[("sa.yaml", SA)]);
+    c.dev.reset_requests();
+    assert_eq!(run(&root, "apply").await.code, 0);
+    let patches = |path: &str| c.dev.count_requests(|r| r == format!("PATCH {path}"));
+    // The dry run and the write of the object, the inventory (sent once more after it
+    // created the records namespace) and the record of what was applied: nothing added.
+    assert_eq!(
+        patches("/api/v1/namespaces/default/serviceaccounts/app"),
+        2,
+        "{:?}",
+        c.dev.requests()
+    );
+    assert_eq!(patches("/api/v1/namespaces/strata-system"), 1);
+    let inventory_writes = c.dev.count_requests(|r| {
+        r.starts_with("PATCH /api/v1/namespaces/strata-system/configmaps/inventory.")
+    });
+    assert_eq!(inventory_writes, 2, "{:?}", c.dev.requests());
+    let record_writes = c
+        .dev
+        .count_requests(|r| r.starts_with("PATCH /api/v1/namespaces/strata-system/secrets/"));
+    assert!(record_writes >= 1, "{:?}", c.dev.requests());
+    let writes = c.dev.count_requests(|r| !r.starts_with("GET "));
+    assert_eq!(writes, 2 + 1 + 2 + record_writes, "{:?}", c.dev.requests());
+}
