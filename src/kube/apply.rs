@@ -546,17 +546,15 @@ async fn apply_stage(
     cs: &mut ChangeSet,
 ) -> Result<(), KubeError> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    // Objects of one kind go out together (CONCURRENCY at a time); kinds keep their order.
+    // The objects of one round go out together (CONCURRENCY at a time), reported in their
+    // sorted order; the next round starts once every write of this one is answered.
     let items: Vec<(&Desired, (Planned, Sending))> = objects.iter().copied().zip(plans).collect();
     let mut start = 0;
     while start < items.len() {
-        let kind = order::key(&items[start].0.r);
+        let round = order::round(&items[start].0.r);
         let end = items[start..]
             .iter()
-            .position(|(d, _)| {
-                let k = order::key(&d.r);
-                (k.0, k.1, &k.2) != (kind.0, kind.1, &kind.2)
-            })
+            .position(|(d, _)| order::round(&d.r) != round)
             .map_or(items.len(), |p| start + p);
         let mut futures = Vec::with_capacity(end - start);
         for (d, (plan, sending)) in &items[start..end] {

@@ -161,3 +161,124 @@ async fn a_first_apply_of_one_object_sends_what_it_did_before() {
     let writes = c.dev.count_requests(|r| !r.starts_with("GET "));
     assert_eq!(writes, 2 + 1 + 2 + record_writes, "{:?}", c.dev.requests());
 }
+
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+/// The Flux benchmark's four objects, a NetworkPolicy and a custom resource of a CRD the same
+/// layer declares.
+const APP: &str = r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app
+spec:
+  selector: {app: app}
+  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      serviceAccountName: app
+      containers: [{name: app, image: "nginx:1.27"}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: app
+spec:
+  rules:
+    - host: app.example.com
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend: {service: {name: app, port: {number: 80}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: app
+spec:
+  podSelector: {matchLabels: {app: app}}
+  policyTypes: [Ingress]
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: app
+spec:
+  size: 3
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_whose_later_kinds_go_out_in_one_round_converges_and_then_writes_nothing() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    layer(&root, "app", &[("crd.yaml", CRD), ("app.yaml", APP)]);
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for (kind, name) in [
+        ("serviceaccount", "app"),
+        ("service", "app"),
+        ("deployment", "app"),
+        ("ingress", "app"),
+        ("networkpolicy", "app"),
+        ("widgets.example.com", "app"),
+    ] {
+        c.kubectl(&["get", kind, name, "-n", "default"])
+            .await
+            .code(0);
+    }
+    assert_eq!(
+        inventory(&c, "app").await,
+        Some(
+            [
+                "CustomResourceDefinition/widgets.example.com",
+                "Deployment/app",
+                "Ingress/app",
+                "NetworkPolicy/app",
+                "Service/app",
+                "ServiceAccount/app",
+                "Widget/app",
+            ]
+            .map(String::from)
+            .to_vec()
+        )
+    );
+
+    let rv = c.dev.resource_version();
+    let out = run(&root, "apply").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        c.dev.resource_version(),
+        rv,
+        "a second apply makes zero writes: {out:?}"
+    );
+    assert_eq!(run(&root, "diff").await.code, 0);
+}
