@@ -1,15 +1,16 @@
 //! Server-side apply of a layer, staged as Flux's `ApplyAllStaged`: CRDs and Namespaces first
-//! (waiting for CRDs to be established), then everything else. Every object is dry-run first; if
-//! any dry run fails, nothing (of that stage) is applied. Only objects whose dry-run result differs
-//! from the live object are written, so a no-op run makes zero writes.
+//! (waiting for CRDs to be established), then everything else. Every object is dry-run first
+//! (the inventory is written at the same time); if any dry run fails, nothing is applied. Only
+//! objects whose dry-run result differs from the live object are written, so a no-op run makes
+//! zero writes; the writes go out in rounds ([`super::rounds`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
-use super::changeset::{Action, Change, ChangeSet};
+use super::changeset::ChangeSet;
 use super::conflicts::{self, Kept, Taken};
 use super::error::KubeError;
 use super::last_applied::LastApplied;
@@ -179,7 +180,7 @@ pub fn prepare(
 }
 
 /// The outcome of one object's dry run.
-enum Planned {
+pub(super) enum Planned {
     Create,
     /// It exists and differs: the fields that change (live → desired), masked as in a diff.
     Configure(Vec<super::sanitize::FieldDiff>),
@@ -194,16 +195,16 @@ enum Planned {
 /// How a planned object is sent: as Git declares it, or without the fields left to other
 /// managers; forced or not.
 #[derive(Debug, Default)]
-struct Sending {
+pub(super) struct Sending {
     /// The object without the fields left to other managers; `None`: as Git declares it.
     object: Option<Value>,
-    force: bool,
-    kept: Vec<Kept>,
-    taken: Vec<Taken>,
+    pub(super) force: bool,
+    pub(super) kept: Vec<Kept>,
+    pub(super) taken: Vec<Taken>,
 }
 
 impl Sending {
-    fn object<'a>(&'a self, d: &'a Desired) -> &'a Value {
+    pub(super) fn object<'a>(&'a self, d: &'a Desired) -> &'a Value {
         self.object.as_ref().unwrap_or(&d.object)
     }
 }
@@ -224,7 +225,7 @@ fn is_immutable(e: &::kube::Error) -> bool {
     matches!(e, ::kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable"))
 }
 
-async fn server_apply(
+pub(super) async fn server_apply(
     d: &Desired,
     object: &Value,
     client: &::kube::Client,
@@ -510,7 +511,7 @@ pub async fn apply(
     let (plans_first, plans_rest) = planned?;
     recorded?;
 
-    apply_stage(client, &first, plans_first, opts, dry_run, &mut cs).await?;
+    super::rounds::write(client, &first, plans_first, opts, dry_run, &mut cs).await?;
     if !dry_run && first.iter().any(|d| d.r.kind == "CustomResourceDefinition") {
         super::wait::crds_established(client, &first, opts.crd_timeout).await?;
     }
@@ -533,109 +534,6 @@ pub async fn apply(
             failures: late_failures,
         });
     }
-    apply_stage(client, &rest, plans_rest2, opts, dry_run, &mut cs).await?;
+    super::rounds::write(client, &rest, plans_rest2, opts, dry_run, &mut cs).await?;
     Ok(cs)
-}
-
-async fn apply_stage(
-    client: &::kube::Client,
-    objects: &[&Desired],
-    plans: Vec<(Planned, Sending)>,
-    opts: &ApplyOptions,
-    dry_run: bool,
-    cs: &mut ChangeSet,
-) -> Result<(), KubeError> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    // The objects of one round go out together (CONCURRENCY at a time), reported in their
-    // sorted order; the next round starts once every write of this one is answered.
-    let items: Vec<(&Desired, (Planned, Sending))> = objects.iter().copied().zip(plans).collect();
-    let mut start = 0;
-    while start < items.len() {
-        let round = order::round(&items[start].0.r);
-        let end = items[start..]
-            .iter()
-            .position(|(d, _)| order::round(&d.r) != round)
-            .map_or(items.len(), |p| start + p);
-        let mut futures = Vec::with_capacity(end - start);
-        for (d, (plan, sending)) in &items[start..end] {
-            futures.push(apply_one(client, d, plan, sending, opts, dry_run));
-        }
-        let done: Vec<(Action, Option<String>)> = stream::iter(futures)
-            .buffered(super::CONCURRENCY)
-            .try_collect()
-            .await?;
-        for ((d, (plan, sending)), (action, reason)) in items[start..end].iter().zip(done) {
-            let fields = match plan {
-                Planned::Configure(fields) => fields.clone(),
-                _ => Vec::new(),
-            };
-            cs.changes.push(Change {
-                object: d.r.clone(),
-                action,
-                reason,
-                fields,
-                kept: sending.kept.clone(),
-                taken: sending.taken.clone(),
-            });
-        }
-        start = end;
-    }
-    Ok(())
-}
-
-/// Writes one object as planned; returns what happened.
-async fn apply_one(
-    client: &::kube::Client,
-    d: &Desired,
-    plan: &Planned,
-    sending: &Sending,
-    opts: &ApplyOptions,
-    dry_run: bool,
-) -> Result<(Action, Option<String>), KubeError> {
-    let failed = |e: ::kube::Error| KubeError::Apply {
-        object: d.r.to_string(),
-        message: reason(&e),
-    };
-    Ok(match plan {
-        Planned::Unchanged if !sending.kept.is_empty() => (
-            Action::Unchanged,
-            Some("unchanged but for fields left to other managers (drift)".into()),
-        ),
-        Planned::Unchanged => (Action::Unchanged, None),
-        Planned::AfterCrd => (
-            Action::Created,
-            Some("planned after its CRD or namespace, which this layer creates first".into()),
-        ),
-        Planned::Create | Planned::Configure(_) | Planned::Adopt(_) => {
-            if !dry_run {
-                let written =
-                    server_apply(d, sending.object(d), client, opts, sending.force, false)
-                        .await
-                        .map_err(failed)?;
-                super::snapshot::note(opts, d, Some(&written));
-            }
-            match plan {
-                Planned::Create => (Action::Created, None),
-                Planned::Adopt(owner) => {
-                    (Action::Configured, Some(format!("adopted: it was {owner}")))
-                }
-                _ => (Action::Configured, None),
-            }
-        }
-        Planned::Recreate => {
-            if !dry_run {
-                let api = d.api(client);
-                let dp = DeleteParams::foreground();
-                retry(opts.backoff, || api.delete(&d.r.name, &dp))
-                    .await
-                    .map_err(failed)?;
-                super::wait::gone(client, d, Duration::from_secs(60)).await?;
-                let written = server_apply(d, &d.object, client, opts, opts.force_conflicts, false)
-                    .await
-                    .map_err(failed)?;
-                super::snapshot::note(opts, d, Some(&written));
-            }
-            (Action::Recreated, Some("an immutable field changed".into()))
-        }
-    })
 }

@@ -26,6 +26,7 @@ pub mod owner;
 pub mod prune;
 pub mod resolve;
 pub mod retry;
+pub mod rounds;
 pub mod sanitize;
 pub mod snapshot;
 pub mod vars;

@@ -2,7 +2,7 @@
 //! then namespaced ones; within each, kinds that others depend on first. Pruning runs in reverse.
 //!
 //! Objects are written in rounds ([`round`]): a round's writes go out together, and the next
-//! round starts once they are all answered. Each kind of [`KIND_ORDER`] up to and including
+//! round starts once they are all answered. Each kind of `KIND_ORDER` up to and including
 //! Service has its own round, because later kinds depend on them when they are created: a Pod
 //! is refused while its ServiceAccount is missing, one created before a LimitRange or
 //! ResourceQuota escapes it, a RoleBinding to a missing Role fails the escalation check of a
@@ -74,7 +74,7 @@ fn kind_rank(kind: &str) -> usize {
 }
 
 /// The write round of an object, in the order of [`key`]: its stage, then its kind's place in
-/// [`KIND_ORDER`] for the kinds up to Service, and one place for every later kind of the stage
+/// `KIND_ORDER` for the kinds up to Service, and one place for every later kind of the stage
 /// (see the module's doc for why).
 pub fn round(r: &ObjRef) -> (u8, usize) {
     let shared = kind_rank(LAST_OWN_ROUND) + 1;
