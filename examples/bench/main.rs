@@ -2,7 +2,8 @@
 //! is asserted: the numbers are for reading (and for docs/performance.md).
 //!
 //! (a) kubediff of N ConfigMaps against a devcluster: `strata diff` vs `kubectl diff --server-side`
-//! (b) 8 independent Terraform layers: `strata apply` at parallelism 1, 2, 4 vs a shell loop
+//! (b) 8 independent Terraform layers: `strata apply` at parallelism 1, 2, 4 vs a shell loop, and
+//! where the time of the loop and of strata at parallelism 1 goes, terraform command by command
 //! (c) a 50-layer stack after a commit touching one layer: terraform invocations, wall time
 //! (d) commit → converged latency through the agent: webhook vs polling
 //! (e) the Flux benchmark's shape: N layers of 4 objects vs the same objects in one layer
@@ -16,6 +17,7 @@
 //! kubectl) and a release build (`make bench` does both).
 
 mod flux;
+mod parallel;
 mod recovery;
 mod validate;
 
@@ -281,60 +283,6 @@ fn bench_kubediff(rows: &mut Vec<[String; 5]>, n: usize) {
     let _ = cluster.wait();
 }
 
-fn bench_parallel(rows: &mut Vec<[String; 5]>) {
-    let dir = tempfile::tempdir().unwrap();
-    let stack = dir.path().join("stack");
-    let module = format!("{NULL}resource \"null_resource\" \"s\" {{\n  provisioner \"local-exec\" {{\n    command = \"sleep 2\"\n  }}\n}}\n");
-    let mut hcl = String::from("stack \"par\" {}\n");
-    for i in 0..8 {
-        write(&stack.join(format!("l{i}/main.tf")), &module);
-        hcl.push_str(&format!("terraform \"l{i}\" {{\n  source = \"l{i}\"\n}}\n"));
-    }
-    let mut loop_cmd = Command::new("bash");
-    let script = (0..8)
-        .map(|i| format!("(cd {0}/l{i} && cp -r . {0}/loop{i} && cd {0}/loop{i} && terraform init -input=false >/dev/null && terraform apply -auto-approve -input=false >/dev/null)", stack.display()))
-        .collect::<Vec<_>>()
-        .join(" && ");
-    loop_cmd.args(["-c", &script]);
-    let shell = measure(env(&mut loop_cmd));
-    row(
-        rows,
-        "b",
-        "shell loop: terraform init+apply x8",
-        &shell,
-        format!("exit {}; ideal critical path ~2s + 1 init", shell.code),
-    );
-    for p in [1, 2, 4] {
-        let s = stack.with_file_name(format!("stack-p{p}"));
-        let _ = Command::new("cp").arg("-r").arg(&stack).arg(&s).status();
-        let _ = std::fs::remove_dir_all(s.join("loop0"));
-        write(
-            &s.join("strata.hcl"),
-            &hcl.replace(
-                "stack \"par\" {}",
-                &format!("stack \"par\" {{\n  parallelism = {p}\n}}"),
-            ),
-        );
-        let mut c = Command::new(strata());
-        c.args(["apply", "--auto-approve", "--stack"])
-            .arg(&s)
-            .arg("--state-dir")
-            .arg(dir.path().join(format!("state{p}")));
-        let m = measure(env(&mut c));
-        row(
-            rows,
-            "b",
-            &format!("strata apply, 8 layers, parallelism {p}"),
-            &m,
-            format!(
-                "exit {}; {:.2}x the shell loop",
-                m.code,
-                m.secs / shell.secs
-            ),
-        );
-    }
-}
-
 fn git(dir: &Path, args: &[&str]) {
     let ok = Command::new("git")
         .args(args)
@@ -547,7 +495,7 @@ fn main() {
         }
     }
     if on("b") {
-        bench_parallel(&mut rows);
+        parallel::bench_parallel(&mut rows);
     }
     if on("c") {
         bench_fifty(&mut rows);

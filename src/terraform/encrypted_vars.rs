@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::redact::Redactor;
 use crate::secrets::{leaves, sops, AgeKeys, Format};
-use crate::util::fs::write_private;
 
 /// Decrypts, in place, every SOPS-encrypted `*.tfvars.json` directly in `work_dir` (the layer's
 /// working copy in its run dir); `source` is the layer's directory in the repository, to name
@@ -57,7 +56,8 @@ pub(super) fn decrypt_in_place(
         leaves::register(&encrypted, &decrypted, &[], redactor);
         // The copy may carry the source's mode; a new file gets 0600 from its first byte.
         std::fs::remove_file(&file).map_err(|e| format!("{}: {e}", shown.display()))?;
-        write_private(&file, plain.expose()).map_err(|e| format!("{}: {e}", shown.display()))?;
+        super::workdir::write_scratch(&file, plain.expose())
+            .map_err(|e| format!("{}: {e}", shown.display()))?;
     }
     Ok(())
 }

@@ -119,6 +119,7 @@ pub(crate) async fn run(
         });
     }
     tracing::debug!(layer = %inv.layer, step = %inv.step, args = ?inv.args, "running terraform");
+    let spawned = Instant::now();
     let mut child = cmd.spawn().map_err(io("start", bin))?;
     let pgid = child.id().map(|p| p as libc::pid_t);
     let record = child.id().map(|pid| {
@@ -160,7 +161,10 @@ pub(crate) async fn run(
         _ = limits.cancel.cancelled() => End::Cancelled,
     };
     let status = match end {
-        End::Exited(status) => status,
+        End::Exited(status) => {
+            timed(&inv, spawned.elapsed());
+            status
+        }
         stopped => {
             tracing::warn!(layer = %inv.layer, step = %inv.step, "interrupting terraform");
             signal_group(pgid, libc::SIGINT);
@@ -206,6 +210,20 @@ pub(crate) async fn run(
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: redactor.redact(&String::from_utf8_lossy(&stderr)),
     })
+}
+
+/// Where a run's time goes: each command that ran to its end, with how long it ran (from just
+/// before it was started to its exit), at debug level. The event's timestamp is the command's
+/// end. Its target is its own, so it can be asked for without terraform's output lines
+/// (`STRATA_LOG=warn,strata::terraform::timing=debug`).
+fn timed(inv: &Invocation<'_>, ran: Duration) {
+    tracing::debug!(
+        target: "strata::terraform::timing",
+        layer = %inv.layer,
+        step = %inv.step,
+        secs = ran.as_secs_f64(),
+        "terraform finished"
+    );
 }
 
 /// A new file only its owner can read: terraform's output may hold secrets.

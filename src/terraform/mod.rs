@@ -47,7 +47,6 @@ pub use recovery::{PushedState, StatePush};
 use crate::redact::Redactor;
 use crate::stack::{Layer, LayerId, LayerSpec};
 use crate::util::duration::format_duration;
-use crate::util::fs::write_private;
 use crate::value::InputValue;
 use cache_lock::{Access, CacheLock};
 use exec::{Invocation, Limits};
@@ -244,7 +243,7 @@ impl Terraform {
             workdir::inputs_json(&input.backend_config, &mut redactor).map_err(unknown)?;
         let vars_text = serde_json::to_vec_pretty(&vars).expect("json");
         let var_file = run.path().join("strata.tfvars.json");
-        write_private(&var_file, &vars_text).map_err(io("write", &var_file))?;
+        workdir::write_scratch(&var_file, &vars_text).map_err(io("write", &var_file))?;
 
         let backend_text = serde_json::to_vec(&backend).expect("json");
         let own = (!config.has_backend)
@@ -257,7 +256,7 @@ impl Terraform {
         let own_config = own.as_ref().and_then(|o| o.config_text.as_deref());
         let backend_file = if let Some(text) = own_config {
             let f = run.path().join("backend.tfbackend");
-            write_private(&f, text.as_bytes()).map_err(io("write", &f))?;
+            workdir::write_scratch(&f, text.as_bytes()).map_err(io("write", &f))?;
             Some(f)
         } else if config.has_backend && !backend.is_empty() {
             let f = run.path().join("backend.tfbackend");
@@ -266,7 +265,7 @@ impl Terraform {
                     layer: id.clone(),
                     message,
                 })?;
-            write_private(&f, text.as_bytes()).map_err(io("write", &f))?;
+            workdir::write_scratch(&f, text.as_bytes()).map_err(io("write", &f))?;
             Some(f)
         } else {
             None

@@ -151,7 +151,7 @@ impl TerraformRecord {
     }
 
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
-        crate::util::fs::write_private(
+        super::workdir::write_scratch(
             &run_dir.join(TERRAFORM_FILE),
             &serde_json::to_vec(self).expect("json"),
         )

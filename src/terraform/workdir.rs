@@ -113,6 +113,30 @@ impl Drop for RunDir {
     }
 }
 
+/// Writes a file of a run dir (the var file, the backend settings, decrypted inputs, the record
+/// of the terraform running): readable by its owner only, from the moment it exists.
+///
+/// # Guarantees
+/// Mode 0600 from creation. Not synced to disk: the file lives and dies with the run (a
+/// terraform reading it, or a later strata reading the record after this one was killed, reads
+/// it from the page cache; a machine that goes down takes that terraform along, and the next
+/// strata removes the dir). An fsync here would only cost each layer time and put inputs that
+/// may be secret on the disk sooner.
+///
+/// # Errors
+/// Any error from creating or writing `path`.
+pub fn write_scratch(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
 /// Copies `rel` (a directory under `from`) to the same place under `to`: hard links where the
 /// filesystem allows, copies otherwise. The lock file is always copied, since terraform may
 /// rewrite it; `.terraform` directories are left out.

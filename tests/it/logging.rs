@@ -56,3 +56,58 @@ fn one_shot_commands_stay_quiet_by_default() {
         .code(0);
     assert_eq!(out.stderr, "", "validate logs nothing on success");
 }
+
+/// What `make bench` reads where a Terraform layer's time goes: each terraform command that ran,
+/// with its layer and how long it ran, at debug level under a target of its own (so asking for
+/// it brings none of terraform's output lines), one JSON object a line with `--log-format json`.
+#[test]
+fn each_terraform_command_is_timed_at_debug_level_under_its_own_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(stack.join("net")).unwrap();
+    std::fs::write(
+        stack.join("strata.hcl"),
+        "stack \"s\" {}\nterraform \"net\" {\n  source = \"net\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        stack.join("net/main.tf"),
+        format!(
+            "{}resource \"null_resource\" \"r\" {{}}\n",
+            crate::support::NULL_PROVIDER
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut strata = crate::support::Strata::new([
+        "--log-format",
+        "json",
+        "apply",
+        "--auto-approve",
+        "--stack",
+        stack.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ])
+    .env("STRATA_LOG", "warn,strata::terraform::timing=debug");
+    for (k, v) in crate::support::tf_env() {
+        strata = strata.env(&k, v);
+    }
+    let out = strata.run().code(0);
+    let mut steps = Vec::new();
+    // The rest of stderr is the run's progress, in plain text.
+    for line in out.stderr.lines().filter(|l| l.starts_with('{')) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let fields = &event["fields"];
+        assert_eq!(fields["message"], "terraform finished", "{line}");
+        assert_eq!(event["level"], "DEBUG", "{line}");
+        assert_eq!(fields["layer"], "terraform.net", "{line}");
+        assert!(fields["secs"].as_f64().is_some_and(|s| s > 0.0), "{line}");
+        assert!(event["timestamp"].as_str().is_some(), "{line}");
+        steps.push(fields["step"].as_str().unwrap().to_string());
+    }
+    steps.sort();
+    // The show runs beside the apply; the plan knew every output, so no `output` runs.
+    assert_eq!(steps, ["apply", "init", "plan", "show"], "{}", out.stderr);
+}
