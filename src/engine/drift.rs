@@ -170,6 +170,8 @@ impl Engine {
             },
         )
         .await;
+        // Every load of this diff is done: parses no layer took (it was not checked) go now.
+        self.parsed.clear();
         let mut results = results.lock().expect("results");
         let layers: Vec<LayerDrift> = self
             .graph

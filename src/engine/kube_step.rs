@@ -78,21 +78,27 @@ impl Engine {
         let opts = self.sync_options(layer);
         // The first request to the cluster happens here: name the cluster and its server, so
         // that a refused connection or a changed CA says where.
-        let (desired, resources) =
-            k8s::desired(&client, &self.root, &layer.source, &vars, &opts.apply)
-                .await
-                .map_err(|e| match e {
-                    // The guard's verdict names the cluster and its server already.
-                    k8s::KubeError::Read { ref message, .. }
-                        if message.starts_with(&format!("cluster \"{}\"", cluster.name)) =>
-                    {
-                        e.to_string()
-                    }
-                    k8s::KubeError::Read { .. } => {
-                        format!("cluster \"{}\" at {url}: {e}", cluster.name)
-                    }
-                    other => other.to_string(),
-                })?;
+        let (desired, resources) = k8s::desired_parsed(
+            &client,
+            &self.root,
+            &layer.source,
+            &vars,
+            &opts.apply,
+            Some(&self.parsed),
+        )
+        .await
+        .map_err(|e| match e {
+            // The guard's verdict names the cluster and its server already.
+            k8s::KubeError::Read { ref message, .. }
+                if message.starts_with(&format!("cluster \"{}\"", cluster.name)) =>
+            {
+                e.to_string()
+            }
+            k8s::KubeError::Read { .. } => {
+                format!("cluster \"{}\" at {url}: {e}", cluster.name)
+            }
+            other => other.to_string(),
+        })?;
         let server = url.clone();
         Ok(Ok(KubeInputs {
             client,

@@ -164,6 +164,9 @@ pub struct Engine {
     clusters: Arc<crate::kube::Clusters>,
     /// The names of the objects the Kubernetes layers declare, by cluster, kind and namespace.
     declared: Declared,
+    /// The Kubernetes layers' files as parsed when the stack was opened, each taken by its
+    /// layer's load (parsed once per run).
+    parsed: crate::kube::parsed::ParsedFiles,
     /// Each layer's wave, once asked for.
     waves: std::sync::OnceLock<std::collections::HashMap<LayerId, usize>>,
     /// Where Kubernetes layers apply, recorded before their first write; layers recording at

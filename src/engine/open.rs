@@ -79,7 +79,8 @@ impl Engine {
             opts.state_dir = env_state_dir(&opts.state_dir, env);
             crate::state::ensure_state_dir(&opts.state_dir)?;
         }
-        let declared = duplicate_objects(&v.stack, &root).map_err(EngineError::Invalid)?;
+        let parsed = k8s::parsed::ParsedFiles::new();
+        let declared = duplicate_objects(&v.stack, &root, &parsed).map_err(EngineError::Invalid)?;
         // A typo in `--reinit` must not pass silently as a run that re-inits nothing.
         for name in &opts.reinit {
             let known = v.stack.layers.iter().any(|l| {
@@ -117,6 +118,7 @@ impl Engine {
         Ok(Engine {
             clusters,
             declared,
+            parsed,
             waves: Default::default(),
             kube_targets: Default::default(),
             stack_id: Default::default(),
@@ -150,10 +152,12 @@ fn dir_revision(root: &Path) -> String {
 }
 
 /// Two Kubernetes layers must not declare the same object: each would undo the other. Returns
-/// what the layers declare, by cluster (for the runs' snapshots, [`k8s::snapshot`]).
+/// what the layers declare, by cluster (for the runs' snapshots, [`k8s::snapshot`]); the
+/// files' parses are kept in `parsed` for the layers' loads.
 fn duplicate_objects(
     stack: &Stack,
     root: &Path,
+    parsed: &k8s::parsed::ParsedFiles,
 ) -> Result<super::Declared, crate::stack::Diagnostics> {
     let mut seen: BTreeMap<(String, String, String, String), (LayerId, String)> = BTreeMap::new();
     let mut declared = super::Declared::new();
@@ -163,7 +167,15 @@ fn duplicate_objects(
             continue;
         };
         let on = declared.entry(k.cluster.clone()).or_default();
-        for (key, place) in k8s::manifest::identities(root, &layer.source, k.namespace.as_deref()) {
+        let limits = k.limits.over(&stack.settings.limits);
+        let found = k8s::manifest::identities(
+            root,
+            &layer.source,
+            k.namespace.as_deref(),
+            &limits,
+            Some(parsed),
+        );
+        for (key, place) in found {
             let (group, kind, ns, name) = &key;
             on.entry((group.clone(), kind.clone(), ns.clone()))
                 .or_default()

@@ -137,6 +137,8 @@ impl Engine {
         // anything is destroyed.
         let mut orphaned = self.orphans(&started);
         self.prune_kubernetes(mode, &shared, &mut orphaned).await;
+        // Every load of this run is done: parses no layer took (it did not run) go now.
+        self.parsed.clear();
         if mode == Mode::Apply {
             self.destroy_orphans(&mut orphaned).await;
         }

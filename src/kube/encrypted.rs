@@ -3,10 +3,8 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use super::limits::ManifestLimits;
-use super::manifest::{parse_document, split_documents};
+use super::parsed::Documents;
 use crate::redact::Redactor;
 use crate::secrets::{leaves, sops, AgeKeys, Format};
 
@@ -19,18 +17,9 @@ const PUBLIC: [&[&str]; 4] = [
     &["metadata", "namespace"],
 ];
 
-/// The documents of a manifest file's text: one for JSON, `---`-separated for YAML.
-fn documents(text: &str, json: bool) -> Vec<String> {
-    if json {
-        vec![text.to_string()]
-    } else {
-        split_documents(text).into_iter().map(|(_, d)| d).collect()
-    }
-}
-
-/// `text` (the content of `file`, shown as `shown`) as plaintext: itself when it is not
-/// SOPS-encrypted, else decrypted through sops with `keys`, every encrypted value added to
-/// `sensitive`.
+/// `raw` (the documents of `file`, shown as `shown`) as plaintext: themselves when the file is
+/// not SOPS-encrypted, else the file decrypted through sops with `keys` (each of its documents
+/// parsed once), every encrypted value added to `sensitive`.
 ///
 /// # Guarantees
 /// The plaintext exists only in memory; nothing of it is in the error.
@@ -41,18 +30,14 @@ fn documents(text: &str, json: bool) -> Vec<String> {
 pub fn plaintext(
     file: &Path,
     shown: &Path,
-    text: String,
+    raw: Documents,
     keys: Option<&AgeKeys>,
     limits: &ManifestLimits,
     sensitive: &mut Redactor,
-) -> Result<String, String> {
+) -> Result<Documents, String> {
     let json = file.extension().is_some_and(|e| e == "json");
-    let encrypted: Vec<Value> = documents(&text, json)
-        .iter()
-        .filter_map(|d| parse_document(d, limits).ok())
-        .collect();
-    if !encrypted.iter().any(sops::is_encrypted) {
-        return Ok(text);
+    if !raw.parsed.iter().flatten().any(sops::is_encrypted) {
+        return Ok(raw);
     }
     let format = if json { Format::Json } else { Format::Yaml };
     let plain = sops::decrypt(file, format, keys).map_err(|e| {
@@ -65,12 +50,14 @@ pub fn plaintext(
     })?;
     let plain = String::from_utf8(plain.into_inner())
         .map_err(|_| format!("{}: decrypted, but not UTF-8 text", shown.display()))?;
-    let decrypted: Vec<Value> = documents(&plain, json)
+    let decrypted = Documents::parse(&plain, json, limits);
+    for (e, d) in raw
+        .parsed
         .iter()
-        .filter_map(|d| parse_document(d, limits).ok())
-        .collect();
-    for (e, d) in encrypted.iter().zip(&decrypted) {
+        .flatten()
+        .zip(decrypted.parsed.iter().flatten())
+    {
         leaves::register(e, d, &PUBLIC, sensitive);
     }
-    Ok(plain)
+    Ok(decrypted)
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::KubeError;
 use super::limits::ManifestLimits;
+use super::parsed::{Documents, ParsedFiles};
 use super::vars::{self, Vars};
 use super::yaml::{self, YamlError};
 use crate::redact::Redactor;
@@ -83,6 +84,15 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// The documents of a manifest file's text: one for JSON, `---`-separated for YAML.
+pub fn documents(text: &str, json: bool) -> Vec<(usize, String)> {
+    if json {
+        vec![(1, text.to_string())]
+    } else {
+        split_documents(text)
+    }
+}
+
 fn place(file: &Path, line: usize, rendered: bool) -> String {
     if rendered {
         format!("{} (kustomize output line {line})", file.display())
@@ -127,6 +137,25 @@ pub fn objects_of(value: Value) -> Result<Vec<Value>, String> {
         }
         Value::Object(_) => Ok(vec![value]),
         _ => Err("a document must be an object".into()),
+    }
+}
+
+/// [`objects_of`] by reference, a malformed list holding none: for reading identities without
+/// copying the parse kept for the load.
+fn objects_in(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Object(m)
+            if m.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List")) =>
+        {
+            match m.get("items") {
+                Some(Value::Array(items)) => items.iter().collect(),
+                _ => Vec::new(),
+            }
+        }
+        Value::Object(_) => vec![value],
+        _ => Vec::new(),
     }
 }
 
@@ -182,15 +211,18 @@ pub fn load_with(
     vars: &Vars,
     limits: &ManifestLimits,
 ) -> Result<Vec<Manifest>, KubeError> {
-    Ok(load_layer(root, source, vars, None, limits)?.manifests)
+    Ok(load_layer(root, source, vars, None, limits, None)?.manifests)
 }
 
 /// [`load_with`], decrypting SOPS-encrypted files with `keys` (see [`super::encrypted`]), and
-/// knowing which values are sensitive.
+/// knowing which values are sensitive. A file's documents are taken from `parsed` when it holds
+/// the parse of the very text read now (see [`ParsedFiles`]), else parsed here.
 ///
 /// # Guarantees
-/// Decrypted text exists only in memory. A file that fails to decrypt fails the whole load, so
-/// nothing of the layer is applied.
+/// Decrypted text exists only in memory, and is never kept in `parsed`. A file that fails to
+/// decrypt fails the whole load, so nothing of the layer is applied. What is loaded does not
+/// depend on `parsed`: a document is parsed once, and again only when substituting vars
+/// changed its text.
 ///
 /// # Errors
 /// As [`load`], and files that fail to decrypt, naming them.
@@ -200,6 +232,7 @@ pub fn load_layer(
     vars: &Vars,
     keys: Option<&AgeKeys>,
     limits: &ManifestLimits,
+    parsed: Option<&ParsedFiles>,
 ) -> Result<Loaded, KubeError> {
     let dir = root.join(source);
     let mut sensitive = Redactor::new();
@@ -215,12 +248,12 @@ pub fn load_layer(
         .map(|f| dir.join(f))
         .find(|p| p.is_file());
     let rendered = kustomization.is_some();
-    let inputs: Vec<(PathBuf, String)> = match kustomization {
+    let inputs: Vec<(PathBuf, Documents)> = match kustomization {
         Some(k) => {
             let name = k.file_name().map(PathBuf::from).unwrap_or_default();
             let file = source.join(name);
             let text = super::kustomize::build(&dir, &file, limits)?;
-            vec![(file, text)]
+            vec![(file, Documents::parse(&text, false, limits))]
         }
         None => {
             let files = manifest_files(&dir).map_err(|e| KubeError::Load {
@@ -247,26 +280,24 @@ pub fn load_layer(
                     }
                     _ => {}
                 }
-                let text =
-                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", shown.display()));
-                match text.and_then(|t| {
-                    super::encrypted::plaintext(&f, &shown, t, keys, limits, &mut sensitive)
-                }) {
-                    Ok(t) => inputs.push((shown, t)),
+                let text = match std::fs::read_to_string(&f) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", shown.display()));
+                        continue;
+                    }
+                };
+                let raw = read_documents(&f, &text, limits, parsed);
+                match super::encrypted::plaintext(&f, &shown, raw, keys, limits, &mut sensitive) {
+                    Ok(docs) => inputs.push((shown, docs)),
                     Err(e) => problems.push(e),
                 }
             }
             inputs
         }
     };
-    for (file, text) in inputs {
-        let is_json = !rendered && file.extension().is_some_and(|e| e == "json");
-        let docs = if is_json {
-            vec![(1, text.clone())]
-        } else {
-            split_documents(&text)
-        };
-        if docs.len() > limits.max_documents {
+    for (file, docs) in inputs {
+        if docs.texts.len() > limits.max_documents {
             problems.push(format!(
                 "{}: more than {} documents (the per-file limit)",
                 file.display(),
@@ -274,23 +305,33 @@ pub fn load_layer(
             ));
             continue;
         }
-        for (line, doc) in docs {
+        for ((line, doc), before) in docs.texts.into_iter().zip(docs.parsed) {
             // The kind decides where sensitive values may go; read it before substituting.
-            let before = parse_document(&doc, limits).ok();
-            let kind_hint = before.as_ref().and_then(|v| {
+            let kind_hint = before.as_ref().ok().and_then(|v| {
                 Some(vars::DocKind {
                     api_version: v["apiVersion"].as_str().unwrap_or(""),
                     kind: v["kind"].as_str()?,
                 })
             });
-            let substituted = match vars::substitute(&doc, vars, kind_hint, &file, line) {
-                Ok(t) => t,
-                Err(errs) => {
-                    problems.extend(errs);
-                    continue;
+            // Only `${` starts a substitution (or an escape): without one the text is unchanged,
+            // and so is its parse.
+            let parsed_value = if doc.contains("${") {
+                let substituted = match vars::substitute(&doc, vars, kind_hint, &file, line) {
+                    Ok(t) => t,
+                    Err(errs) => {
+                        problems.extend(errs);
+                        continue;
+                    }
+                };
+                if substituted == doc {
+                    before
+                } else {
+                    parse_document(&substituted, limits)
                 }
+            } else {
+                before
             };
-            let value = match parse_document(&substituted, limits) {
+            let value = match parsed_value {
                 Ok(v) => v,
                 Err(e) => {
                     let at = line + e.line.unwrap_or(1) - 1;
@@ -354,6 +395,31 @@ pub fn load_layer(
     })
 }
 
+/// `f`'s documents (its content is `text`): the parse `parsed` kept of this very text, else
+/// parsed now.
+fn read_documents(
+    f: &Path,
+    text: &str,
+    limits: &ManifestLimits,
+    parsed: Option<&ParsedFiles>,
+) -> Documents {
+    let json = f.extension().is_some_and(|e| e == "json");
+    match parsed.and_then(|p| p.take(f, text, limits)) {
+        Some(kept) => {
+            let texts = documents(text, json);
+            // The same text splits the same way; anything else is parsed afresh.
+            if kept.len() == texts.len() {
+                return Documents {
+                    texts,
+                    parsed: kept,
+                };
+            }
+            Documents::parse(text, json, limits)
+        }
+        None => Documents::parse(text, json, limits),
+    }
+}
+
 /// Kinds known to be cluster-scoped, for identifying objects before the cluster is reachable.
 const CLUSTER_SCOPED: [&str; 11] = [
     "Namespace",
@@ -371,29 +437,37 @@ const CLUSTER_SCOPED: [&str; 11] = [
 
 /// The identities (`group/kind/namespace/name`) of a layer's objects and where each is declared,
 /// read without substituting variables or reaching the cluster; documents that can't be read are
-/// left for the layer's own load to report.
+/// left for the layer's own load to report. Each file is parsed within `limits` (the layer's),
+/// and its parse kept in `parsed` for the layer's load, unless the layer is rendered by
+/// kustomize (its load reads kustomize's output, not these files).
 pub fn identities(
     root: &Path,
     source: &Path,
     default_namespace: Option<&str>,
+    limits: &ManifestLimits,
+    parsed: Option<&ParsedFiles>,
 ) -> Vec<((String, String, String, String), String)> {
     let dir = root.join(source);
     let Ok(files) = manifest_files(&dir) else {
         return Vec::new();
     };
+    let rendered = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .any(|f| dir.join(f).is_file());
     let mut out = Vec::new();
     for f in files {
         let shown = f.strip_prefix(root).unwrap_or(&f).to_path_buf();
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;
         };
-        for (line, doc) in split_documents(&text) {
-            let Ok(v) = parse_document(&doc, &ManifestLimits::default()) else {
+        let json = f.extension().is_some_and(|e| e == "json");
+        let docs = Documents::parse(&text, json, limits);
+        for ((line, _), v) in docs.texts.iter().zip(&docs.parsed) {
+            let Ok(v) = v else {
                 continue;
             };
-            let items = objects_of(v).unwrap_or_default();
-            for o in items {
-                let r = super::object::ObjRef::of(&o);
+            for o in objects_in(v) {
+                let r = super::object::ObjRef::of(o);
                 if r.kind.is_empty() || r.name.is_empty() {
                     continue;
                 }
@@ -409,6 +483,9 @@ pub fn identities(
                     format!("{}:{line}", shown.display()),
                 ));
             }
+        }
+        if let (Some(p), false) = (parsed, rendered) {
+            p.keep(&f, &text, limits, docs.parsed);
         }
     }
     out

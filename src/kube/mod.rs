@@ -23,6 +23,7 @@ pub mod object;
 pub mod order;
 pub mod owned;
 pub mod owner;
+pub mod parsed;
 pub mod prune;
 pub mod resolve;
 pub mod retry;
@@ -71,7 +72,30 @@ pub async fn desired(
     vars: &vars::Vars,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
-    let loaded = manifest::load_layer(root, source, vars, opts.age_keys.as_ref(), &opts.limits)?;
+    desired_parsed(client, root, source, vars, opts, None).await
+}
+
+/// [`desired`], taking the files' documents from `parsed` where it holds the parse of their
+/// current text ([`parsed::ParsedFiles`]).
+///
+/// # Errors
+/// As [`desired`].
+pub async fn desired_parsed(
+    client: &Cluster,
+    root: &Path,
+    source: &Path,
+    vars: &vars::Vars,
+    opts: &ApplyOptions,
+    parsed: Option<&parsed::ParsedFiles>,
+) -> Result<(Vec<Desired>, resolve::Resources), KubeError> {
+    let loaded = manifest::load_layer(
+        root,
+        source,
+        vars,
+        opts.age_keys.as_ref(),
+        &opts.limits,
+        parsed,
+    )?;
     let sensitive = std::sync::Arc::new(loaded.sensitive);
     let resources = client
         .resources_for(loaded.manifests.iter().map(|m| &m.object))

@@ -35,6 +35,7 @@ mod kubectl_parity;
 mod leases;
 mod limits;
 mod logging;
+mod manifests_once;
 mod orphans;
 mod permissions;
 mod promote;
