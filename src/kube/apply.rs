@@ -495,8 +495,11 @@ pub async fn apply(
         desired.iter().partition(|d| order::stage(&d.r) <= 1);
 
     // The inventory goes out beside the dry runs, not after them: it only has to be recorded
-    // before the first write, and is harmless if no write follows (see the guarantees).
-    let record_ahead = async {
+    // before the first write, and is harmless if no write follows (see the guarantees). Not
+    // when the layer declares the records namespace itself: writing the inventory creates that
+    // namespace (unlabelled) when it is missing, and the layer's own dry run of it would then
+    // find a namespace it does not own; there the inventory waits for the dry runs, as before.
+    let record_ahead = || async {
         match (ahead, dry_run) {
             (Some((entries, legacy)), false) => {
                 super::inventory::write(client, opts, entries, legacy).await
@@ -504,12 +507,32 @@ pub async fn apply(
             _ => Ok(()),
         }
     };
-    let (recorded, planned) = futures::join!(
-        record_ahead,
-        plan_stages(cluster, &first, &rest, opts, last)
-    );
-    let (plans_first, plans_rest) = planned?;
-    recorded?;
+    let declares_records_namespace = first
+        .iter()
+        .any(|d| d.r.kind == "Namespace" && d.r.name == super::inventory::NAMESPACE);
+    let (recorded, planned) = if declares_records_namespace {
+        let planned = plan_stages(cluster, &first, &rest, opts, last).await;
+        let recorded = match planned {
+            Ok(_) => record_ahead().await,
+            Err(_) => Ok(()),
+        };
+        (recorded, planned)
+    } else {
+        futures::join!(
+            record_ahead(),
+            plan_stages(cluster, &first, &rest, opts, last)
+        )
+    };
+    let (plans_first, plans_rest) = match (planned, recorded) {
+        (Ok(plans), Ok(())) => plans,
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
+        // Both failed: say both, so that fixing the dry runs does not reveal the other.
+        (Err(KubeError::DryRun { mut failures }), Err(inventory)) => {
+            failures.push(format!("the layer's inventory: {inventory}"));
+            return Err(KubeError::DryRun { failures });
+        }
+        (Err(e), Err(_)) => return Err(e),
+    };
 
     super::rounds::write(client, &first, plans_first, opts, dry_run, &mut cs).await?;
     if !dry_run && first.iter().any(|d| d.r.kind == "CustomResourceDefinition") {

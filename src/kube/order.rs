@@ -43,11 +43,18 @@ const KIND_ORDER: [&str; 21] = [
 /// The last kind of [`KIND_ORDER`] with a round of its own.
 const LAST_OWN_ROUND: &str = "Service";
 
-/// 0 CRDs, 1 Namespaces, 2 other cluster-scoped, 3 namespaced.
+/// 0 CRDs, 1 Namespaces, 2 other cluster-scoped, 3 namespaced, 4 admission (webhook
+/// configurations, admission policies and their bindings) and aggregated APIs (APIService).
+///
+/// The last stage comes after everything else, as Helm and kustomize order it: a webhook or an
+/// APIService points at a Service and pods of the same install, and while those do not answer,
+/// a webhook that fails closed refuses every write it matches, the install's own objects
+/// included (an install applied in one layer would never get past its first apply).
 pub fn stage(r: &ObjRef) -> u8 {
     match (r.kind.as_str(), r.group.as_str()) {
         ("CustomResourceDefinition", "apiextensions.k8s.io") => 0,
         ("Namespace", "") => 1,
+        (_, "admissionregistration.k8s.io") | ("APIService", "apiregistration.k8s.io") => 4,
         _ if r.namespace.is_empty() => 2,
         _ => 3,
     }
@@ -65,8 +72,19 @@ pub fn key(r: &ObjRef) -> (u8, usize, String, String, String) {
     )
 }
 
-/// A kind's place in [`KIND_ORDER`]; every other kind after them all.
+/// A kind's place in [`KIND_ORDER`]; every other kind after them all, but for the network and
+/// mesh policies of other projects (Cilium's and Calico's `…NetworkPolicy`, the
+/// `AdminNetworkPolicy` API, Istio's `AuthorizationPolicy` and `PeerAuthentication`), which take
+/// NetworkPolicy's place for the same reason: pods started before them run unprotected.
 fn kind_rank(kind: &str) -> usize {
+    let kind = if kind.ends_with("NetworkPolicy")
+        || kind == "AuthorizationPolicy"
+        || kind == "PeerAuthentication"
+    {
+        "NetworkPolicy"
+    } else {
+        kind
+    };
     KIND_ORDER
         .iter()
         .position(|k| *k == kind)
@@ -185,10 +203,12 @@ mod tests {
             vec!["StorageClass"],
             vec!["ClusterRole"],
             vec!["ClusterRoleBinding"],
-            // Later cluster-scoped kinds together, before any namespaced object.
-            vec!["PriorityClass", "ValidatingWebhookConfiguration"],
+            // Later cluster-scoped kinds together, before any namespaced object; admission
+            // last of all (see `admission_and_aggregated_apis_come_after_everything…`).
+            vec!["PriorityClass"],
             vec!["ServiceAccount"],
             vec!["Deployment"],
+            vec!["ValidatingWebhookConfiguration"],
         ];
         assert_eq!(got, want);
     }
@@ -238,5 +258,83 @@ mod tests {
                 "Widget"
             ]
         );
+    }
+
+    #[test]
+    fn admission_and_aggregated_apis_come_after_everything_they_could_refuse() {
+        let got = rounds(vec![
+            r(
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+                "",
+                "hook",
+            ),
+            r(
+                "apiregistration.k8s.io",
+                "APIService",
+                "",
+                "v1beta1.metrics.k8s.io",
+            ),
+            r("external-secrets.io", "ClusterSecretStore", "", "vault"),
+            r("apps", "Deployment", "es", "webhook"),
+            r("", "Service", "es", "webhook"),
+            r(
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+                "",
+                "inject",
+            ),
+            r(
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicyBinding",
+                "",
+                "b",
+            ),
+        ]);
+        let want: Vec<Vec<&str>> = vec![
+            vec!["ClusterSecretStore"],
+            vec!["Service"],
+            vec!["Deployment"],
+            vec![
+                "APIService",
+                "MutatingWebhookConfiguration",
+                "ValidatingAdmissionPolicyBinding",
+                "ValidatingWebhookConfiguration",
+            ],
+        ];
+        assert_eq!(got, want);
+        // Pruned in reverse: the webhooks go before the Service and pods that answer them.
+        let mut refs = vec![
+            r("", "Service", "es", "webhook"),
+            r(
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+                "",
+                "hook",
+            ),
+        ];
+        sort(&mut refs);
+        assert_eq!(refs[1].kind, "ValidatingWebhookConfiguration");
+    }
+
+    #[test]
+    fn other_projects_network_policies_take_network_policy_s_place() {
+        let got = rounds(vec![
+            r("apps", "Deployment", "a", "web"),
+            r("cilium.io", "CiliumNetworkPolicy", "a", "deny"),
+            r("security.istio.io", "AuthorizationPolicy", "a", "authz"),
+            r("security.istio.io", "PeerAuthentication", "a", "mtls"),
+            r("", "ServiceAccount", "a", "web"),
+        ]);
+        let want: Vec<Vec<&str>> = vec![
+            vec![
+                "AuthorizationPolicy",
+                "CiliumNetworkPolicy",
+                "PeerAuthentication",
+            ],
+            vec!["ServiceAccount"],
+            vec!["Deployment"],
+        ];
+        assert_eq!(got, want);
     }
 }

@@ -20,8 +20,13 @@ use super::retry::retry;
 /// A round starts only once every write of the round before it was answered; the objects of a
 /// round go out [`super::CONCURRENCY`] at a time.
 ///
+/// - A write that failed does not cut the others of its round short: every write of the round
+///   runs to its end (an object being recreated is deleted, then created again) before the
+///   failure is returned.
+///
 /// # Errors
-/// The first write that failed (after retries), naming the object; earlier rounds stay written.
+/// The first write of the round that failed (after retries), naming the object; earlier rounds,
+/// and the other writes of its round, stay written.
 pub(super) async fn write(
     client: &::kube::Client,
     objects: &[&Desired],
@@ -30,7 +35,7 @@ pub(super) async fn write(
     dry_run: bool,
     cs: &mut ChangeSet,
 ) -> Result<(), KubeError> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
+    use futures::stream::{self, StreamExt};
     // The objects of one round go out together (CONCURRENCY at a time), reported in their
     // sorted order; the next round starts once every write of this one is answered.
     let items: Vec<(&Desired, (Planned, Sending))> = objects.iter().copied().zip(plans).collect();
@@ -45,11 +50,22 @@ pub(super) async fn write(
         for (d, (plan, sending)) in &items[start..end] {
             futures.push(apply_one(client, d, plan, sending, opts, dry_run));
         }
-        let done: Vec<(Action, Option<String>)> = stream::iter(futures)
+        // Every write of the round is awaited, failed or not: stopping at the first failure
+        // would drop the writes still in flight, and a recreate dropped between its delete and
+        // its create leaves the object deleted.
+        let done: Vec<Result<(Action, Option<String>), KubeError>> = stream::iter(futures)
             .buffered(super::CONCURRENCY)
-            .try_collect()
-            .await?;
-        for ((d, (plan, sending)), (action, reason)) in items[start..end].iter().zip(done) {
+            .collect()
+            .await;
+        let mut failed = None;
+        for ((d, (plan, sending)), result) in items[start..end].iter().zip(done) {
+            let (action, reason) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             let fields = match plan {
                 Planned::Configure(fields) => fields.clone(),
                 _ => Vec::new(),
@@ -62,6 +78,9 @@ pub(super) async fn write(
                 kept: sending.kept.clone(),
                 taken: sending.taken.clone(),
             });
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         start = end;
     }

@@ -41,6 +41,7 @@ fn api_down() -> Fault {
         resource: Some("configmaps".into()),
         action: FaultAction::Status(403),
         count: None,
+        dry_run: None,
     }
 }
 

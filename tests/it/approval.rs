@@ -93,6 +93,7 @@ async fn a_prune_that_fails_fails_its_layer_and_the_apply_ends() {
         resource: Some("configmaps".into()),
         action: FaultAction::Status(403),
         count: None,
+        dry_run: None,
     });
     layer(&root, "apps", &[]);
     let out = tokio::time::timeout(std::time::Duration::from_secs(120), run(&root, "apply"))

@@ -20,6 +20,7 @@ fn down(action: FaultAction) -> Fault {
         resource: None,
         action,
         count: None,
+        dry_run: None,
     }
 }
 

@@ -313,6 +313,7 @@ async fn a_prune_of_a_removed_layer_killed_midway_is_finished_by_the_next_apply(
         resource: Some("configmaps".into()),
         action: FaultAction::Latency(Duration::from_millis(150)),
         count: None,
+        dry_run: None,
     };
 
     // Killed while it creates them.
@@ -396,6 +397,7 @@ async fn layers_killed_during_their_first_apply_and_then_removed_are_all_pruned(
         resource: Some("configmaps".into()),
         action: FaultAction::Latency(Duration::from_millis(300)),
         count: None,
+        dry_run: None,
     });
     let mut child = spawn_apply(&root);
     let mut polls = 0;

@@ -282,3 +282,79 @@ async fn a_layer_whose_later_kinds_go_out_in_one_round_converges_and_then_writes
     );
     assert_eq!(run(&root, "diff").await.code, 0);
 }
+
+const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    strata.dev/recreate: allowed\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {app: SELECTOR}\n  template:\n    metadata:\n      labels: {app: SELECTOR}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n";
+
+const GATE: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: gate\nspec:\n  rules:\n    - host: HOST\n";
+
+/// A Deployment recreated (its selector changed, recreation allowed) in the same round as an
+/// Ingress whose write is refused: the layer fails, and the Deployment is there again, new.
+/// Stopping the round at the refused write dropped the recreate between its delete and its
+/// create, leaving the Deployment deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_does_not_cut_short_a_recreate_of_the_same_round() {
+    use devcluster::FaultAction;
+    use std::time::Duration;
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    let files = |app: &str, host: &str| {
+        layer(
+            &root,
+            "app",
+            &[
+                ("web.yaml", &WEB.replace("SELECTOR", app)),
+                ("gate.yaml", &GATE.replace("HOST", host)),
+            ],
+        )
+    };
+    files("web", "a.example.com");
+    run(&root, "apply").await.code(0);
+
+    files("web2", "b.example.com");
+    // The Ingress's write (not its dry run) is refused a moment after the round starts, while
+    // the Deployment's recreate waits for the old one to be gone.
+    let fault = |verb: &str, resource: &str, action: FaultAction, dry_run: Option<bool>| Fault {
+        verb: Some(verb.into()),
+        resource: Some(resource.into()),
+        action,
+        count: None,
+        dry_run,
+    };
+    c.dev.inject(fault(
+        "patch",
+        "ingresses",
+        FaultAction::Latency(Duration::from_millis(200)),
+        Some(false),
+    ));
+    c.dev.inject(fault(
+        "patch",
+        "ingresses",
+        FaultAction::Status(403),
+        Some(false),
+    ));
+    c.dev.inject(fault(
+        "get",
+        "deployments",
+        FaultAction::Latency(Duration::from_millis(600)),
+        None,
+    ));
+    let failed = run(&root, "apply").await;
+    assert_ne!(failed.code, 0, "{failed:?}");
+    assert!(failed.stderr.contains("Ingress/default/gate"), "{failed:?}");
+    c.dev.clear_faults();
+    let selector = c
+        .kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.selector.matchLabels.app}",
+        ])
+        .await;
+    assert_eq!(selector.code, 0, "the Deployment is gone: {failed:?}");
+    assert_eq!(selector.stdout, "web2");
+    run(&root, "apply").await.code(0);
+}

@@ -241,6 +241,7 @@ async fn objects_of_an_apply_killed_midway_are_found_diffed_and_pruned() {
         resource: Some("configmaps".into()),
         action: FaultAction::Latency(Duration::from_millis(150)),
         count: None,
+        dry_run: None,
     });
     let mut child = spawn_apply(&root);
     let cms: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(

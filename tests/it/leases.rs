@@ -218,6 +218,7 @@ async fn cut_off(fault: FaultAction) {
         resource: Some("leases".into()),
         action: fault.clone(),
         count: None,
+        dry_run: None,
     });
     until("the fence closes", 60, || !fence.may_start()).await;
     until("the work stops", 60, || held_by(&board, "solo") == 0).await;

@@ -33,6 +33,9 @@ pub struct Fault {
     /// How many requests it applies to; every one when unset.
     #[serde(default)]
     pub count: Option<u32>,
+    /// Only dry runs (`true`), only requests that change something (`false`); both when unset.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 impl Fault {
@@ -43,12 +46,14 @@ impl Fault {
             resource: Some(resource.into()),
             action: FaultAction::Status(status),
             count: Some(count),
+            dry_run: None,
         }
     }
 
-    fn matches(&self, verb: &str, resource: &str) -> bool {
+    fn matches(&self, verb: &str, resource: &str, dry_run: bool) -> bool {
         self.verb.as_deref().is_none_or(|v| v == verb)
             && self.resource.as_deref().is_none_or(|r| r == resource)
+            && self.dry_run.is_none_or(|d| d == dry_run)
     }
 }
 
@@ -81,11 +86,11 @@ impl Faults {
     }
 
     /// The actions for one request, using up counted rules.
-    pub fn take(&self, verb: &str, resource: &str) -> Vec<FaultAction> {
+    pub fn take(&self, verb: &str, resource: &str, dry_run: bool) -> Vec<FaultAction> {
         let mut rules = self.rules.lock().expect("faults");
         let mut out = Vec::new();
         for r in rules.iter_mut() {
-            if !r.matches(verb, resource) {
+            if !r.matches(verb, resource, dry_run) {
                 continue;
             }
             match r.count {

@@ -29,7 +29,7 @@ pub async fn route(
     // Discovery, /version and OpenAPI are reads of no resource: a fault that names no resource
     // (an API server that is down) reaches them too.
     if path == "/version" || path.starts_with("/openapi/") {
-        if let Some(stop) = faulted(shared, "get", "").await {
+        if let Some(stop) = faulted(shared, "get", "", false).await {
             return stop;
         }
     }
@@ -52,7 +52,7 @@ pub async fn route(
     };
     let target = match parsed {
         Parsed::Discovery(v) if method == Method::GET => {
-            return match faulted(shared, "get", "").await {
+            return match faulted(shared, "get", "", false).await {
                 Some(stop) => stop,
                 None => response::json(StatusCode::OK, v),
             }
@@ -61,7 +61,7 @@ pub async fn route(
         _ => return response::not_found(),
     };
     let verb = verb_of(&method, &target, query);
-    if let Some(stop) = faulted(shared, verb, &target.rt.plural).await {
+    if let Some(stop) = faulted(shared, verb, &target.rt.plural, query.dry_run).await {
         return stop;
     }
     if verb == "watch" {
@@ -93,8 +93,8 @@ pub async fn route(
 /// Applies the injected faults matching a request: the error response that answers it, or
 /// `None` once any delay has passed and it is to be served. `resource` is empty for discovery,
 /// `/version` and OpenAPI.
-async fn faulted(shared: &Shared, verb: &str, resource: &str) -> Option<Response> {
-    for action in shared.faults.take(verb, resource) {
+async fn faulted(shared: &Shared, verb: &str, resource: &str, dry_run: bool) -> Option<Response> {
+    for action in shared.faults.take(verb, resource, dry_run) {
         match action {
             FaultAction::Status(code) => {
                 let reason = match code {

@@ -87,6 +87,7 @@ async fn injected_faults_fail_requests_then_clear() {
         resource: None,
         action: devcluster::FaultAction::Latency(Duration::from_millis(300)),
         count: None,
+        dry_run: None,
     });
     let started = std::time::Instant::now();
     api.get_opt("x").await.unwrap();
@@ -199,6 +200,7 @@ async fn requests_are_counted_by_path_and_a_fault_on_no_resource_takes_discovery
         resource: None,
         action: devcluster::FaultAction::Status(500),
         count: Some(1),
+        dry_run: None,
     });
     let mut request = http::Request::get("/apis").body(Vec::new()).unwrap();
     request
