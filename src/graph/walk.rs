@@ -63,12 +63,15 @@ impl Busy {
         }
     }
 
-    fn full(&self, kind: LayerKind, limits: &Parallelism) -> bool {
-        let now = match kind {
+    fn of(&self, kind: LayerKind) -> usize {
+        match kind {
             LayerKind::Terraform => self.terraform,
             LayerKind::Kubernetes => self.kubernetes,
-        };
-        now >= limits.limit(kind)
+        }
+    }
+
+    fn full(&self, kind: LayerKind, limits: &Parallelism) -> bool {
+        self.of(kind) >= limits.limit(kind)
     }
 }
 
@@ -161,6 +164,12 @@ where
     // can a look with every slot taken settle anything (by skipping them). Without it, each
     // step's end would look at every waiting layer, quadratic in a run of 1,000 layers.
     let mut held = false;
+    // How many layers of each kind wait: a kind with none cannot start anything, whether its
+    // pool is full or not (a stack of Kubernetes layers only never fills the Terraform pool).
+    let mut left = Busy::default();
+    for id in &waiting {
+        *left.slot(id.kind) += 1;
+    }
     loop {
         // Settle every layer whose upstreams are all settled.
         let mut progressed = true;
@@ -168,12 +177,10 @@ where
             progressed = false;
             let mut i = 0;
             while i < waiting.len() {
-                // Every pool full: nothing can start, and nothing can settle unless a
-                // layer holding its dependents back just did.
-                if !held
-                    && busy.full(LayerKind::Terraform, &parallelism)
-                    && busy.full(LayerKind::Kubernetes, &parallelism)
-                {
+                // Every pool full, or without a layer waiting for it: nothing can start, and
+                // nothing can settle unless a layer holding its dependents back just did.
+                let stuck = |kind| left.of(kind) == 0 || busy.full(kind, &parallelism);
+                if !held && stuck(LayerKind::Terraform) && stuck(LayerKind::Kubernetes) {
                     break;
                 }
                 let id = waiting[i];
@@ -198,6 +205,7 @@ where
                     root_cause.insert(id.clone(), cause.clone());
                     outcomes.insert(id.clone(), Outcome::Skipped(cause));
                     waiting.remove(i);
+                    *left.slot(id.kind) -= 1;
                     held = true;
                     progressed = true;
                     continue;
@@ -207,6 +215,7 @@ where
                     continue;
                 }
                 waiting.remove(i);
+                *left.slot(id.kind) -= 1;
                 *busy.slot(id.kind) += 1;
                 let id2 = id.clone();
                 let fut = step(id.clone());
@@ -458,5 +467,55 @@ mod tests {
             out[&LayerId::kubernetes("d")],
             Outcome::Skipped(Cause::Failed(b))
         );
+    }
+
+    #[tokio::test]
+    async fn kubernetes_layers_alone_fill_their_pool_and_a_failure_skips_only_its_dependents() {
+        // 40 Kubernetes layers, no Terraform layer (its pool never fills): k0 → k1 → k2, the
+        // rest independent; k0 fails.
+        let names: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let g = LayerGraph::from_edges(
+            names.iter().map(LayerId::kubernetes),
+            [("k0", "k1"), ("k1", "k2")].iter().map(|(a, b)| {
+                (
+                    LayerId::kubernetes(*a),
+                    LayerId::kubernetes(*b),
+                    "depends_on".to_string(),
+                )
+            }),
+        );
+        let limits = Parallelism {
+            terraform: 4,
+            kubernetes: 3,
+        };
+        let gauge = Gauge::default();
+        let out = walk(&g, limits, None, |id| {
+            let gauge = &gauge;
+            async move {
+                gauge.enter(id.kind);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                gauge.leave(id.kind);
+                if id.name == "k0" {
+                    Outcome::<String>::Failed
+                } else {
+                    Outcome::Done
+                }
+            }
+        })
+        .await;
+        let k0 = LayerId::kubernetes("k0");
+        assert_eq!(out[&k0], Outcome::Failed);
+        for skipped in ["k1", "k2"] {
+            assert_eq!(
+                out[&LayerId::kubernetes(skipped)],
+                Outcome::Skipped(Cause::Failed(k0.clone()))
+            );
+        }
+        assert_eq!(
+            out.values().filter(|o| **o == Outcome::Done).count(),
+            37,
+            "{out:?}"
+        );
+        assert_eq!(gauge.peak(2), 3);
     }
 }
