@@ -80,6 +80,85 @@ impl Engine {
         Ok(())
     }
 
+    /// Before an apply's walk: records in one write where each Kubernetes layer that never
+    /// recorded a target applies, when its cluster is known without any output (a kubeconfig
+    /// path or in-cluster access), so that a first apply of many layers does not rewrite
+    /// `status.json` once per layer.
+    ///
+    /// # Guarantees
+    /// Only layers with no recorded target: a layer that applied somewhere keeps its target
+    /// until it records a new one before its own first write there (a layer moved to another
+    /// cluster and then skipped in this run still prunes where its objects are). A target
+    /// recorded for a layer that then writes nothing is harmless: once removed, the layer has
+    /// no inventory there and is forgotten. Failing to write changes nothing: each layer then
+    /// records its own before its first write, as always.
+    pub(super) async fn record_new_kube_targets(&self) {
+        let static_only = crate::value::Outputs::default();
+        let mut servers: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut batch = Vec::new();
+        for id in self.graph.layers() {
+            if id.kind != LayerKind::Kubernetes
+                || self.opts.only.as_ref().is_some_and(|o| !o.contains(id))
+                || self.kube_target(id).is_some()
+            {
+                continue;
+            }
+            let Some(layer) = self.stack.layer(id) else {
+                continue;
+            };
+            let crate::stack::LayerSpec::Kubernetes(k) = &layer.spec else {
+                continue;
+            };
+            let server = match servers.get(&k.cluster) {
+                Some(known) => known.clone(),
+                None => {
+                    let server = match self
+                        .stack
+                        .cluster(&k.cluster)
+                        .map(|c| (c, super::inputs::cluster_access(c, &static_only)))
+                    {
+                        Some((c, Ok(Ok(access)))) => self
+                            .clusters
+                            .connect(&access, &self.opts.state_dir, &c.name)
+                            .await
+                            .ok()
+                            .map(|client| client.url.clone()),
+                        _ => None,
+                    };
+                    servers.insert(k.cluster.clone(), server.clone());
+                    server
+                }
+            };
+            if let Some(server) = server {
+                let target = KubeTarget {
+                    cluster: k.cluster.clone(),
+                    server,
+                    prune: k.prune,
+                };
+                batch.push((id.clone(), target));
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let state_dir = self.opts.state_dir.clone();
+        let written = batch.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            StackState::update(&state_dir, |s| {
+                for (id, target) in written {
+                    s.layer_mut(&id).kubernetes = Some(target);
+                }
+            })
+        })
+        .await;
+        if let Ok(Ok(_)) = outcome {
+            let mut state = self.state.lock().expect("state");
+            for (id, target) in batch {
+                state.layer_mut(&id).kubernetes = Some(target);
+            }
+        }
+    }
+
     /// Connects to each removed Kubernetes layer's cluster and reads its inventory, for the
     /// prune phase. One that can't be reached, or needn't be, is settled here: its detail says
     /// why, and nothing of it is touched.

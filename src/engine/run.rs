@@ -126,6 +126,9 @@ impl Engine {
             began: Instant::now(),
             finished: BTreeMap::new(),
         }));
+        if mode == Mode::Apply {
+            self.record_new_kube_targets().await;
+        }
         let parallelism = Parallelism::of(&self.stack.settings);
         let outcomes = walk(&self.graph, parallelism, self.opts.only.as_ref(), |id| {
             let shared = shared.clone();

@@ -151,6 +151,53 @@ async fn a_removed_layer_is_pruned_on_apply_only_keeping_what_another_layer_now_
     assert!(json(&next).get("orphaned").is_none(), "{next:?}");
 }
 
+/// A first apply records, at its start, where each new layer on a known cluster applies (one
+/// write for all): a layer that then never runs (its upstream failed) and leaves the stack file
+/// is forgotten cleanly, with nothing pruned; its target was recorded from the stack as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_layer_skipped_on_its_first_apply_and_then_removed_is_forgotten() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    stack(&root, &c, &[("late", "main")], false);
+    // The platform layer fails its dry run (a name no server accepts): `late` is skipped.
+    layer(
+        &root,
+        "platform",
+        &[(
+            "ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: Not_A_Name\n",
+        )],
+    );
+    layer(&root, "late", &[("legacy.yaml", LEGACY)]);
+    let failed = run_with(&root, "apply", &["--json"]).await;
+    assert_ne!(failed.code, 0, "{failed:?}");
+    let f = json(&failed);
+    let late = f["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "kubernetes.late")
+        .unwrap();
+    assert_eq!(late["status"], "skipped", "{f:#}");
+    assert!(
+        remembered(&root, "kubernetes.late"),
+        "its target was recorded"
+    );
+
+    stack(&root, &c, &[], false);
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    let apply = run_with(&root, "apply", &["--json"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(!exists(&c, "cm", "legacy", "shop").await);
+    assert!(
+        !remembered(&root, "kubernetes.late"),
+        "forgotten: {apply:?}"
+    );
+    let next = run_with(&root, "apply", &["--json"]).await;
+    assert_eq!(next.code, 0, "{next:?}");
+    assert!(json(&next).get("orphaned").is_none(), "{next:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_layer_deletes_nothing() {
     let c = Cluster::start().await;
