@@ -50,6 +50,9 @@ pub fn now_rfc3339() -> String {
 pub struct Validated {
     pub stack: stack::Stack,
     pub graph: graph::LayerGraph,
+    /// The image markers of the stack's files, as they were read for their diagnostics: what
+    /// a run that converges records as running is read from the same files, not a second scan.
+    pub markers: images::markers::Found,
 }
 
 /// Reads the stack in `dir` and builds its graph.
@@ -66,7 +69,8 @@ pub fn validate(dir: impl AsRef<Path>) -> Result<Validated, stack::Diagnostics> 
 /// stack read from Git).
 pub fn validate_shown(dir: &Path, shown: &stack::Shown) -> Result<Validated, stack::Diagnostics> {
     let (stack, mut diags) = stack::Stack::load_shown(dir, shown)?;
-    diags.extend(images::markers::diagnostics(&stack, dir, shown));
+    let markers = images::markers::scan(dir);
+    diags.extend(images::markers::diagnostics(&stack, &markers, shown));
     let graph = match graph::LayerGraph::build(&stack) {
         Ok(g) => Some(g),
         Err(cycles) => {
@@ -76,7 +80,11 @@ pub fn validate_shown(dir: &Path, shown: &stack::Shown) -> Result<Validated, sta
     };
     diags.sort();
     match graph {
-        Some(graph) if diags.is_empty() => Ok(Validated { stack, graph }),
+        Some(graph) if diags.is_empty() => Ok(Validated {
+            stack,
+            graph,
+            markers,
+        }),
         _ => Err(diags),
     }
 }

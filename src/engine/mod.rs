@@ -175,6 +175,9 @@ pub struct Engine {
         crate::util::group_commit::GroupCommit<(LayerId, crate::state::stack_status::KubeTarget)>,
     /// The stack's identity on its clusters, once asked for ([`Engine::stack_id`]).
     stack_id: std::sync::OnceLock<String>,
+    /// The image markers of the stack's files as the engine opened them: a converged apply
+    /// records the images they name as running.
+    markers: crate::images::markers::Found,
 }
 
 /// Object names by cluster, then by (group, kind, namespace).

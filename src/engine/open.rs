@@ -122,6 +122,7 @@ impl Engine {
             waves: Default::default(),
             kube_targets: Default::default(),
             stack_id: Default::default(),
+            markers: v.markers,
             opts,
             source,
             stack: v.stack,

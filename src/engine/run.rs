@@ -270,8 +270,9 @@ impl Engine {
         // What this apply's steps recorded as converged (`record_converged`), to merge in.
         let mine = self.state();
         // What the environment runs now, read before the state's lock is taken.
-        let images = converged_all
-            .then(|| crate::images::running::of(&self.root, self.stack.env.as_deref()));
+        let images = converged_all.then(|| {
+            crate::images::running::of_found(&self.root, self.stack.env.as_deref(), &self.markers)
+        });
         self.record_state(|state| {
             state.stack = self.stack.name.clone();
             state.source = Some(source);

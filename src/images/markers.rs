@@ -304,8 +304,7 @@ fn mismatch(m: &Marker, image: &Image) -> Option<String> {
 
 /// The markers' problems and the image blocks no marker uses, as diagnostics of the stack in
 /// `dir` named as `shown` says.
-pub fn diagnostics(stack: &Stack, dir: &Path, shown: &Shown) -> Diagnostics {
-    let found = scan(dir);
+pub fn diagnostics(stack: &Stack, found: &Found, shown: &Shown) -> Diagnostics {
     let base = shown.file.parent().unwrap_or(Path::new("")).to_path_buf();
     let at = |p: &MarkerProblem| Location {
         file: base.join(&p.file),
@@ -316,7 +315,7 @@ pub fn diagnostics(stack: &Stack, dir: &Path, shown: &Shown) -> Diagnostics {
     let mut out: Vec<Diagnostic> = found
         .problems
         .iter()
-        .chain(check(&found, &stack.images).iter())
+        .chain(check(found, &stack.images).iter())
         .map(|p| Diagnostic::new(at(p), p.message.clone()))
         .collect();
     for image in &stack.images {

@@ -32,7 +32,11 @@ pub struct RunningImage {
 /// # Errors
 /// None: a file that cannot be read has no markers here (`strata validate` names it).
 pub fn of(root: &Path, env: Option<&str>) -> Vec<RunningImage> {
-    let found = markers::scan(root);
+    of_found(root, env, &markers::scan(root))
+}
+
+/// [`of`], from markers already read (`found`, a scan of `root`).
+pub fn of_found(root: &Path, env: Option<&str>, found: &markers::Found) -> Vec<RunningImage> {
     let blocks = std::fs::read_to_string(root.join(STACK_FILE))
         .ok()
         .and_then(|t| crate::promote::edit::environment_blocks(&t).ok())
