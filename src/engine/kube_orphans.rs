@@ -59,6 +59,12 @@ impl Engine {
         id: &LayerId,
         target: KubeTarget,
     ) -> Result<(), String> {
+        // About to write: a target recorded ahead for it stays.
+        self.kube_ahead
+            .lock()
+            .expect("kube ahead")
+            .1
+            .insert(id.clone());
         if self.kube_target(id).as_ref() == Some(&target) {
             return Ok(());
         }
@@ -86,12 +92,17 @@ impl Engine {
     /// `status.json` once per layer.
     ///
     /// # Guarantees
-    /// Only layers with no recorded target: a layer that applied somewhere keeps its target
-    /// until it records a new one before its own first write there (a layer moved to another
-    /// cluster and then skipped in this run still prunes where its objects are). A target
-    /// recorded for a layer that then writes nothing is harmless: once removed, the layer has
-    /// no inventory there and is forgotten. Failing to write changes nothing: each layer then
-    /// records its own before its first write, as always.
+    /// - Only layers with no recorded target: a layer that applied somewhere keeps its target
+    ///   until it records a new one before its own first write there (a layer moved to another
+    ///   cluster and then skipped in this run still prunes where its objects are).
+    /// - A layer that does not get as far as writing in this run (skipped, failed before its
+    ///   apply, held for approval) has the target cleared again when the run records
+    ///   ([`Engine::unrecord_unreached_kube_targets`]), so that removing it later never waits
+    ///   on a cluster it never wrote to. Should strata die before, the target stays, as after a
+    ///   crash right after a layer's own record: harmless once the cluster answers (the layer
+    ///   has no inventory there and is forgotten).
+    /// - Failing to write changes nothing: each layer then records its own before its first
+    ///   write, as always.
     pub(super) async fn record_new_kube_targets(&self) {
         let static_only = crate::value::Outputs::default();
         let mut servers: std::collections::HashMap<String, Option<String>> = Default::default();
@@ -153,8 +164,28 @@ impl Engine {
         .await;
         if let Ok(Ok(_)) = outcome {
             let mut state = self.state.lock().expect("state");
+            let mut ahead = self.kube_ahead.lock().expect("kube ahead");
             for (id, target) in batch {
-                state.layer_mut(&id).kubernetes = Some(target);
+                state.layer_mut(&id).kubernetes = Some(target.clone());
+                ahead.0.insert(id, target);
+            }
+        }
+    }
+
+    /// When the run records: clears the targets recorded ahead for layers that never went on
+    /// to write (see [`Engine::record_new_kube_targets`]), where the state still holds exactly
+    /// that target.
+    pub(super) fn unrecord_unreached_kube_targets(&self, state: &mut StackState) {
+        let ahead = self.kube_ahead.lock().expect("kube ahead");
+        let (recorded, reached) = &*ahead;
+        for (id, target) in recorded {
+            if reached.contains(id) {
+                continue;
+            }
+            if let Some(ls) = state.layers.get_mut(&id.to_string()) {
+                if ls.kubernetes.as_ref() == Some(target) {
+                    ls.kubernetes = None;
+                }
             }
         }
     }

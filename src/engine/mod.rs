@@ -175,6 +175,13 @@ pub struct Engine {
         crate::util::group_commit::GroupCommit<(LayerId, crate::state::stack_status::KubeTarget)>,
     /// The stack's identity on its clusters, once asked for ([`Engine::stack_id`]).
     stack_id: std::sync::OnceLock<String>,
+    /// Layers whose target this apply recorded ahead ([`Engine::record_new_kube_targets`]),
+    /// with that target, and those that went on to record it themselves before writing: a
+    /// layer recorded ahead that never got there has it cleared when the run records.
+    kube_ahead: Mutex<(
+        std::collections::BTreeMap<LayerId, crate::state::stack_status::KubeTarget>,
+        std::collections::BTreeSet<LayerId>,
+    )>,
     /// The image markers of the stack's files as the engine opened them: a converged apply
     /// records the images they name as running.
     markers: crate::images::markers::Found,

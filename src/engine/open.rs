@@ -123,6 +123,7 @@ impl Engine {
             kube_targets: Default::default(),
             stack_id: Default::default(),
             markers: v.markers,
+            kube_ahead: Default::default(),
             opts,
             source,
             stack: v.stack,

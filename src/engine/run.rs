@@ -274,6 +274,7 @@ impl Engine {
             crate::images::running::of_found(&self.root, self.stack.env.as_deref(), &self.markers)
         });
         self.record_state(|state| {
+            self.unrecord_unreached_kube_targets(state);
             state.stack = self.stack.name.clone();
             state.source = Some(source);
             state.last_revision = Some(self.revision.clone());

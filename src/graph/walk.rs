@@ -160,9 +160,10 @@ where
         .iter()
         .filter(|id| !outcomes.contains_key(*id))
         .collect();
-    // Whether a layer that holds its dependents back settled since the last look: only then
-    // can a look with every slot taken settle anything (by skipping them). Without it, each
-    // step's end would look at every waiting layer, quadratic in a run of 1,000 layers.
+    // Whether a layer that holds its dependents back settled in this walk: only then can a look
+    // with every slot taken settle anything (by skipping them), and from then on it may at any
+    // step's end. Without it, each step's end would look at every waiting layer, quadratic in a
+    // run of 1,000 layers.
     let mut held = false;
     // How many layers of each kind wait: a kind with none cannot start anything, whether its
     // pool is full or not (a stack of Kubernetes layers only never fills the Terraform pool).
@@ -226,7 +227,10 @@ where
         match running.next().await {
             Some((id, outcome)) => {
                 *busy.slot(id.kind) -= 1;
-                held = !outcome.lets_dependents_run();
+                // Once a layer held its dependents back, a layer of any kind may be waiting to
+                // be skipped as soon as its other upstreams settle, pool full or not: look
+                // every time from then on (a run with a failure looks at every waiting layer).
+                held |= !outcome.lets_dependents_run();
                 outcomes.insert(id, outcome);
             }
             None => break,

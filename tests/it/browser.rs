@@ -14,12 +14,27 @@ pub(crate) struct Browser {
     _driver: tokio::process::Child,
 }
 
+impl Drop for Browser {
+    /// Ends chromedriver and every browser process it started: killing chromedriver alone left
+    /// its Chromium running, a parent-less process tree per test.
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            // SAFETY: a plain kill(2) of the process group this struct started and owns.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium at `width`×`height`.
     pub(crate) async fn start(width: u32, height: u32) -> Browser {
         let port = free_port().port();
         let driver = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, so that the Chromium it starts goes with it (see Drop).
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

@@ -152,10 +152,10 @@ async fn a_removed_layer_is_pruned_on_apply_only_keeping_what_another_layer_now_
 }
 
 /// A first apply records, at its start, where each new layer on a known cluster applies (one
-/// write for all): a layer that then never runs (its upstream failed) and leaves the stack file
-/// is forgotten cleanly, with nothing pruned; its target was recorded from the stack as it was.
+/// write for all): a layer that then never runs (its upstream failed) has it cleared when the
+/// run records, and once it leaves the stack file nothing is orphaned or pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_layer_skipped_on_its_first_apply_and_then_removed_is_forgotten() {
+async fn a_new_layer_skipped_on_its_first_apply_and_then_removed_leaves_no_orphan() {
     let c = Cluster::start().await;
     let root = c.dir.path().join("stack");
     stack(&root, &c, &[("late", "main")], false);
@@ -179,9 +179,12 @@ async fn a_new_layer_skipped_on_its_first_apply_and_then_removed_is_forgotten() 
         .find(|l| l["layer"] == "kubernetes.late")
         .unwrap();
     assert_eq!(late["status"], "skipped", "{f:#}");
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("state/status.json")).unwrap())
+            .unwrap();
     assert!(
-        remembered(&root, "kubernetes.late"),
-        "its target was recorded"
+        status["layers"]["kubernetes.late"]["kubernetes"].is_null(),
+        "no target for a layer that wrote nothing: {status:#}"
     );
 
     stack(&root, &c, &[], false);
@@ -189,13 +192,58 @@ async fn a_new_layer_skipped_on_its_first_apply_and_then_removed_is_forgotten() 
     let apply = run_with(&root, "apply", &["--json"]).await;
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(!exists(&c, "cm", "legacy", "shop").await);
-    assert!(
-        !remembered(&root, "kubernetes.late"),
-        "forgotten: {apply:?}"
-    );
+    assert!(json(&apply).get("orphaned").is_none(), "{apply:?}");
     let next = run_with(&root, "apply", &["--json"]).await;
     assert_eq!(next.code, 0, "{next:?}");
     assert!(json(&next).get("orphaned").is_none(), "{next:?}");
+}
+
+/// A new layer whose cluster never answered wrote nothing: the target its apply recorded
+/// ahead is cleared when the run records, so removing the layer (and its cluster block) later
+/// leaves nothing orphaned that would wait on that cluster forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_layer_whose_cluster_never_answered_leaves_no_orphan_once_removed() {
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    // A kubeconfig naming a port nothing listens on.
+    let dead = c.dir.path().join("dead.kubeconfig");
+    let port = crate::support::free_port().port();
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &dead,
+        text.replace(&server, &format!("https://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    stack(&root, &c, &[], false);
+    let mut hcl = std::fs::read_to_string(root.join("strata.hcl")).unwrap();
+    let with_edge = format!(
+        "{hcl}\ncluster \"edge\" {{\n  kubeconfig_path = \"{}\"\n}}\n\nkubernetes \"apps\" {{\n  source  = \"k8s/apps\"\n  cluster = cluster.edge\n  wait    = false\n}}\n",
+        dead.display()
+    );
+    std::fs::write(root.join("strata.hcl"), &with_edge).unwrap();
+    layer(&root, "platform", &[("ns.yaml", NS)]);
+    layer(&root, "apps", &[("legacy.yaml", LEGACY)]);
+    let failed = run_with(&root, "apply", &["--json"]).await;
+    assert_ne!(failed.code, 0, "{failed:?}");
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("state/status.json")).unwrap())
+            .unwrap();
+    assert!(
+        status["layers"]["kubernetes.apps"]["kubernetes"].is_null(),
+        "no target for a layer that wrote nothing: {status:#}"
+    );
+
+    // The layer and its cluster block go: nothing is orphaned, nothing waits on `edge`.
+    hcl.push('\n');
+    std::fs::write(root.join("strata.hcl"), &hcl).unwrap();
+    let apply = run_with(&root, "apply", &["--json"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(json(&apply).get("orphaned").is_none(), "{apply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
