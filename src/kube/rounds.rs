@@ -25,8 +25,9 @@ use super::retry::retry;
 ///   failure is returned.
 ///
 /// # Errors
-/// The first write of the round that failed (after retries), naming the object; earlier rounds,
-/// and the other writes of its round, stay written.
+/// The first write of the round that failed (after retries), naming the object and every other
+/// write of the round that failed; earlier rounds, and the other writes of its round, stay
+/// written.
 pub(super) async fn write(
     client: &::kube::Client,
     objects: &[&Desired],
@@ -57,12 +58,12 @@ pub(super) async fn write(
             .buffered(super::CONCURRENCY)
             .collect()
             .await;
-        let mut failed = None;
+        let mut failed = Vec::new();
         for ((d, (plan, sending)), result) in items[start..end].iter().zip(done) {
             let (action, reason) = match result {
                 Ok(done) => done,
                 Err(e) => {
-                    failed.get_or_insert(e);
+                    failed.push(e);
                     continue;
                 }
             };
@@ -79,12 +80,30 @@ pub(super) async fn write(
                 taken: sending.taken.clone(),
             });
         }
-        if let Some(e) = failed {
-            return Err(e);
+        if !failed.is_empty() {
+            return Err(all_of(failed));
         }
         start = end;
     }
     Ok(())
+}
+
+/// The failures of one round as one error: the first, naming the others, so that fixing one
+/// does not reveal the next only on the following run.
+fn all_of(failed: Vec<KubeError>) -> KubeError {
+    let mut failed = failed.into_iter();
+    let first = failed.next().expect("at least one failure");
+    let others: Vec<String> = failed.map(|e| e.to_string()).collect();
+    match first {
+        KubeError::Apply { object, message } if !others.is_empty() => KubeError::Apply {
+            object,
+            message: format!(
+                "{message}; the other writes of the same round that failed: {}",
+                others.join("; ")
+            ),
+        },
+        first => first,
+    }
 }
 
 /// Writes one object as planned; returns what happened.

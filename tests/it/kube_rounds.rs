@@ -358,3 +358,45 @@ async fn a_failed_write_does_not_cut_short_a_recreate_of_the_same_round() {
     assert_eq!(selector.stdout, "web2");
     run(&root, "apply").await.code(0);
 }
+
+/// Two writes of one round refused: the error names both, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_write_of_a_round_is_named() {
+    use devcluster::FaultAction;
+    let c = Cluster::start().await;
+    let root = c.dir.path().join("stack");
+    one_layer(&root, &c);
+    layer(
+        &root,
+        "app",
+        &[
+            (
+                "a.yaml",
+                &GATE
+                    .replace("gate", "gate-a")
+                    .replace("HOST", "a.example.com"),
+            ),
+            (
+                "b.yaml",
+                &GATE
+                    .replace("gate", "gate-b")
+                    .replace("HOST", "b.example.com"),
+            ),
+        ],
+    );
+    // Real writes of Ingresses refused; their dry runs pass.
+    c.dev.inject(Fault {
+        verb: Some("patch".into()),
+        resource: Some("ingresses".into()),
+        action: FaultAction::Status(403),
+        count: None,
+        dry_run: Some(false),
+    });
+    let failed = run(&root, "apply").await;
+    assert_ne!(failed.code, 0, "{failed:?}");
+    for name in ["Ingress/default/gate-a", "Ingress/default/gate-b"] {
+        assert!(failed.stderr.contains(name), "{name}: {failed:?}");
+    }
+    c.dev.clear_faults();
+    run(&root, "apply").await.code(0);
+}
