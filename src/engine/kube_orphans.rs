@@ -73,13 +73,7 @@ impl Engine {
         let state_dir = self.opts.state_dir.clone();
         self.kube_targets
             .commit((id.clone(), target.clone()), move |batch| {
-                StackState::update(&state_dir, |s| {
-                    for (id, target) in batch {
-                        s.layer_mut(&id).kubernetes = Some(target);
-                    }
-                })
-                .map(drop)
-                .map_err(|e| e.to_string())
+                write_targets(&state_dir, batch).map_err(|e| e.to_string())
             })
             .await?;
         self.state.lock().expect("state").layer_mut(id).kubernetes = Some(target);
@@ -154,14 +148,7 @@ impl Engine {
         }
         let state_dir = self.opts.state_dir.clone();
         let written = batch.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            StackState::update(&state_dir, |s| {
-                for (id, target) in written {
-                    s.layer_mut(&id).kubernetes = Some(target);
-                }
-            })
-        })
-        .await;
+        let outcome = tokio::task::spawn_blocking(move || write_targets(&state_dir, written)).await;
         if let Ok(Ok(_)) = outcome {
             let mut state = self.state.lock().expect("state");
             let mut ahead = self.kube_ahead.lock().expect("kube ahead");
@@ -395,4 +382,18 @@ impl Engine {
 /// What a removed layer's prune takes from its cluster, for every other prune's view of it.
 pub(super) fn pruning(r: &Removed) -> (&str, &[ObjRef]) {
     (&r.cluster, &r.inventory.entries)
+}
+
+/// Records where each of `batch`'s layers applies, in one update of `status.json` (only these
+/// fields: see [`StackState::update`]).
+fn write_targets(
+    state_dir: &std::path::Path,
+    batch: Vec<(LayerId, KubeTarget)>,
+) -> Result<(), crate::state::StateError> {
+    StackState::update(state_dir, |s| {
+        for (id, target) in batch {
+            s.layer_mut(&id).kubernetes = Some(target);
+        }
+    })
+    .map(drop)
 }

@@ -413,15 +413,13 @@ async fn a_prune_of_a_removed_layer_killed_midway_is_finished_by_the_next_apply(
 
     // Killed while it creates them.
     c.dev.inject(slow("patch"));
-    let mut child = spawn_apply(&root);
-    let mut polls = 0;
-    while count().await < 10 {
-        polls += 1;
-        assert!(polls < 1200, "the apply never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill().await.unwrap();
+    kill_once(
+        spawn_apply(&root),
+        "started writing",
+        Duration::from_millis(50),
+        || async { count().await >= 10 },
+    )
+    .await;
     c.dev.clear_faults();
     let created = count().await;
     assert!((10..150).contains(&created), "killed midway: {created}");
@@ -429,15 +427,13 @@ async fn a_prune_of_a_removed_layer_killed_midway_is_finished_by_the_next_apply(
     // Removed: killed again while it prunes them.
     stack(&root, &c, &[], false);
     c.dev.inject(slow("delete"));
-    let mut child = spawn_apply(&root);
-    let mut polls = 0;
-    while count().await > created - 5 {
-        polls += 1;
-        assert!(polls < 1200, "the prune never started deleting");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill().await.unwrap();
+    kill_once(
+        spawn_apply(&root),
+        "started deleting",
+        Duration::from_millis(50),
+        || async { count().await <= created - 5 },
+    )
+    .await;
     c.dev.clear_faults();
     let left = count().await;
     assert!(left > 0, "killed midway: {left} left");
@@ -494,15 +490,13 @@ async fn layers_killed_during_their_first_apply_and_then_removed_are_all_pruned(
         count: None,
         dry_run: None,
     });
-    let mut child = spawn_apply(&root);
-    let mut polls = 0;
-    while count().await < 3 {
-        polls += 1;
-        assert!(polls < 1200, "the apply never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child.kill().await.unwrap();
+    kill_once(
+        spawn_apply(&root),
+        "started writing",
+        Duration::from_millis(20),
+        || async { count().await >= 3 },
+    )
+    .await;
     c.dev.clear_faults();
     let created = count().await;
     assert!((3..40).contains(&created), "killed midway: {created}");
@@ -519,6 +513,27 @@ async fn layers_killed_during_their_first_apply_and_then_removed_are_all_pruned(
         assert!(inventories(&c, n).await.is_empty(), "{n}: {apply:?}");
         assert!(!remembered(&root, &format!("kubernetes.{n}")), "{n}");
     }
+}
+
+/// Kills `child` (kill -9) once `reached` holds, polling `every` (at most 1,200 times); fails if it ends first or never gets
+/// there.
+async fn kill_once<F, Fut>(
+    mut child: tokio::process::Child,
+    what: &str,
+    every: Duration,
+    reached: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut polls = 0;
+    while !reached().await {
+        polls += 1;
+        assert!(polls < 1200, "the apply never {what}");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        tokio::time::sleep(every).await;
+    }
+    child.kill().await.unwrap();
 }
 
 fn spawn_apply(root: &Path) -> tokio::process::Child {

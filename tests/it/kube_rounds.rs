@@ -6,7 +6,7 @@ use std::path::Path;
 
 use devcluster::Fault;
 
-use crate::kube_safety::{layer, run};
+use crate::kube_safety::{layer, run, CRD};
 use crate::support::Cluster;
 
 /// A stack `rounds` of one layer `app` in namespace `default`, pruning.
@@ -51,6 +51,18 @@ pub(crate) async fn inventory(c: &Cluster, layer: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Faults cleared, an apply converges: the ServiceAccount exists and is the inventory.
+async fn converges_with_its_service_account(c: &Cluster, root: &Path) {
+    assert_eq!(run(root, "apply").await.code, 0);
+    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
+        .await
+        .code(0);
+    assert_eq!(
+        inventory(c, "app").await,
+        Some(vec!["ServiceAccount/app".to_string()])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inventory_goes_out_beside_the_dry_runs_and_no_object_without_both() {
     let c = Cluster::start().await;
@@ -79,14 +91,7 @@ async fn the_inventory_goes_out_beside_the_dry_runs_and_no_object_without_both()
 
     // The next apply converges, and the one after writes nothing.
     c.dev.clear_faults();
-    assert_eq!(run(&root, "apply").await.code, 0);
-    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
-        .await
-        .code(0);
-    assert_eq!(
-        inventory(&c, "app").await,
-        Some(vec!["ServiceAccount/app".to_string()])
-    );
+    converges_with_its_service_account(&c, &root).await;
     let rv = c.dev.resource_version();
     assert_eq!(run(&root, "apply").await.code, 0);
     assert_eq!(c.dev.resource_version(), rv, "a no-op apply writes nothing");
@@ -122,14 +127,7 @@ async fn an_inventory_that_cannot_be_written_fails_the_layer_with_no_object_writ
         .code(1);
 
     c.dev.clear_faults();
-    assert_eq!(run(&root, "apply").await.code, 0);
-    c.kubectl(&["get", "serviceaccount", "app", "-n", "default"])
-        .await
-        .code(0);
-    assert_eq!(
-        inventory(&c, "app").await,
-        Some(vec!["ServiceAccount/app".to_string()])
-    );
+    converges_with_its_service_account(&c, &root).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,22 +159,6 @@ async fn a_first_apply_of_one_object_sends_what_it_did_before() {
     let writes = c.dev.count_requests(|r| !r.starts_with("GET "));
     assert_eq!(writes, 2 + 1 + 2 + record_writes, "{:?}", c.dev.requests());
 }
-
-const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.example.com
-spec:
-  group: example.com
-  names: {kind: Widget, plural: widgets}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
 
 /// The Flux benchmark's four objects, a NetworkPolicy and a custom resource of a CRD the same
 /// layer declares.

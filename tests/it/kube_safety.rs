@@ -16,7 +16,7 @@ pub(crate) const SETTINGS: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  color: blue\n";
 pub(crate) const ORDERS: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: orders\n  namespace: shop\ndata:\n  size: \"3\"\n";
-const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+pub(crate) const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
   name: widgets.example.com
